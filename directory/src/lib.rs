@@ -1,0 +1,1 @@
+//! The directory: a leaderless service directory with TTL leases, blocking queries and watch.

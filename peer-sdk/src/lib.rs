@@ -1,0 +1,1 @@
+//! Peer SDK: register in the directory, find peers, exchange acknowledged messages over QUIC.
