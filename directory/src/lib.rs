@@ -1,1 +1,7 @@
 //! The directory: a leaderless service directory with TTL leases, blocking queries and watch.
+//!
+//! # Layout
+//! - [`registry`] — the in-memory store: validated records, leases, tombstones, change
+//!   index, watch events, last-writer-wins merge for replication.
+
+pub mod registry;
