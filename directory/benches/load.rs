@@ -62,6 +62,7 @@ async fn bench() -> Result<()> {
     let (mut directory, dir_addr) = spawn_directory().await?;
     let (mut baseline, base_addr) = spawn_baseline().await?;
     let dir_pid = directory.id().context("directory pid")?;
+    let base_pid = baseline.id().context("baseline pid")?;
 
     // Fill both with the same 10,000 instances.
     let filled = fill(&dir_addr, clients, 0..INSTANCES).await?;
@@ -90,7 +91,7 @@ async fn bench() -> Result<()> {
             .collect(),
     );
 
-    let addrs = (dir_addr.as_str(), base_addr.as_str());
+    let addrs = ((dir_addr.as_str(), dir_pid), (base_addr.as_str(), base_pid));
     let (dir_lookup, base_lookup) = compare(addrs, clients, seconds, &lookups).await?;
     let (dir_one, base_one) = compare(addrs, clients, seconds, &one_lookups).await?;
     let (dir_reg, base_reg) = compare(addrs, clients, seconds, &registrations).await?;
@@ -105,9 +106,9 @@ async fn bench() -> Result<()> {
 
     println!();
     println!(
-        "| phase | directory req/s | baseline req/s | ratio | directory p50 / p99 | baseline p50 / p99 |"
+        "| workload | directory req/s | baseline req/s | ratio | directory CPU µs/req | baseline CPU µs/req | directory p50 / p99 | baseline p50 / p99 |"
     );
-    println!("| --- | ---: | ---: | ---: | --- | --- |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |");
     row(
         "service lookup (100 instances, ~30 KB JSON)",
         &dir_lookup,
@@ -137,9 +138,14 @@ fn kib_to_mib(kib: u64) -> f64 {
 
 /// Result of one timed phase.
 struct Phase {
+    /// Requests completed in the measured windows.
     requests: u64,
     elapsed: Duration,
     latency: Histogram<u64>,
+    /// Requests completed including warm-ups (for CPU per request).
+    all_requests: u64,
+    /// Server CPU time (user + system) over the whole rounds.
+    cpu: Duration,
 }
 
 impl Phase {
@@ -148,6 +154,8 @@ impl Phase {
             requests: 0,
             elapsed: Duration::ZERO,
             latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+            all_requests: 0,
+            cpu: Duration::ZERO,
         })
     }
 
@@ -155,7 +163,15 @@ impl Phase {
         self.requests += other.requests;
         self.elapsed += other.elapsed;
         self.latency.add(other.latency)?;
+        self.all_requests += other.all_requests;
+        self.cpu += other.cpu;
         Ok(())
+    }
+
+    /// Server CPU microseconds per request: robust to other load on a shared machine.
+    #[allow(clippy::cast_precision_loss)] // request counts are far below 2^52
+    fn cpu_per_request(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.all_requests.max(1) as f64
     }
 
     #[allow(clippy::cast_precision_loss)] // request counts are far below 2^52
@@ -171,10 +187,12 @@ impl Phase {
 
 fn row(name: &str, dir: &Phase, base: &Phase) {
     println!(
-        "| {name} | {:.0} | {:.0} | {:.2} | {} | {} |",
+        "| {name} | {:.0} | {:.0} | {:.2} | {:.1} | {:.1} | {} | {} |",
         dir.rate(),
         base.rate(),
         dir.rate() / base.rate(),
+        dir.cpu_per_request(),
+        base.cpu_per_request(),
         dir.percentiles(),
         base.percentiles()
     );
@@ -183,9 +201,12 @@ fn row(name: &str, dir: &Phase, base: &Phase) {
 /// Length of one measured round.
 const ROUND: Duration = Duration::from_secs(2);
 
+/// A server under test: its address and process id.
+type Target<'a> = (&'a str, u32);
+
 /// Measures the directory and the baseline in alternating rounds totalling `total` each.
 async fn compare(
-    (dir, base): (&str, &str),
+    (dir, base): (Target<'_>, Target<'_>),
     clients: usize,
     total: Duration,
     requests: &Arc<Vec<Vec<u8>>>,
@@ -194,14 +215,37 @@ async fn compare(
     let (mut d, mut b) = (Phase::empty()?, Phase::empty()?);
     for r in 0..rounds {
         if r % 2 == 0 {
-            b.merge(run_phase(base, clients, ROUND, requests).await?)?;
-            d.merge(run_phase(dir, clients, ROUND, requests).await?)?;
+            b.merge(measured_round(base, clients, requests).await?)?;
+            d.merge(measured_round(dir, clients, requests).await?)?;
         } else {
-            d.merge(run_phase(dir, clients, ROUND, requests).await?)?;
-            b.merge(run_phase(base, clients, ROUND, requests).await?)?;
+            d.merge(measured_round(dir, clients, requests).await?)?;
+            b.merge(measured_round(base, clients, requests).await?)?;
         }
     }
     Ok((d, b))
+}
+
+async fn measured_round(
+    (addr, pid): Target<'_>,
+    clients: usize,
+    requests: &Arc<Vec<Vec<u8>>>,
+) -> Result<Phase> {
+    let before = cpu_time(pid)?;
+    let mut phase = run_phase(addr, clients, ROUND, requests).await?;
+    phase.cpu = cpu_time(pid)?.saturating_sub(before);
+    Ok(phase)
+}
+
+/// User + system CPU time of a process, from `/proc/<pid>/stat` (in USER_HZ = 100 ticks/s,
+/// the value on every mainstream Linux).
+fn cpu_time(pid: u32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_comm = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // Fields 14 and 15 of stat (utime, stime) are at 11 and 12 after the comm field.
+    let ticks: u64 = fields.get(11).context("utime")?.parse::<u64>()?
+        + fields.get(12).context("stime")?.parse::<u64>()?;
+    Ok(Duration::from_millis(ticks * 10))
 }
 
 /// `clients` connections cycle through `requests` for `duration` (after a warm-up).
@@ -223,6 +267,7 @@ async fn run_phase(
             let mut conn = Conn::connect(&addr).await?;
             let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
             let mut n = 0u64;
+            let mut all = 0u64;
             let mut i = c.wrapping_mul(7919);
             loop {
                 let request = &requests[i % requests.len()];
@@ -235,25 +280,30 @@ async fn run_phase(
                 if !(200..300).contains(&status) {
                     bail!("unexpected status {status}");
                 }
+                all += 1;
                 if sent >= measure_from {
                     n += 1;
                     hist.record(u64::try_from(sent.elapsed().as_micros())?.max(1))?;
                 }
             }
-            anyhow::Ok((n, hist))
+            anyhow::Ok((n, all, hist))
         }));
     }
     let mut total = 0;
+    let mut all = 0;
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     for t in tasks {
-        let (n, h) = t.await??;
+        let (n, a, h) = t.await??;
         total += n;
+        all += a;
         latency.add(h)?;
     }
     Ok(Phase {
         requests: total,
         elapsed: duration,
         latency,
+        all_requests: all,
+        cpu: Duration::ZERO,
     })
 }
 
