@@ -164,7 +164,7 @@ impl Sim {
     fn settle(&mut self, node: usize, d: peer_sdk::proto::Delivery) {
         let nack = self
             .nack_every
-            .is_some_and(|n| d.token.id % n == 0 && d.attempt == 1);
+            .is_some_and(|n| d.token.id.is_multiple_of(n) && d.attempt == 1);
         let outcome = if nack {
             AppOutcome::Nack(peer_sdk::proto::NackAction::Retry, "flaky".into())
         } else {
