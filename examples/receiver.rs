@@ -75,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
             msg = inbox.next() => {
                 let Some(msg) = msg else { break };
                 handled += 1;
-                if opts.verbose || handled % 1_000 == 0 {
+                if opts.verbose || handled.is_multiple_of(1_000) {
                     println!("handled={handled} from={}/{} attempt={}", msg.from_service(), msg.from_instance(), msg.attempt());
                 }
                 let mut reply = b"echo: ".to_vec();

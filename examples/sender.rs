@@ -61,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(reply) => {
                 acked += 1;
                 latencies.record(start.elapsed());
-                if seq % opts.every == 0 {
+                if seq.is_multiple_of(opts.every) {
                     println!(
                         "seq={seq} acked={acked} failed={failed} reply={:?} rtt={:?}",
                         String::from_utf8_lossy(&reply),

@@ -19,7 +19,10 @@ async fn pipeline_survives_a_killed_stage_without_losing_messages() {
     assert!(report.c_restarted, "C was killed and restarted: {report:?}");
     assert_eq!(report.lost, 0, "{report:?}");
     assert_eq!(report.acked, 3_000, "{report:?}");
-    assert_eq!(report.delivered, 3_000, "every message reached D: {report:?}");
+    assert_eq!(
+        report.delivered, 3_000,
+        "every message reached D: {report:?}"
+    );
     assert_eq!(report.latency.len(), 3_000);
 }
 
@@ -34,7 +37,10 @@ async fn workers_share_the_load_and_a_leaving_worker_loses_nothing() {
     .expect("workers run");
     assert_eq!(report.lost, 0, "{report:?}");
     assert_eq!(report.acked, 3_000, "{report:?}");
-    assert_eq!(report.doubled, 0, "a graceful leave hands nothing twice: {report:?}");
+    assert_eq!(
+        report.doubled, 0,
+        "a graceful leave hands nothing twice: {report:?}"
+    );
     assert_eq!(report.per_worker.iter().sum::<u64>(), 3_000, "{report:?}");
     assert!(
         report.per_worker.iter().all(|&n| n > 0),
