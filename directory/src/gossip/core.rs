@@ -514,6 +514,9 @@ impl GossipCore {
 
     fn drain_swim(&mut self, now: Instant) {
         while let Some((to, bytes)) = self.runtime.to_send() {
+            if self.is_spurious_turn_undead(&to, &bytes) {
+                continue;
+            }
             self.send_datagram(now, to.addr, bytes.to_vec(), None);
         }
         while let Some((after, timer)) = self.runtime.to_schedule() {
@@ -522,6 +525,21 @@ impl GossipCore {
         while let Some(notification) = self.runtime.to_notify() {
             self.handle_notification(now, notification);
         }
+    }
+
+    /// foca 2.0.0 sends `TurnUndead` when a suspicion timer fires even if the suspect
+    /// refuted in time (its `apply_existing_if` returns `Some` for a failed condition). The
+    /// refuting member would then needlessly rejoin under a new identity and, racing with
+    /// that rename, be declared dead. We only let `TurnUndead` out for members we really
+    /// hold as down.
+    fn is_spurious_turn_undead(&self, to: &NodeIdentity, bytes: &[u8]) -> bool {
+        let Ok((header, _)) = postcard::take_from_bytes::<foca::Header<NodeIdentity>>(bytes) else {
+            return false;
+        };
+        if header.message != foca::Message::TurnUndead {
+            return false;
+        }
+        self.swim.iter_members().any(|m| m.id() == to)
     }
 
     fn handle_notification(&mut self, now: Instant, notification: OwnedNotification<NodeIdentity>) {
