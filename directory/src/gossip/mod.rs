@@ -13,8 +13,10 @@
 //!   partitions) used by tests and benchmarks.
 
 pub mod config;
+pub mod convert;
 pub mod core;
 pub mod crypto;
+pub mod driver;
 pub mod identity;
 mod queue;
 pub mod replica;
@@ -28,6 +30,7 @@ pub use self::core::{
     Transmit,
 };
 pub use self::crypto::{ClusterKey, ClusterKeyError, DropReason, Opener, Sealer};
+pub use self::driver::{Gossip, GossipCounters, GossipSettings, GossipStartError, Security};
 pub use self::identity::NodeIdentity;
 pub use self::wire::{
     EntryKey, EntryState, EntryVersion, LiveRecord, SyncMsg, TombstoneReason, WireEntry,

@@ -71,8 +71,8 @@ pub struct LiveRecord {
     pub meta: Vec<(String, String)>,
     /// Lease length in milliseconds.
     pub ttl_ms: u64,
-    /// Optional certificate fingerprint (64 lowercase hex).
-    pub fingerprint: Option<String>,
+    /// Optional certificate fingerprint (SHA-256 of the SubjectPublicKeyInfo).
+    pub fingerprint: Option<[u8; 32]>,
     /// Name of the node that owns the lease (last accepted a register/heartbeat).
     pub owner: String,
     /// Registration time, Unix milliseconds (informational, never compared across nodes).
