@@ -38,32 +38,43 @@ impl Registration {
 }
 
 /// One live instance as clients see it (the JSON record of the HTTP API).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Record {
     /// Service the instance belongs to.
+    #[schema(value_type = String, example = "orders")]
     pub service: ServiceName,
     /// Instance id, unique within the service.
+    #[schema(value_type = String, example = "orders-1")]
     pub instance: InstanceId,
     /// `host:port` where the instance listens.
+    #[schema(value_type = String, example = "127.0.0.1:7000")]
     pub address: Address,
     /// Labels.
+    #[schema(value_type = Vec<String>, example = json!(["v2"]))]
     pub tags: Tags,
     /// String pairs.
+    #[schema(value_type = HashMap<String, String>, example = json!({"zone": "a"}))]
     pub meta: Meta,
-    /// Lease length.
+    /// Lease length (humantime, e.g. `10s`).
+    #[schema(value_type = String, example = "10s")]
     pub ttl: Ttl,
-    /// Pinned certificate key hash, if the instance registered one.
+    /// SHA-256 of the instance certificate's SubjectPublicKeyInfo DER (64 lowercase hex), if
+    /// the instance registered one.
+    #[schema(value_type = Option<String>)]
     pub fingerprint: Option<Fingerprint>,
     /// Directory node that last accepted a register or heartbeat for this instance.
+    #[schema(value_type = String, example = "directory-1")]
     pub owner: NodeName,
     /// Change index of the last user-visible change to this record.
     pub index: u64,
-    /// When the current registration was made (kept across heartbeats and updates).
+    /// When the current registration was made (RFC 3339 UTC; kept across heartbeats and updates).
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub registered_at: SystemTime,
-    /// When the lease runs out unless renewed (this node's wall clock).
+    /// When the lease runs out unless renewed (RFC 3339 UTC, this node's wall clock).
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub lease_expires_at: SystemTime,
 }
 
@@ -206,7 +217,7 @@ impl Entry {
 }
 
 /// Kind of a user-visible change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
     /// An instance appeared.
@@ -241,17 +252,20 @@ impl From<TombstoneReason> for ChangeKind {
 }
 
 /// A user-visible change, as delivered to watchers. Lease renewals are not changes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChangeEvent {
     /// What happened.
     #[serde(rename = "type")]
     pub kind: ChangeKind,
     /// Service of the instance.
+    #[schema(value_type = String)]
     pub service: ServiceName,
     /// The instance.
+    #[schema(value_type = String)]
     pub instance: InstanceId,
     /// Change index of this change.
     pub index: u64,
-    /// The new record for `registered`/`updated`; `None` for removals.
+    /// The new record for `registered`/`updated`; `null` for removals.
+    #[schema(value_type = Option<Record>)]
     pub record: Option<Arc<Record>>,
 }

@@ -44,6 +44,9 @@ struct Inner {
     hlc: Hlc,
     /// Last change index handed out (global, shared by all services).
     index: AtomicU64,
+    /// Last revision handed out (global, so a revision is never reused by a service
+    /// whose state was collected and created again).
+    revision: AtomicU64,
     /// Live instances in the whole store.
     live: AtomicUsize,
     timers: Mutex<BinaryHeap<Reverse<Timer>>>,
@@ -209,6 +212,7 @@ impl Registry {
             services: DashMap::new(),
             hlc: Hlc::new(),
             index: AtomicU64::new(0),
+            revision: AtomicU64::new(0),
             live: AtomicUsize::new(0),
             timers: Mutex::new(BinaryHeap::new()),
             timer_added: Notify::new(),
@@ -615,7 +619,7 @@ impl Registry {
             });
             if current {
                 svc.slots.remove(&timer.instance);
-                svc.revision += 1;
+                svc.revision = self.next_revision();
             }
             current
         };
@@ -641,6 +645,10 @@ impl Registry {
                 (n < max).then_some(n + 1)
             })
             .is_ok()
+    }
+
+    fn next_revision(&self) -> u64 {
+        self.inner.revision.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     fn next_index(&self) -> u64 {
@@ -689,7 +697,7 @@ impl Registry {
             deadline,
         };
         svc.slots.insert(instance.clone(), Slot { version, state });
-        svc.revision += 1;
+        svc.revision = self.next_revision();
         self.push_timer(Timer {
             deadline,
             kind: TimerKind::LeaseExpiry,
@@ -733,7 +741,7 @@ impl Registry {
     ) {
         let state = SlotState::Tombstone { reason };
         let previous = svc.slots.insert(instance.clone(), Slot { version, state });
-        svc.revision += 1;
+        svc.revision = self.next_revision();
         let collect_at = now + self.inner.config.tombstone_retention;
         self.push_timer(Timer {
             deadline: collect_at,
