@@ -70,10 +70,41 @@ pub struct GossipSettings {
     pub join: Vec<String>,
     /// Encryption.
     pub security: Security,
-    /// Protocol knobs.
+    /// Protocol knobs (`gossip.lease_grace` is the extra time a non-owner keeps a record
+    /// past its lease; see docs/design.md).
     pub gossip: GossipConfig,
-    /// Extra time a non-owner keeps a record past its lease (see docs/design.md).
-    pub lease_grace: Duration,
+}
+
+/// Default gossip address (UDP and TCP): loopback, like the HTTP default, so a node started
+/// by hand is not exposed until someone decides it should be.
+pub const DEFAULT_GOSSIP_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    7701,
+));
+
+impl GossipSettings {
+    /// Defaults: bind [`DEFAULT_GOSSIP_ADDR`], advertise it, no seeds, LAN preset.
+    pub fn new(security: Security) -> Self {
+        Self {
+            bind: DEFAULT_GOSSIP_ADDR,
+            advertise: None,
+            join: Vec::new(),
+            security,
+            gossip: GossipConfig::lan(),
+        }
+    }
+
+    /// For tests: `127.0.0.1:0` and the test preset (fast anti-entropy and join retries).
+    pub fn for_test(security: Security) -> Self {
+        Self {
+            bind: SocketAddr::V4(std::net::SocketAddrV4::new(
+                std::net::Ipv4Addr::LOCALHOST,
+                0,
+            )),
+            gossip: GossipConfig::for_test(),
+            ..Self::new(security)
+        }
+    }
 }
 
 /// Why the gossip layer did not start.
@@ -194,7 +225,7 @@ impl Gossip {
             security: settings.security.clone(),
             registry,
             node,
-            lease_grace: settings.lease_grace,
+            lease_grace: settings.gossip.lease_grace,
             counters: counters.clone(),
             commands: commands_tx.clone(),
             tracker: tracker.clone(),

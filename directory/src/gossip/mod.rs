@@ -30,7 +30,9 @@ pub use self::core::{
     Transmit,
 };
 pub use self::crypto::{ClusterKey, ClusterKeyError, DropReason, Opener, Sealer};
-pub use self::driver::{Gossip, GossipCounters, GossipSettings, GossipStartError, Security};
+pub use self::driver::{
+    DEFAULT_GOSSIP_ADDR, Gossip, GossipCounters, GossipSettings, GossipStartError, Security,
+};
 pub use self::identity::NodeIdentity;
 pub use self::wire::{
     EntryKey, EntryState, EntryVersion, LiveRecord, SyncMsg, TombstoneReason, WireEntry,
