@@ -1,6 +1,7 @@
 //! The HTTP API: router, shared state and middleware. Handlers live in one module per
 //! resource; [`ApiError`] is the one error type they return.
 
+mod cluster;
 mod error;
 mod instances;
 mod openapi;
@@ -43,6 +44,7 @@ pub struct AppState {
     metrics: PrometheusHandle,
     cancel: CancellationToken,
     lookup_cache: Arc<DashMap<ServiceName, CachedLookup>>,
+    gossip: Option<Arc<crate::gossip::Gossip>>,
 }
 
 impl AppState {
@@ -60,7 +62,15 @@ impl AppState {
             metrics,
             cancel,
             lookup_cache: Arc::default(),
+            gossip: None,
         }
+    }
+
+    /// The same state with the node's gossip layer (for `/v1/cluster/members`).
+    #[must_use]
+    pub fn with_gossip(mut self, gossip: Option<Arc<crate::gossip::Gossip>>) -> Self {
+        self.gossip = gossip;
+        self
     }
 }
 
@@ -80,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(&format!("{instance}/heartbeat"), post(instances::heartbeat))
         .route("/v1/watch", get(watch::watch))
+        .route("/v1/cluster/members", get(cluster::members))
         .route("/v1/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
