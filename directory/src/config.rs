@@ -4,6 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
+use crate::gossip::GossipSettings;
 use crate::registry::{
     DEFAULT_EVENT_BUFFER, DEFAULT_MAX_INSTANCES, DEFAULT_TOMBSTONE_RETENTION, NodeName,
     RegistryConfig,
@@ -58,6 +59,9 @@ pub struct Config {
     pub sse_keep_alive: Duration,
     /// How long shutdown waits for in-flight requests. Default [`DEFAULT_SHUTDOWN_GRACE`].
     pub shutdown_grace: Duration,
+    /// Cluster membership and replication. `None` (the default) runs a single node without
+    /// gossip; `Some` joins a cluster (see [`GossipSettings`] for each knob).
+    pub cluster: Option<GossipSettings>,
 }
 
 impl Default for Config {
@@ -74,6 +78,7 @@ impl Default for Config {
             body_limit: DEFAULT_BODY_LIMIT,
             sse_keep_alive: DEFAULT_SSE_KEEP_ALIVE,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            cluster: None,
         }
     }
 }

@@ -6,6 +6,8 @@
 //! # Layout
 //! - [`registry`] — the in-memory store: validated records, leases, tombstones, change
 //!   index, watch events, last-writer-wins merge for replication.
+//! - [`gossip`] — cluster membership (SWIM via foca) and replication of registrations:
+//!   sans-IO core, wire codec, encryption envelope, simulator, tokio driver.
 //! - [`http`] — the axum router and handlers (one error type, OpenAPI document).
 //! - `config` — [`Config`], every knob with its default.
 //! - `server` — [`Server`]: start, bound addresses, graceful shutdown.
@@ -14,6 +16,7 @@
 
 pub mod cli;
 mod config;
+pub mod gossip;
 pub mod http;
 mod metrics;
 pub mod registry;

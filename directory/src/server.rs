@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Config;
+use crate::gossip::{Gossip, GossipStartError};
 use crate::http::{self, AppState};
 use crate::metrics::prometheus_handle;
 use crate::registry::Registry;
@@ -35,6 +36,10 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The gossip layer could not start (gossip address in use, missing advertise
+    /// address, bad settings). Remedy: see the message.
+    #[error("cannot start gossip: {0}")]
+    Gossip(#[from] GossipStartError),
 }
 
 /// A running directory node. Dropping it without [`Server::shutdown`] cancels its tasks
@@ -42,6 +47,7 @@ pub enum StartError {
 pub struct Server {
     http_addr: SocketAddr,
     registry: Registry,
+    gossip: Option<Arc<Gossip>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -57,14 +63,24 @@ impl Server {
                 addr: config.http_addr,
                 source,
             })?;
-        let registry = Registry::new(config.registry_config());
+        let (registry, gossip) = match &config.cluster {
+            None => (Registry::new(config.registry_config()), None),
+            Some(settings) => {
+                let (writes_tx, writes_rx) = tokio::sync::mpsc::unbounded_channel();
+                let registry = Registry::with_replication(config.registry_config(), writes_tx);
+                let gossip = Gossip::start(settings.clone(), registry.clone(), writes_rx).await?;
+                tracing::info!(gossip_addr = %gossip.local_addr(), advertise = %gossip.advertise_addr(), "gossip started");
+                (registry, Some(Arc::new(gossip)))
+            }
+        };
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let metrics = prometheus_handle();
 
         tracker.spawn(run_reaper(registry.clone(), cancel.clone()));
         tracker.spawn(run_metrics_upkeep(metrics.clone(), cancel.clone()));
-        let state = AppState::new(registry.clone(), config.clone(), metrics, cancel.clone());
+        let state = AppState::new(registry.clone(), config.clone(), metrics, cancel.clone())
+            .with_gossip(gossip.clone());
         tracker.spawn(run_http(
             listener,
             state,
@@ -77,6 +93,7 @@ impl Server {
         Ok(Self {
             http_addr,
             registry,
+            gossip,
             cancel,
             tracker,
         })
@@ -92,6 +109,16 @@ impl Server {
         &self.registry
     }
 
+    /// The bound gossip address (UDP and TCP), when clustering is enabled.
+    pub fn gossip_addr(&self) -> Option<SocketAddr> {
+        self.gossip.as_ref().map(|g| g.local_addr())
+    }
+
+    /// The gossip layer (membership, counters), when clustering is enabled.
+    pub fn gossip(&self) -> Option<&Gossip> {
+        self.gossip.as_deref()
+    }
+
     /// A token that, when cancelled, shuts the node down (e.g. from a signal handler).
     pub fn cancellation_token(&self) -> CancellationToken {
         self.cancel.clone()
@@ -105,6 +132,10 @@ impl Server {
     /// Graceful shutdown: stops accepting, ends blocking queries and watch streams, lets
     /// in-flight requests finish (up to `shutdown_grace`) and waits for every task.
     pub async fn shutdown(self) {
+        if let Some(gossip) = &self.gossip {
+            // Leave first, so members list this node as "left" rather than dead.
+            gossip.shutdown().await;
+        }
         self.cancel.cancel();
         self.tracker.wait().await;
         tracing::info!("directory node stopped");

@@ -238,7 +238,11 @@ async fn help_documents_every_knob_with_its_env_var_and_default() {
     assert!(ok);
     for (flag, env, default) in [
         ("--http-addr", "DIRECTORY_HTTP_ADDR", "127.0.0.1:7700"),
-        ("--node-name", "DIRECTORY_NODE_NAME", "directory-1"),
+        (
+            "--node-name",
+            "DIRECTORY_NODE_NAME",
+            directory::cli::host_node_name().as_str(),
+        ),
         ("--max-instances", "DIRECTORY_MAX_INSTANCES", "1000000"),
         (
             "--tombstone-retention",

@@ -120,7 +120,10 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
             service,
             instance,
         } => deregister(&client, &service, &instance).await,
-        Command::Serve(_) => Err(ClientError::Usage("serve is not a client command".into())),
+        Command::Members { client } => members(&client).await,
+        Command::Serve(_) | Command::Keygen => {
+            Err(ClientError::Usage("not a client command".into()))
+        }
     }
 }
 
@@ -138,6 +141,43 @@ async fn services(args: &ClientArgs) -> Result<(), ClientError> {
         })
         .unwrap_or_default();
     print!("{}", table(&["SERVICE", "INSTANCES"], &rows));
+    Ok(())
+}
+
+async fn members(args: &ClientArgs) -> Result<(), ClientError> {
+    let body = send(args, reqwest::Method::GET, "/v1/cluster/members", &[], None).await?;
+    if args.json {
+        return print_json(&body);
+    }
+    let rows: Vec<Vec<String>> = body["members"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|m| {
+                    let name = text(&m["name"]);
+                    let name = if m["local"] == Value::Bool(true) {
+                        format!("{name} (local)")
+                    } else {
+                        name
+                    };
+                    vec![
+                        name,
+                        text(&m["address"]),
+                        text(&m["state"]),
+                        m["incarnation"].to_string(),
+                        text(&m["last_change"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    print!(
+        "{}",
+        table(
+            &["NODE", "ADDRESS", "STATE", "INCARNATION", "LAST CHANGE"],
+            &rows
+        )
+    );
     Ok(())
 }
 

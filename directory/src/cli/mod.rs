@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use client::{ClientArgs, ClientError, http_client};
-pub use serve::{LogFormat, ServeArgs};
+pub use serve::{LogFormat, ServeArgs, host_node_name};
 
 /// A lightweight service directory: register endpoints with a TTL lease, look them up,
 /// watch them. Without a subcommand, runs a node (same as `directory serve`).
@@ -75,6 +75,14 @@ pub enum Command {
         #[arg(long)]
         fingerprint: Option<String>,
     },
+    /// List the cluster members as one node sees them (like `consul members`).
+    Members {
+        /// Connection options.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print a new random cluster key for --cluster-key (like `consul keygen`).
+    Keygen,
     /// Remove an instance (succeeds if it is already gone).
     Deregister {
         /// Connection options.
@@ -93,6 +101,10 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         None => serve::run(cli.serve).await,
         Some(Command::Serve(args)) => serve::run(args).await,
+        Some(Command::Keygen) => {
+            println!("{}", crate::gossip::ClusterKey::generate().to_base64());
+            Ok(())
+        }
         Some(other) => client::run(other).await.map_err(anyhow::Error::from),
     };
     match result {

@@ -7,7 +7,8 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-use crate::registry::NodeName;
+use crate::gossip::{ClusterKey, GossipSettings, Security};
+use crate::registry::{DEFAULT_NODE_NAME, NodeName};
 use crate::{Config, Server, shutdown_signal};
 
 /// Log output format.
@@ -26,7 +27,8 @@ pub struct ServeArgs {
     #[arg(long, env = "DIRECTORY_HTTP_ADDR", default_value = "127.0.0.1:7700")]
     pub http_addr: SocketAddr,
     /// Name of this node, recorded as owner of the instances it accepts; unique per cluster.
-    #[arg(long, env = "DIRECTORY_NODE_NAME", default_value = "directory-1")]
+    /// Defaults to the host name (lowercased, invalid characters replaced by `-`).
+    #[arg(long, env = "DIRECTORY_NODE_NAME", default_value_t = host_node_name())]
     pub node_name: NodeName,
     /// Most live instances accepted; further registrations get 507 capacity_full.
     #[arg(long, env = "DIRECTORY_MAX_INSTANCES", default_value_t = 1_000_000)]
@@ -53,6 +55,30 @@ pub struct ServeArgs {
     /// How long shutdown waits for in-flight requests before dropping connections.
     #[arg(long, env = "DIRECTORY_SHUTDOWN_GRACE", default_value = "10s")]
     pub shutdown_grace: humantime::Duration,
+    /// Gossip address (UDP for membership, TCP for anti-entropy, same port) when clustering.
+    #[arg(long, env = "DIRECTORY_GOSSIP_ADDR", default_value = "127.0.0.1:7701")]
+    pub gossip_addr: SocketAddr,
+    /// Gossip address other nodes should use to reach this one (NAT, containers); required
+    /// when --gossip-addr is 0.0.0.0 or [::]. Defaults to --gossip-addr.
+    #[arg(long, env = "DIRECTORY_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<SocketAddr>,
+    /// Seed node to join, host:port (repeatable, or comma-separated in the environment). A
+    /// DNS name may resolve to several nodes (e.g. a Kubernetes headless service). Seeds are
+    /// retried until one answers.
+    #[arg(long = "join", env = "DIRECTORY_JOIN", value_delimiter = ',')]
+    pub join: Vec<String>,
+    /// Cluster key: base64 of 32 bytes (`directory keygen`). Encrypts and authenticates all
+    /// gossip; enables clustering.
+    #[arg(long, env = "DIRECTORY_CLUSTER_KEY", hide_env_values = true)]
+    pub cluster_key: Option<ClusterKey>,
+    /// Enable clustering WITHOUT a cluster key: gossip is neither encrypted nor authenticated,
+    /// so anyone who reaches the gossip port can read and inject registrations.
+    #[arg(
+        long,
+        env = "DIRECTORY_INSECURE_NO_CLUSTER_KEY",
+        conflicts_with = "cluster_key"
+    )]
+    pub insecure_no_cluster_key: bool,
     /// Log format.
     #[arg(
         long,
@@ -80,13 +106,68 @@ impl ServeArgs {
             body_limit: self.body_limit,
             sse_keep_alive: self.sse_keep_alive.into(),
             shutdown_grace: self.shutdown_grace.into(),
+            cluster: self.cluster_settings(),
         }
     }
+
+    /// The cluster settings: `None` (single node) unless a cluster key or the insecure flag
+    /// is given.
+    fn cluster_settings(&self) -> Option<GossipSettings> {
+        let security = match (&self.cluster_key, self.insecure_no_cluster_key) {
+            (Some(key), _) => Security::Key(key.clone()),
+            (None, true) => Security::Insecure,
+            (None, false) => return None,
+        };
+        Some(GossipSettings {
+            bind: self.gossip_addr,
+            advertise: self.advertise_addr,
+            join: self.join.clone(),
+            ..GossipSettings::new(security)
+        })
+    }
+
+    /// Flags that make no sense together.
+    fn check(&self) -> anyhow::Result<()> {
+        if !self.join.is_empty() && self.cluster_settings().is_none() {
+            anyhow::bail!(
+                "--join needs a cluster key (--cluster-key, see `directory keygen`) or, to run \
+                 unencrypted, --insecure-no-cluster-key"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The host name as a valid node name (lowercase, `[a-z0-9._-]`, at most 63 characters),
+/// or `directory-1` when it cannot be read.
+pub fn host_node_name() -> NodeName {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let cleaned: String = raw
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .skip_while(|c| !c.is_ascii_alphanumeric())
+        .take(63)
+        .collect();
+    NodeName::new(&cleaned)
+        .or_else(|_| NodeName::new(DEFAULT_NODE_NAME))
+        .unwrap_or_else(|_| unreachable!("the default node name is valid"))
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
 pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format, &args.log_filter)?;
+    args.check()?;
     let server = Server::start(args.to_config()).await?;
     tokio::select! {
         () = shutdown_signal() => {}
@@ -121,7 +202,10 @@ mod tests {
     fn documented_flag_defaults_are_the_embedded_defaults() {
         let cli = Cli::try_parse_from(["directory"]).unwrap();
         let from_flags = cli.serve.to_config();
-        let embedded = Config::default();
+        let embedded = Config {
+            node_name: host_node_name(),
+            ..Config::default()
+        };
         assert_eq!(format!("{from_flags:?}"), format!("{embedded:?}"));
     }
 

@@ -1,6 +1,7 @@
 //! The HTTP API: router, shared state and middleware. Handlers live in one module per
 //! resource; [`ApiError`] is the one error type they return.
 
+mod cluster;
 mod error;
 mod instances;
 mod openapi;
@@ -46,6 +47,7 @@ struct StateInner {
     metrics: PrometheusHandle,
     cancel: CancellationToken,
     lookup_cache: DashMap<ServiceName, CachedLookup>,
+    gossip: Option<Arc<crate::gossip::Gossip>>,
 }
 
 impl AppState {
@@ -63,7 +65,28 @@ impl AppState {
             metrics,
             cancel,
             lookup_cache: DashMap::new(),
+            gossip: None,
         }))
+    }
+
+    /// The same state with the node's gossip layer (for `/v1/cluster/members`).
+    #[must_use]
+    pub fn with_gossip(self, gossip: Option<Arc<crate::gossip::Gossip>>) -> Self {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut inner) => {
+                inner.gossip = gossip;
+                Self(Arc::new(inner))
+            }
+            // Already shared: build a twin (its lookup cache starts empty, which is harmless).
+            Err(shared) => Self(Arc::new(StateInner {
+                registry: shared.registry.clone(),
+                config: shared.config.clone(),
+                metrics: shared.metrics.clone(),
+                cancel: shared.cancel.clone(),
+                lookup_cache: DashMap::new(),
+                gossip,
+            })),
+        }
     }
 }
 
@@ -83,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(&format!("{instance}/heartbeat"), post(instances::heartbeat))
         .route("/v1/watch", get(watch::watch))
+        .route("/v1/cluster/members", get(cluster::members))
         .route("/v1/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))

@@ -2,6 +2,7 @@
 
 use utoipa::OpenApi;
 
+use super::cluster::{MemberRow, MembersResponse};
 use super::error::{ErrorBody, ErrorDetail};
 use super::instances::RegisterBody;
 use super::ops::Health;
@@ -25,6 +26,7 @@ Names (service, instance) match [a-z0-9][a-z0-9._-]{0,62}."
         super::services::list,
         super::services::lookup,
         super::watch::watch,
+        super::cluster::members,
         super::ops::health,
         super::ops::metrics,
         super::ops::openapi,
@@ -39,7 +41,9 @@ Names (service, instance) match [a-z0-9][a-z0-9._-]{0,62}."
         ChangeKind,
         ErrorBody,
         ErrorDetail,
-        Health
+        Health,
+        MembersResponse,
+        MemberRow
     ))
 )]
 pub struct ApiDoc;

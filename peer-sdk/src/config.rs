@@ -1,0 +1,212 @@
+//! Every knob of the SDK, with its default as a named constant and the reason beside it.
+
+use std::time::Duration;
+
+/// Default time to wait for an ack before retrying: long enough for a slow handler, short
+/// enough that a silently dead instance is abandoned quickly. Lost connections are noticed
+/// sooner (keep-alive) and retried at once.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default per-message deadline; after it the message goes to the dead letters.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+/// First retry delay; doubled on every further attempt.
+pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(20);
+/// Cap of the retry delay.
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// How long an instance that could not be reached is avoided when others exist.
+pub const DEFAULT_UNHEALTHY_FOR: Duration = Duration::from_secs(2);
+/// Messages accepted but not yet resolved per destination service. `send` waits when
+/// the window is full: this bounds the memory the sender holds per destination.
+pub const DEFAULT_WINDOW: usize = 256;
+/// Completed message ids remembered per sender for deduplication.
+pub const DEFAULT_DEDUP_WINDOW: usize = 16_384;
+/// Replies remembered per sender so that a retried request gets the same reply.
+pub const DEFAULT_REPLY_CACHE: usize = 1_024;
+/// Senders whose dedup state is kept at once; the least recently seen idle one goes first.
+pub const DEFAULT_MAX_SENDERS: usize = 4_096;
+/// Idle time after which a sender's dedup state is dropped.
+pub const DEFAULT_SENDER_IDLE: Duration = Duration::from_secs(600);
+/// Deliveries handed to the application and not yet acked, across all senders; above it
+/// new messages are nacked for retry (the receiver sheds load instead of growing).
+pub const DEFAULT_MAX_PENDING_DELIVERIES: usize = 65_536;
+
+/// Knobs of the sans-IO delivery core ([`crate::proto::Core`]).
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Time to wait for an ack before the next attempt. Default [`DEFAULT_ACK_TIMEOUT`].
+    pub ack_timeout: Duration,
+    /// Default deadline of a message. Default [`DEFAULT_DEADLINE`].
+    pub deadline: Duration,
+    /// First retry delay. Default [`DEFAULT_BACKOFF_INITIAL`].
+    pub backoff_initial: Duration,
+    /// Maximum retry delay. Default [`DEFAULT_BACKOFF_MAX`].
+    pub backoff_max: Duration,
+    /// How long an unreachable instance is avoided. Default [`DEFAULT_UNHEALTHY_FOR`].
+    pub unhealthy_for: Duration,
+    /// Dedup ids per sender. Default [`DEFAULT_DEDUP_WINDOW`]. A retry older than this
+    /// many completions may be delivered twice (at-least-once beyond the window).
+    pub dedup_window: usize,
+    /// Cached replies per sender. Default [`DEFAULT_REPLY_CACHE`].
+    pub reply_cache: usize,
+    /// Senders tracked. Default [`DEFAULT_MAX_SENDERS`].
+    pub max_senders: usize,
+    /// Idle time before a sender's state is dropped. Default [`DEFAULT_SENDER_IDLE`].
+    pub sender_idle: Duration,
+    /// Unacked deliveries the receiver holds. Default [`DEFAULT_MAX_PENDING_DELIVERIES`].
+    pub max_pending_deliveries: usize,
+    /// Seed of the RNG used for jitter (deterministic tests); `None` draws one at start.
+    pub rng_seed: Option<u64>,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            ack_timeout: DEFAULT_ACK_TIMEOUT,
+            deadline: DEFAULT_DEADLINE,
+            backoff_initial: DEFAULT_BACKOFF_INITIAL,
+            backoff_max: DEFAULT_BACKOFF_MAX,
+            unhealthy_for: DEFAULT_UNHEALTHY_FOR,
+            dedup_window: DEFAULT_DEDUP_WINDOW,
+            reply_cache: DEFAULT_REPLY_CACHE,
+            max_senders: DEFAULT_MAX_SENDERS,
+            sender_idle: DEFAULT_SENDER_IDLE,
+            max_pending_deliveries: DEFAULT_MAX_PENDING_DELIVERIES,
+            rng_seed: None,
+        }
+    }
+}
+
+impl DeliveryConfig {
+    /// Short timeouts for tests.
+    pub fn for_test() -> Self {
+        Self {
+            ack_timeout: Duration::from_millis(500),
+            deadline: Duration::from_secs(10),
+            backoff_initial: Duration::from_millis(5),
+            backoff_max: Duration::from_millis(200),
+            unhealthy_for: Duration::from_millis(300),
+            rng_seed: Some(1),
+            ..Self::default()
+        }
+    }
+}
+
+/// Default lease TTL registered in the directory; renewed every third of it.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
+/// Default `wait` of blocking lookups: how long the directory may hold a query open.
+pub const DEFAULT_LOOKUP_WAIT: Duration = Duration::from_secs(30);
+/// Default timeout of one directory HTTP request (on top of the blocking wait).
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default QUIC keep-alive: frequent enough that a dead peer is found within a few seconds.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// Default QUIC idle timeout: a connection silent this long is dead and is replaced.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time allowed for a QUIC handshake.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default time `shutdown` waits for in-flight messages and deliveries to settle.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default maximum payload: 1 MiB (the frame limit leaves room for headers).
+pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+/// Dead letters buffered for `Peer::dead_letters` subscribers (older ones are dropped for
+/// lagging subscribers, which are told how many they missed).
+pub const DEFAULT_DEAD_LETTER_CAPACITY: usize = 1024;
+
+/// Knobs of a [`crate::Peer`]; set through [`crate::PeerBuilder`].
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// Service name (`[a-z0-9][a-z0-9._-]{0,62}`).
+    pub service: String,
+    /// Instance name; default `<service>-<random hex>`.
+    pub instance: Option<String>,
+    /// Directory base URLs, tried in order with failover. Empty: static instances only.
+    pub directories: Vec<String>,
+    /// QUIC listen address. Default `127.0.0.1:0`.
+    pub listen: std::net::SocketAddr,
+    /// Address published in the directory; default the bound address (an unspecified IP
+    /// becomes 127.0.0.1).
+    pub advertise: Option<std::net::SocketAddr>,
+    /// Tags published in the directory.
+    pub tags: Vec<String>,
+    /// Metadata published in the directory.
+    pub meta: std::collections::BTreeMap<String, String>,
+    /// Lease TTL. Default [`DEFAULT_TTL`]; the directory accepts 1 s to 1 h.
+    pub ttl: Duration,
+    /// Blocking lookup wait. Default [`DEFAULT_LOOKUP_WAIT`].
+    pub lookup_wait: Duration,
+    /// Timeout of one directory request. Default [`DEFAULT_HTTP_TIMEOUT`].
+    pub http_timeout: Duration,
+    /// In-flight window per destination service. Default [`DEFAULT_WINDOW`].
+    pub window: usize,
+    /// Maximum payload in bytes. Default [`DEFAULT_MAX_PAYLOAD`].
+    pub max_payload: usize,
+    /// QUIC keep-alive interval. Default [`DEFAULT_KEEP_ALIVE`].
+    pub keep_alive: Duration,
+    /// QUIC idle timeout. Default [`DEFAULT_IDLE_TIMEOUT`].
+    pub idle_timeout: Duration,
+    /// Handshake timeout. Default [`DEFAULT_CONNECT_TIMEOUT`].
+    pub connect_timeout: Duration,
+    /// Shutdown drain time. Default [`DEFAULT_DRAIN_TIMEOUT`].
+    pub drain_timeout: Duration,
+    /// Dead letter buffer. Default [`DEFAULT_DEAD_LETTER_CAPACITY`].
+    pub dead_letter_capacity: usize,
+    /// Accept messages only from senders whose client certificate matches the fingerprint
+    /// of the instance they claim to be in the directory. Default `false`.
+    pub verify_senders: bool,
+    /// Delivery core knobs.
+    pub delivery: DeliveryConfig,
+}
+
+impl PeerConfig {
+    /// Defaults for `service`.
+    pub fn new(service: &str) -> Self {
+        Self {
+            service: service.to_owned(),
+            instance: None,
+            directories: Vec::new(),
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
+            tags: Vec::new(),
+            meta: Default::default(),
+            ttl: DEFAULT_TTL,
+            lookup_wait: DEFAULT_LOOKUP_WAIT,
+            http_timeout: DEFAULT_HTTP_TIMEOUT,
+            window: DEFAULT_WINDOW,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            keep_alive: DEFAULT_KEEP_ALIVE,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            dead_letter_capacity: DEFAULT_DEAD_LETTER_CAPACITY,
+            verify_senders: false,
+            delivery: DeliveryConfig::default(),
+        }
+    }
+
+    /// Short intervals for tests: 2 s TTL, 1 s blocking waits, fast retries.
+    pub fn for_test(service: &str) -> Self {
+        Self {
+            ttl: Duration::from_secs(2),
+            lookup_wait: Duration::from_secs(1),
+            http_timeout: Duration::from_secs(2),
+            keep_alive: Duration::from_millis(200),
+            idle_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(2),
+            delivery: DeliveryConfig {
+                rng_seed: None,
+                ..DeliveryConfig::for_test()
+            },
+            ..Self::new(service)
+        }
+    }
+}
+
+/// Checks a service or instance name against the directory's rule `[a-z0-9][a-z0-9._-]{0,62}`.
+pub fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
+        })
+}

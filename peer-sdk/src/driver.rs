@@ -1,0 +1,330 @@
+//! The one tokio task that owns the delivery [`Core`] and the link table.
+//!
+//! Inputs arrive on one channel ([`Input`]): application sends and settlements, decoded
+//! frames and link events from the link tasks, instance lists from discovery. After each
+//! batch of inputs (or a timer) the driver drains the core's outputs in a fixed order:
+//! transmits (encoded and batched per link, dialing instances that have no link), then
+//! events (deliveries to the application, outcomes to waiting senders, discovery requests).
+
+use crate::endpoint::Message;
+use crate::link::{self, LinkCtx};
+use crate::proto::{
+    AppOutcome, Core, DeadLetter, DeliveryToken, Event, Frame, InstanceInfo, LinkId, LinkKind,
+    Outcome, SendRequest, Transmit,
+};
+use crate::tls::Fingerprint;
+use bytes::{Bytes, BytesMut};
+use quinn::{Connection, VarInt};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+const INPUT_BATCH: usize = 512;
+const WRITER_FLUSH_GRACE: Duration = Duration::from_millis(300);
+const WAIT_IDLE_LIMIT: Duration = Duration::from_secs(1);
+
+/// Decides whether a sender (service, instance, client certificate) may deliver to us.
+pub(crate) type SenderCheck = Arc<
+    dyn Fn(String, String, Fingerprint) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync,
+>;
+
+/// Called with a service name when the core needs its instances.
+pub(crate) type NeedInstances = Box<dyn FnMut(String) + Send>;
+
+/// The driver's handle on one link: where to write, and its connection.
+pub(crate) struct LinkTx {
+    pub(crate) tx: mpsc::UnboundedSender<Bytes>,
+    pub(crate) conn: Connection,
+}
+
+/// Everything that can happen to the driver.
+pub(crate) enum Input {
+    Send {
+        req: SendRequest,
+        done: oneshot::Sender<Outcome>,
+    },
+    Settle {
+        token: DeliveryToken,
+        outcome: AppOutcome,
+    },
+    Frames {
+        link: LinkId,
+        frames: Vec<Frame>,
+    },
+    LinkUp {
+        link: LinkId,
+        kind: LinkKind,
+        tx: LinkTx,
+    },
+    LinkDown {
+        link: LinkId,
+        reason: String,
+    },
+    Dialed {
+        inst: Arc<InstanceInfo>,
+        result: Result<(LinkId, LinkTx), String>,
+    },
+    Instances {
+        service: String,
+        list: Vec<Arc<InstanceInfo>>,
+    },
+    KnownInstances {
+        service: String,
+        done: oneshot::Sender<Vec<Arc<InstanceInfo>>>,
+    },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
+}
+
+enum Outbound {
+    Dialing(BytesMut),
+    Up(LinkId),
+}
+
+/// Static parts of the driver.
+pub(crate) struct DriverParts {
+    pub(crate) core: Core,
+    pub(crate) endpoint: quinn::Endpoint,
+    pub(crate) client: quinn::ClientConfig,
+    pub(crate) ctx: LinkCtx,
+    pub(crate) deliveries: mpsc::UnboundedSender<Message>,
+    pub(crate) dead_letters: broadcast::Sender<DeadLetter>,
+    pub(crate) hello: Bytes,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) on_need: NeedInstances,
+}
+
+pub(crate) struct Driver {
+    p: DriverParts,
+    links: HashMap<LinkId, LinkTx>,
+    outbound: HashMap<Arc<InstanceInfo>, Outbound>,
+    outbound_links: HashMap<LinkId, Arc<InstanceInfo>>,
+    waiting: HashMap<u64, oneshot::Sender<Outcome>>,
+    draining: Option<Instant>,
+    shutdown_waiters: Vec<oneshot::Sender<()>>,
+    out_bufs: HashMap<LinkId, BytesMut>,
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    pub(crate) fn new(p: DriverParts) -> Self {
+        Self {
+            p,
+            links: HashMap::new(),
+            outbound: HashMap::new(),
+            outbound_links: HashMap::new(),
+            waiting: HashMap::new(),
+            draining: None,
+            shutdown_waiters: Vec::new(),
+            out_bufs: HashMap::new(),
+        }
+    }
+
+    /// Runs until shutdown completes or the peer is dropped.
+    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) {
+        let mut batch = Vec::with_capacity(INPUT_BATCH);
+        let cancel = self.p.ctx.cancel.clone();
+        loop {
+            let wake = match (self.p.core.poll_timeout(), self.draining) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                n = rx.recv_many(&mut batch, INPUT_BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    let now = now();
+                    for input in batch.drain(..) {
+                        self.handle(now, input);
+                    }
+                }
+                _ = sleep_until(wake) => self.p.core.handle_timeout(now()),
+            }
+            self.drain_outputs();
+            if self.drained(now()) {
+                break;
+            }
+        }
+        self.finish().await;
+    }
+
+    fn drained(&self, now: Instant) -> bool {
+        let Some(deadline) = self.draining else {
+            return false;
+        };
+        now >= deadline || (self.p.core.outgoing() == 0 && self.p.core.pending_deliveries() == 0)
+    }
+
+    fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Send { req, done } => {
+                if self.draining.is_none() {
+                    let id = self.p.core.handle_send(now, req);
+                    self.waiting.insert(id, done);
+                }
+            }
+            Input::Settle { token, outcome } => self.p.core.handle_app_outcome(now, token, outcome),
+            Input::Frames { link, frames } => self.frames(now, link, frames),
+            Input::LinkUp { link, kind, tx } => {
+                self.p.core.handle_link_up(link, kind);
+                self.links.insert(link, tx);
+            }
+            Input::LinkDown { link, reason } => self.link_down(now, link, &reason),
+            Input::Dialed { inst, result } => self.dialed(now, inst, result),
+            Input::Instances { service, list } => self.p.core.handle_instances(now, &service, list),
+            Input::KnownInstances { service, done } => {
+                let _ = done.send(self.p.core.instances(&service));
+            }
+            Input::Shutdown { done } => {
+                self.shutdown_waiters.push(done);
+                self.draining.get_or_insert(now + self.p.drain_timeout);
+            }
+        }
+    }
+
+    fn frames(&mut self, now: Instant, link: LinkId, frames: Vec<Frame>) {
+        for frame in frames {
+            if let Err(e) = self.p.core.handle_frame(now, link, frame) {
+                tracing::warn!(?link, "closing link after protocol error: {e}");
+                if let Some(l) = self.links.get(&link) {
+                    l.conn
+                        .close(VarInt::from(e.code.to_u16()), e.detail.as_bytes());
+                }
+                self.link_down(now, link, &e.to_string());
+                return;
+            }
+        }
+    }
+
+    fn link_down(&mut self, now: Instant, link: LinkId, reason: &str) {
+        self.links.remove(&link);
+        if let Some(inst) = self.outbound_links.remove(&link) {
+            tracing::debug!(instance = %inst.instance, "outbound link down: {reason}");
+            if matches!(self.outbound.get(&inst), Some(Outbound::Up(l)) if *l == link) {
+                self.outbound.remove(&inst);
+            }
+        }
+        self.p.core.handle_link_down(now, link, reason);
+    }
+
+    fn dialed(
+        &mut self,
+        now: Instant,
+        inst: Arc<InstanceInfo>,
+        result: Result<(LinkId, LinkTx), String>,
+    ) {
+        let queued = match self.outbound.remove(&inst) {
+            Some(Outbound::Dialing(buf)) => buf,
+            _ => BytesMut::new(),
+        };
+        match result {
+            Ok((link, tx)) => {
+                if !queued.is_empty() {
+                    let _ = tx.tx.send(queued.freeze());
+                }
+                self.outbound.insert(inst.clone(), Outbound::Up(link));
+                self.outbound_links.insert(link, inst.clone());
+                self.p.core.handle_link_up(link, LinkKind::Outbound(inst));
+                self.links.insert(link, tx);
+            }
+            Err(reason) => {
+                tracing::warn!(instance = %inst.instance, addr = %inst.addr, "cannot reach instance: {reason}");
+                metrics::counter!("peer_sdk_dial_failures_total").increment(1);
+                self.p.core.handle_unreachable(now, &inst, &reason);
+            }
+        }
+    }
+
+    fn transmit(&mut self, t: Transmit) {
+        let (link, frame) = match t {
+            Transmit::ToLink(link, frame) => (link, frame),
+            Transmit::ToInstance(inst, frame) => match self.outbound.get_mut(&inst) {
+                Some(Outbound::Up(link)) => (*link, frame),
+                Some(Outbound::Dialing(buf)) => return frame.encode(buf),
+                None => {
+                    let mut buf = BytesMut::new();
+                    frame.encode(&mut buf);
+                    self.outbound.insert(inst.clone(), Outbound::Dialing(buf));
+                    let p = &self.p;
+                    link::spawn_dial(
+                        &p.ctx,
+                        p.endpoint.clone(),
+                        p.client.clone(),
+                        inst,
+                        p.hello.clone(),
+                        p.connect_timeout,
+                    );
+                    return;
+                }
+            },
+        };
+        if self.links.contains_key(&link) {
+            frame.encode(self.out_bufs.entry(link).or_default());
+        }
+    }
+
+    fn drain_outputs(&mut self) {
+        while let Some(t) = self.p.core.poll_transmit() {
+            self.transmit(t);
+        }
+        for (link, buf) in self.out_bufs.drain() {
+            if let Some(l) = self.links.get(&link) {
+                let _ = l.tx.send(buf.freeze());
+            }
+        }
+        while let Some(event) = self.p.core.poll_event() {
+            match event {
+                Event::Deliver(d) => {
+                    let _ = self
+                        .p
+                        .deliveries
+                        .send(Message::new(d, self.p.ctx.inputs.clone()));
+                }
+                Event::Outcome(id, outcome) => {
+                    if let Outcome::DeadLettered(dl) = &outcome {
+                        metrics::counter!("peer_sdk_dead_letters_total").increment(1);
+                        let _ = self.p.dead_letters.send((**dl).clone());
+                    }
+                    if let Some(done) = self.waiting.remove(&id) {
+                        let _ = done.send(outcome);
+                    }
+                }
+                Event::NeedInstances(service) => (self.p.on_need)(service),
+            }
+        }
+    }
+
+    async fn finish(mut self) {
+        self.p.core.handle_shutdown(now());
+        self.drain_outputs();
+        self.links.clear();
+        self.outbound.clear();
+        self.p.ctx.cancel.cancel();
+        self.p.ctx.writers.close();
+        let _ = tokio::time::timeout(WRITER_FLUSH_GRACE, self.p.ctx.writers.wait()).await;
+        self.p.endpoint.close(VarInt::from(0u32), b"shutdown");
+        let _ = tokio::time::timeout(WAIT_IDLE_LIMIT, self.p.endpoint.wait_idle()).await;
+        self.p.ctx.tracker.close();
+        for done in self.shutdown_waiters.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}

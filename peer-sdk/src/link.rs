@@ -1,0 +1,281 @@
+//! I/O tasks of one link (a long-lived QUIC bidirectional stream): dialing, accepting,
+//! the writer (batched writes) and the reader (frame decoding). They talk to the driver
+//! only through [`Input`] messages.
+
+use crate::driver::{Input, LinkTx, SenderCheck};
+use crate::proto::{Decoder, ErrorCode, Frame, InstanceInfo, LinkId, LinkKind};
+use crate::tls::Fingerprint;
+use bytes::{Bytes, BytesMut};
+use quinn::{Connection, RecvStream, SendStream, VarInt};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+const READ_CHUNK: usize = 64 * 1024;
+const WRITE_BATCH: usize = 256;
+
+/// Everything the link tasks need, cloned into each.
+#[derive(Clone)]
+pub(crate) struct LinkCtx {
+    pub(crate) inputs: mpsc::UnboundedSender<Input>,
+    pub(crate) tracker: TaskTracker,
+    /// Writer tasks only, so shutdown can let them flush before closing the endpoint.
+    pub(crate) writers: TaskTracker,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) link_ids: Arc<AtomicU64>,
+    pub(crate) max_frame: u32,
+    pub(crate) sender_check: Option<SenderCheck>,
+}
+
+impl LinkCtx {
+    pub(crate) fn next_link(&self) -> LinkId {
+        LinkId(self.link_ids.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+fn spawn_writer(ctx: &LinkCtx, mut send: SendStream, mut rx: mpsc::UnboundedReceiver<Bytes>) {
+    ctx.writers.spawn(async move {
+        let mut bufs = Vec::with_capacity(WRITE_BATCH);
+        while rx.recv_many(&mut bufs, WRITE_BATCH).await > 0 {
+            if let Err(e) = send.write_all_chunks(&mut bufs).await {
+                tracing::debug!("link write failed: {e}");
+                return;
+            }
+            bufs.clear();
+        }
+        let _ = send.finish();
+    });
+}
+
+fn spawn_reader(
+    ctx: &LinkCtx,
+    link: LinkId,
+    conn: Connection,
+    mut recv: RecvStream,
+    mut buf: BytesMut,
+) {
+    let ctx2 = ctx.clone();
+    ctx.tracker.spawn(async move {
+        let reason = read_loop(&ctx2, link, &conn, &mut recv, &mut buf).await;
+        let _ = ctx2.inputs.send(Input::LinkDown { link, reason });
+    });
+}
+
+async fn read_loop(
+    ctx: &LinkCtx,
+    link: LinkId,
+    conn: &Connection,
+    recv: &mut RecvStream,
+    buf: &mut BytesMut,
+) -> String {
+    let decoder = Decoder::new(ctx.max_frame);
+    loop {
+        let mut frames = Vec::new();
+        let failure = loop {
+            match decoder.decode(buf) {
+                Ok(Some(frame)) => frames.push(frame),
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        if !frames.is_empty() && ctx.inputs.send(Input::Frames { link, frames }).is_err() {
+            return "driver stopped".into();
+        }
+        if let Some(e) = failure {
+            conn.close(VarInt::from(e.code.to_u16()), e.detail.as_bytes());
+            return format!("protocol error: {e}");
+        }
+        match recv.read_chunk(READ_CHUNK, true).await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
+            Ok(None) => return "stream finished".into(),
+            Err(e) => return format!("read failed: {e}"),
+        }
+    }
+}
+
+/// Dials `inst`, opens the stream, sends `hello`, and starts the link tasks.
+/// Reports `Input::Dialed` either way.
+pub(crate) fn spawn_dial(
+    ctx: &LinkCtx,
+    endpoint: quinn::Endpoint,
+    client: quinn::ClientConfig,
+    inst: Arc<InstanceInfo>,
+    hello: Bytes,
+    connect_timeout: Duration,
+) {
+    let ctx = ctx.clone();
+    ctx.tracker.clone().spawn(async move {
+        let link = ctx.next_link();
+        let result = tokio::select! {
+            _ = ctx.cancel.cancelled() => Err("shutting down".to_owned()),
+            r = tokio::time::timeout(connect_timeout, dial(&endpoint, client, &inst, hello)) => {
+                r.unwrap_or_else(|_| Err(format!("handshake timed out after {connect_timeout:?}")))
+            }
+        };
+        match result {
+            Ok((conn, send, recv)) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                spawn_writer(&ctx, send, rx);
+                let up = Input::Dialed {
+                    inst,
+                    result: Ok((
+                        link,
+                        LinkTx {
+                            tx,
+                            conn: conn.clone(),
+                        },
+                    )),
+                };
+                if ctx.inputs.send(up).is_ok() {
+                    spawn_reader(&ctx, link, conn, recv, BytesMut::new());
+                }
+            }
+            Err(reason) => {
+                let _ = ctx.inputs.send(Input::Dialed {
+                    inst,
+                    result: Err(reason),
+                });
+            }
+        }
+    });
+}
+
+async fn dial(
+    endpoint: &quinn::Endpoint,
+    client: quinn::ClientConfig,
+    inst: &InstanceInfo,
+    hello: Bytes,
+) -> Result<(Connection, SendStream, RecvStream), String> {
+    let fp = inst
+        .fingerprint
+        .ok_or("instance publishes no certificate fingerprint; refusing to dial unpinned")?;
+    let name = Fingerprint(fp).server_name();
+    let connecting = endpoint
+        .connect_with(client, inst.addr, &name)
+        .map_err(|e| format!("connect: {e}"))?;
+    let conn = connecting.await.map_err(|e| format!("handshake: {e}"))?;
+    let (mut send, recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| format!("open stream: {e}"))?;
+    send.write_all(&hello)
+        .await
+        .map_err(|e| format!("hello: {e}"))?;
+    Ok((conn, send, recv))
+}
+
+/// Accepts connections until cancelled; every accepted stream becomes an inbound link.
+pub(crate) fn spawn_accept_loop(ctx: &LinkCtx, endpoint: quinn::Endpoint) {
+    let ctx = ctx.clone();
+    ctx.tracker.clone().spawn(async move {
+        loop {
+            let incoming = tokio::select! {
+                _ = ctx.cancel.cancelled() => return,
+                i = endpoint.accept() => match i { Some(i) => i, None => return },
+            };
+            let ctx = ctx.clone();
+            ctx.tracker.clone().spawn(async move {
+                match incoming.await {
+                    Ok(conn) => serve_connection(ctx, conn).await,
+                    Err(e) => tracing::debug!("inbound handshake failed: {e}"),
+                }
+            });
+        }
+    });
+}
+
+fn client_fingerprint(conn: &Connection) -> Option<Fingerprint> {
+    let identity = conn.peer_identity()?;
+    let certs = identity
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    Fingerprint::of_certificate(certs.first()?).ok()
+}
+
+async fn serve_connection(ctx: LinkCtx, conn: Connection) {
+    let Some(fp) = client_fingerprint(&conn) else {
+        conn.close(
+            VarInt::from(ErrorCode::UnauthorizedSender.to_u16()),
+            b"no client certificate",
+        );
+        return;
+    };
+    loop {
+        let (send, recv) = tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            s = conn.accept_bi() => match s { Ok(s) => s, Err(_) => return },
+        };
+        let ctx = ctx.clone();
+        let conn = conn.clone();
+        ctx.tracker
+            .clone()
+            .spawn(async move { serve_stream(ctx, conn, fp, send, recv).await });
+    }
+}
+
+/// Reads the hello, applies the sender check, then hands the stream to the driver.
+async fn serve_stream(
+    ctx: LinkCtx,
+    conn: Connection,
+    fp: Fingerprint,
+    send: SendStream,
+    mut recv: RecvStream,
+) {
+    let decoder = Decoder::new(ctx.max_frame);
+    let mut buf = BytesMut::new();
+    let hello = loop {
+        match decoder.decode(&mut buf) {
+            Ok(Some(frame)) => break frame,
+            Ok(None) => {}
+            Err(e) => return conn.close(VarInt::from(e.code.to_u16()), e.detail.as_bytes()),
+        }
+        match recv.read_chunk(READ_CHUNK, true).await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
+            _ => return,
+        }
+    };
+    let Frame::Hello {
+        service, instance, ..
+    } = &hello
+    else {
+        return conn.close(
+            VarInt::from(ErrorCode::UnexpectedFrame.to_u16()),
+            b"first frame must be hello",
+        );
+    };
+    if let Some(check) = &ctx.sender_check
+        && !check(service.clone(), instance.clone(), fp).await
+    {
+        tracing::warn!(%service, %instance, %fp, "refusing sender: certificate does not match a registered instance");
+        return conn.close(
+            VarInt::from(ErrorCode::UnauthorizedSender.to_u16()),
+            b"sender not registered",
+        );
+    }
+    let link = ctx.next_link();
+    let (tx, rx) = mpsc::unbounded_channel();
+    spawn_writer(&ctx, send, rx);
+    let up = Input::LinkUp {
+        link,
+        kind: LinkKind::Inbound,
+        tx: LinkTx {
+            tx,
+            conn: conn.clone(),
+        },
+    };
+    if ctx.inputs.send(up).is_err()
+        || ctx
+            .inputs
+            .send(Input::Frames {
+                link,
+                frames: vec![hello],
+            })
+            .is_err()
+    {
+        return;
+    }
+    spawn_reader(&ctx, link, conn, recv, buf);
+}

@@ -1,0 +1,370 @@
+//! Receiver side: per-sender dedup windows, deliveries in progress, batched acks.
+
+use super::frame::MAX_ACK_IDS;
+use super::timers::TimerKey;
+use super::{
+    AppOutcome, Delivery, DeliveryToken, ErrorCode, Event, Frame, Io, LinkId, NackAction,
+    ProtocolError, Transmit,
+};
+use crate::config::DeliveryConfig;
+use bytes::Bytes;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const MIN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+struct InProgress {
+    link: LinkId,
+    request: bool,
+}
+
+/// Dedup state of one sender session.
+#[derive(Debug)]
+pub(super) struct Sender {
+    service: Arc<str>,
+    instance: Arc<str>,
+    pub(super) completed: HashSet<u64>,
+    order: VecDeque<u64>,
+    replies: HashMap<u64, Bytes>,
+    reply_order: VecDeque<u64>,
+    in_progress: HashMap<u64, InProgress>,
+    links: usize,
+    last_seen: Instant,
+}
+
+impl Sender {
+    fn new(service: String, instance: String, now: Instant) -> Self {
+        Self {
+            service: service.into(),
+            instance: instance.into(),
+            completed: HashSet::new(),
+            order: VecDeque::new(),
+            replies: HashMap::new(),
+            reply_order: VecDeque::new(),
+            in_progress: HashMap::new(),
+            links: 0,
+            last_seen: now,
+        }
+    }
+
+    fn evictable(&self) -> bool {
+        self.links == 0 && self.in_progress.is_empty()
+    }
+
+    fn remember(&mut self, id: u64, reply: Option<Bytes>, window: usize, reply_cache: usize) {
+        if self.completed.insert(id) {
+            self.order.push_back(id);
+        }
+        while self.order.len() > window {
+            if let Some(old) = self.order.pop_front() {
+                self.completed.remove(&old);
+            }
+        }
+        if let Some(reply) = reply {
+            self.replies.insert(id, reply);
+            self.reply_order.push_back(id);
+            while self.reply_order.len() > reply_cache {
+                if let Some(old) = self.reply_order.pop_front() {
+                    self.replies.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+pub(crate) struct Inbox {
+    pub(super) senders: HashMap<u64, Sender>,
+    link_sender: HashMap<LinkId, u64>,
+    pending: usize,
+    acks: HashMap<LinkId, Vec<u64>>,
+    dirty: Vec<LinkId>,
+    sweep_at: Option<Instant>,
+    dedup_window: usize,
+    reply_cache: usize,
+    max_senders: usize,
+    sender_idle: Duration,
+    max_pending: usize,
+}
+
+impl Inbox {
+    pub(crate) fn new(cfg: &DeliveryConfig) -> Self {
+        Self {
+            senders: HashMap::new(),
+            link_sender: HashMap::new(),
+            pending: 0,
+            acks: HashMap::new(),
+            dirty: Vec::new(),
+            sweep_at: None,
+            dedup_window: cfg.dedup_window.max(1),
+            reply_cache: cfg.reply_cache,
+            max_senders: cfg.max_senders.max(1),
+            sender_idle: cfg.sender_idle,
+            max_pending: cfg.max_pending_deliveries.max(1),
+        }
+    }
+
+    pub(crate) fn pending(&self) -> usize {
+        self.pending
+    }
+
+    pub(crate) fn frame(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        frame: Frame,
+        io: &mut Io,
+    ) -> Result<(), ProtocolError> {
+        match frame {
+            Frame::Hello {
+                session,
+                service,
+                instance,
+                ..
+            } => self.hello(now, link, session, service, instance, io),
+            Frame::Message {
+                id,
+                attempt,
+                request,
+                key,
+                payload,
+            } => {
+                let Some(&session) = self.link_sender.get(&link) else {
+                    return Err(ProtocolError::new(
+                        ErrorCode::UnexpectedFrame,
+                        "message before hello",
+                    ));
+                };
+                self.message(
+                    now,
+                    link,
+                    session,
+                    Delivery::incoming(session, id, attempt, request, key, payload),
+                    io,
+                );
+                Ok(())
+            }
+            Frame::Close { .. } => Ok(()),
+            Frame::Ack { .. } | Frame::Nack { .. } | Frame::Reply { .. } => {
+                Err(ProtocolError::new(
+                    ErrorCode::UnexpectedFrame,
+                    "ack/nack/reply on a message link",
+                ))
+            }
+        }
+    }
+
+    fn hello(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        session: u64,
+        service: String,
+        instance: String,
+        io: &mut Io,
+    ) -> Result<(), ProtocolError> {
+        if self.link_sender.contains_key(&link) {
+            return Err(ProtocolError::new(
+                ErrorCode::UnexpectedFrame,
+                "second hello on a link",
+            ));
+        }
+        self.link_sender.insert(link, session);
+        let sender = self
+            .senders
+            .entry(session)
+            .or_insert_with(|| Sender::new(service, instance, now));
+        sender.links += 1;
+        sender.last_seen = now;
+        self.evict_over_limit();
+        if self.sweep_at.is_none() {
+            let at = now + (self.sender_idle / 4).max(MIN_SWEEP_INTERVAL);
+            io.timers.set(TimerKey::Sweep, None, at);
+            self.sweep_at = Some(at);
+        }
+        Ok(())
+    }
+
+    fn evict_over_limit(&mut self) {
+        while self.senders.len() > self.max_senders {
+            let victim = self
+                .senders
+                .iter()
+                .filter(|(_, s)| s.evictable())
+                .min_by_key(|(_, s)| s.last_seen)
+                .map(|(k, _)| *k);
+            match victim {
+                Some(k) => self.senders.remove(&k),
+                None => break,
+            };
+        }
+    }
+
+    fn message(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        session: u64,
+        delivery: Delivery,
+        io: &mut Io,
+    ) {
+        let Some(sender) = self.senders.get_mut(&session) else {
+            return;
+        };
+        sender.last_seen = now;
+        let id = delivery.token.id;
+        if sender.completed.contains(&id) {
+            let frame = match (delivery.request, sender.replies.get(&id)) {
+                (false, _) => return queue_ack(&mut self.acks, &mut self.dirty, link, id),
+                (true, Some(reply)) => Frame::Reply {
+                    id,
+                    payload: reply.clone(),
+                },
+                (true, None) => Frame::Nack {
+                    id,
+                    action: NackAction::DeadLetter,
+                    reason: "request already handled; its reply is no longer cached".into(),
+                },
+            };
+            io.transmits.push_back(Transmit::ToLink(link, frame));
+            return;
+        }
+        if let Some(p) = sender.in_progress.get_mut(&id) {
+            p.link = link;
+            return;
+        }
+        if self.pending >= self.max_pending {
+            let frame = Frame::Nack {
+                id,
+                action: NackAction::Retry,
+                reason: "receiver overloaded".into(),
+            };
+            io.transmits.push_back(Transmit::ToLink(link, frame));
+            return;
+        }
+        sender.in_progress.insert(
+            id,
+            InProgress {
+                link,
+                request: delivery.request,
+            },
+        );
+        self.pending += 1;
+        let delivery = Delivery {
+            from_service: sender.service.clone(),
+            from_instance: sender.instance.clone(),
+            ..delivery
+        };
+        io.events.push_back(Event::Deliver(delivery));
+    }
+
+    pub(crate) fn app_outcome(
+        &mut self,
+        _now: Instant,
+        token: DeliveryToken,
+        outcome: AppOutcome,
+        io: &mut Io,
+    ) {
+        let Some(sender) = self.senders.get_mut(&token.session) else {
+            return;
+        };
+        let Some(p) = sender.in_progress.remove(&token.id) else {
+            return;
+        };
+        self.pending -= 1;
+        let id = token.id;
+        match outcome {
+            AppOutcome::Ack if !p.request => {
+                sender.remember(id, None, self.dedup_window, self.reply_cache);
+                queue_ack(&mut self.acks, &mut self.dirty, p.link, id);
+            }
+            AppOutcome::Ack | AppOutcome::Reply(_) => {
+                let payload = match outcome {
+                    AppOutcome::Reply(b) => b,
+                    _ => Bytes::new(),
+                };
+                sender.remember(
+                    id,
+                    Some(payload.clone()),
+                    self.dedup_window,
+                    self.reply_cache,
+                );
+                io.transmits
+                    .push_back(Transmit::ToLink(p.link, Frame::Reply { id, payload }));
+            }
+            AppOutcome::Nack(action, reason) => {
+                io.transmits
+                    .push_back(Transmit::ToLink(p.link, Frame::Nack { id, action, reason }));
+            }
+        }
+    }
+
+    pub(crate) fn link_down(&mut self, link: LinkId) {
+        self.acks.remove(&link);
+        if let Some(session) = self.link_sender.remove(&link)
+            && let Some(sender) = self.senders.get_mut(&session)
+        {
+            sender.links = sender.links.saturating_sub(1);
+        }
+    }
+
+    pub(crate) fn sweep(&mut self, now: Instant, io: &mut Io) {
+        let idle = self.sender_idle;
+        self.senders
+            .retain(|_, s| !(s.evictable() && now.saturating_duration_since(s.last_seen) >= idle));
+        self.sweep_at = None;
+        if !self.senders.is_empty() {
+            let at = now + (idle / 4).max(MIN_SWEEP_INTERVAL);
+            io.timers.set(TimerKey::Sweep, None, at);
+            self.sweep_at = Some(at);
+        }
+    }
+
+    /// Turns the acks queued since the last call into one `Ack` frame per link.
+    pub(crate) fn flush_acks(&mut self, io: &mut Io) {
+        for link in self.dirty.drain(..) {
+            let Some(ids) = self.acks.remove(&link) else {
+                continue;
+            };
+            for chunk in ids.chunks(MAX_ACK_IDS) {
+                io.transmits.push_back(Transmit::ToLink(
+                    link,
+                    Frame::Ack {
+                        ids: chunk.to_vec(),
+                    },
+                ));
+            }
+        }
+    }
+}
+
+fn queue_ack(acks: &mut HashMap<LinkId, Vec<u64>>, dirty: &mut Vec<LinkId>, link: LinkId, id: u64) {
+    let ids = acks.entry(link).or_default();
+    if ids.is_empty() {
+        dirty.push(link);
+    }
+    ids.push(id);
+}
+
+impl Delivery {
+    fn incoming(
+        session: u64,
+        id: u64,
+        attempt: u32,
+        request: bool,
+        key: Option<Bytes>,
+        payload: Bytes,
+    ) -> Self {
+        let empty: Arc<str> = Arc::from("");
+        Self {
+            token: DeliveryToken { session, id },
+            from_service: empty.clone(),
+            from_instance: empty,
+            attempt,
+            request,
+            key,
+            payload,
+        }
+    }
+}

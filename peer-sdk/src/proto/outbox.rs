@@ -1,0 +1,412 @@
+//! Sender side: outgoing messages, instance choice, retries, ordering keys, dead letters.
+
+use super::backoff::Backoff;
+use super::timers::TimerKey;
+use super::{
+    Balancer, Candidate, DeadLetter, DeadLetterReason, ErrorCode, Event, Frame, InstanceInfo, Io,
+    NackAction, Outcome, ProtocolError, SendRequest, Transmit,
+};
+use crate::config::DeliveryConfig;
+use bytes::Bytes;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+enum State {
+    /// Waiting behind an earlier message with the same ordering key.
+    Blocked,
+    /// Waiting for the service to have instances.
+    Parked,
+    /// Sent to this instance, waiting for its ack.
+    InFlight(Arc<InstanceInfo>),
+    /// Waiting for the retry delay.
+    Backoff,
+}
+
+#[derive(Debug)]
+struct Outgoing {
+    req: SendRequest,
+    attempts: u32,
+    state: State,
+    timer: Option<Instant>,
+    last_instance: Option<Arc<InstanceInfo>>,
+    last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct ServiceState {
+    instances: Vec<Arc<InstanceInfo>>,
+    parked: VecDeque<u64>,
+    requested: bool,
+}
+
+pub(crate) struct Outbox {
+    next_id: u64,
+    msgs: HashMap<u64, Outgoing>,
+    services: HashMap<String, ServiceState>,
+    keys: HashMap<(String, Bytes), VecDeque<u64>>,
+    in_flight: HashMap<Arc<InstanceInfo>, usize>,
+    unhealthy: HashMap<Arc<InstanceInfo>, Instant>,
+    balancer: Box<dyn Balancer>,
+    ack_timeout: Duration,
+    unhealthy_for: Duration,
+    backoff: Backoff,
+}
+
+impl Outbox {
+    pub(crate) fn new(cfg: &DeliveryConfig, balancer: Box<dyn Balancer>) -> Self {
+        Self {
+            next_id: 1,
+            msgs: HashMap::new(),
+            services: HashMap::new(),
+            keys: HashMap::new(),
+            in_flight: HashMap::new(),
+            unhealthy: HashMap::new(),
+            balancer,
+            ack_timeout: cfg.ack_timeout,
+            unhealthy_for: cfg.unhealthy_for,
+            backoff: Backoff {
+                initial: cfg.backoff_initial,
+                max: cfg.backoff_max,
+            },
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.msgs.len()
+    }
+
+    pub(crate) fn instances_of(&self, service: &str) -> Vec<Arc<InstanceInfo>> {
+        self.services
+            .get(service)
+            .map(|s| s.instances.clone())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn send(&mut self, now: Instant, req: SendRequest, io: &mut Io) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let blocked = match &req.key {
+            Some(key) => {
+                let queue = self
+                    .keys
+                    .entry((req.service.clone(), key.clone()))
+                    .or_default();
+                queue.push_back(id);
+                queue.len() > 1
+            }
+            None => false,
+        };
+        let deadline = req.deadline;
+        let msg = Outgoing {
+            req,
+            attempts: 0,
+            state: State::Blocked,
+            timer: None,
+            last_instance: None,
+            last_error: None,
+        };
+        self.msgs.insert(id, msg);
+        if blocked {
+            self.set_timer(id, deadline, io);
+        } else {
+            self.dispatch(now, id, io);
+        }
+        id
+    }
+
+    fn set_timer(&mut self, id: u64, at: Instant, io: &mut Io) {
+        if let Some(msg) = self.msgs.get_mut(&id) {
+            io.timers.set(TimerKey::Message(id), msg.timer, at);
+            msg.timer = Some(at);
+        }
+    }
+
+    fn is_healthy(&self, now: Instant, inst: &Arc<InstanceInfo>) -> bool {
+        self.unhealthy.get(inst).is_none_or(|until| *until <= now)
+    }
+
+    fn choose(&mut self, now: Instant, id: u64) -> Option<Arc<InstanceInfo>> {
+        let msg = self.msgs.get(&id)?;
+        if let Some(target) = &msg.req.target {
+            return Some(target.clone());
+        }
+        let instances = &self.services.get(&msg.req.service)?.instances;
+        if instances.is_empty() {
+            return None;
+        }
+        let candidates: Vec<Candidate<'_>> = instances
+            .iter()
+            .map(|inst| Candidate {
+                instance: inst,
+                in_flight: self.in_flight.get(inst).copied().unwrap_or(0),
+                healthy: self.is_healthy(now, inst),
+                previous: msg.last_instance.as_ref() == Some(inst),
+            })
+            .collect();
+        let pick = self.balancer.pick(&candidates)?;
+        candidates.get(pick).map(|c| c.instance.clone())
+    }
+
+    fn dispatch(&mut self, now: Instant, id: u64, io: &mut Io) {
+        let Some(inst) = self.choose(now, id) else {
+            self.park(id, io);
+            return;
+        };
+        let ack_timeout = self.ack_timeout;
+        let Some(msg) = self.msgs.get_mut(&id) else {
+            return;
+        };
+        msg.attempts += 1;
+        msg.state = State::InFlight(inst.clone());
+        msg.last_instance = Some(inst.clone());
+        let frame = Frame::Message {
+            id,
+            attempt: msg.attempts,
+            request: msg.req.request,
+            key: msg.req.key.clone(),
+            payload: msg.req.payload.clone(),
+        };
+        let at = (now + ack_timeout).min(msg.req.deadline);
+        *self.in_flight.entry(inst.clone()).or_default() += 1;
+        io.transmits.push_back(Transmit::ToInstance(inst, frame));
+        self.set_timer(id, at, io);
+    }
+
+    fn park(&mut self, id: u64, io: &mut Io) {
+        let Some(msg) = self.msgs.get_mut(&id) else {
+            return;
+        };
+        msg.state = State::Parked;
+        let deadline = msg.req.deadline;
+        let service = self.services.entry(msg.req.service.clone()).or_default();
+        service.parked.push_back(id);
+        if !service.requested {
+            service.requested = true;
+            io.events
+                .push_back(Event::NeedInstances(msg.req.service.clone()));
+        }
+        self.set_timer(id, deadline, io);
+    }
+
+    fn leave_in_flight(&mut self, id: u64) {
+        let Some(msg) = self.msgs.get_mut(&id) else {
+            return;
+        };
+        if let State::InFlight(inst) = std::mem::replace(&mut msg.state, State::Backoff)
+            && let Some(n) = self.in_flight.get_mut(&inst)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.in_flight.remove(&inst);
+            }
+        }
+    }
+
+    fn schedule_retry(&mut self, now: Instant, id: u64, error: String, io: &mut Io) {
+        self.leave_in_flight(id);
+        let Some(msg) = self.msgs.get_mut(&id) else {
+            return;
+        };
+        msg.last_error = Some(error);
+        msg.state = State::Backoff;
+        let at = (now + self.backoff.delay(msg.attempts, &mut io.rng)).min(msg.req.deadline);
+        self.set_timer(id, at, io);
+    }
+
+    pub(crate) fn timer(&mut self, now: Instant, id: u64, io: &mut Io) {
+        let Some(msg) = self.msgs.get_mut(&id) else {
+            return;
+        };
+        msg.timer = None;
+        if now >= msg.req.deadline {
+            let last_error = msg.last_error.clone();
+            self.dead_letter(
+                now,
+                id,
+                DeadLetterReason::DeadlineExceeded { last_error },
+                io,
+            );
+            return;
+        }
+        match &msg.state {
+            State::InFlight(inst) => {
+                let error = format!(
+                    "no ack from {} within {:?}",
+                    inst.instance, self.ack_timeout
+                );
+                self.schedule_retry(now, id, error, io);
+            }
+            State::Backoff => self.dispatch(now, id, io),
+            State::Blocked | State::Parked => {
+                let deadline = msg.req.deadline;
+                self.set_timer(id, deadline, io);
+            }
+        }
+    }
+
+    pub(crate) fn unreachable(
+        &mut self,
+        now: Instant,
+        inst: &Arc<InstanceInfo>,
+        reason: &str,
+        io: &mut Io,
+    ) {
+        self.unhealthy
+            .insert(inst.clone(), now + self.unhealthy_for);
+        self.unhealthy.retain(|_, until| *until > now);
+        let affected: Vec<u64> = self
+            .msgs
+            .iter()
+            .filter(|(_, m)| matches!(&m.state, State::InFlight(i) if i == inst))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in affected {
+            self.schedule_retry(
+                now,
+                id,
+                format!("{} unreachable: {reason}", inst.instance),
+                io,
+            );
+        }
+    }
+
+    pub(crate) fn instances(
+        &mut self,
+        now: Instant,
+        service: &str,
+        list: Vec<Arc<InstanceInfo>>,
+        io: &mut Io,
+    ) {
+        let state = self.services.entry(service.to_owned()).or_default();
+        state.requested = true;
+        state.instances = list;
+        if state.instances.is_empty() {
+            return;
+        }
+        let parked: Vec<u64> = state.parked.drain(..).collect();
+        for id in parked {
+            if matches!(self.msgs.get(&id).map(|m| &m.state), Some(State::Parked)) {
+                self.dispatch(now, id, io);
+            }
+        }
+    }
+
+    pub(crate) fn frame(
+        &mut self,
+        now: Instant,
+        frame: Frame,
+        io: &mut Io,
+    ) -> Result<(), ProtocolError> {
+        match frame {
+            Frame::Ack { ids } => {
+                for id in ids {
+                    let request = self.msgs.get(&id).is_some_and(|m| m.req.request);
+                    let outcome = if request {
+                        Outcome::Replied(Bytes::new())
+                    } else {
+                        Outcome::Acked
+                    };
+                    self.complete(now, id, outcome, io);
+                }
+            }
+            Frame::Reply { id, payload } => {
+                let request = self.msgs.get(&id).is_some_and(|m| m.req.request);
+                self.complete(
+                    now,
+                    id,
+                    if request {
+                        Outcome::Replied(payload)
+                    } else {
+                        Outcome::Acked
+                    },
+                    io,
+                );
+            }
+            Frame::Nack {
+                id,
+                action: NackAction::Retry,
+                reason,
+            } => {
+                if self.msgs.contains_key(&id) {
+                    self.schedule_retry(now, id, format!("nacked: {reason}"), io);
+                }
+            }
+            Frame::Nack {
+                id,
+                action: NackAction::DeadLetter,
+                reason,
+            } => {
+                self.dead_letter(now, id, DeadLetterReason::Rejected { reason }, io);
+            }
+            Frame::Close { .. } => {}
+            Frame::Hello { .. } | Frame::Message { .. } => {
+                return Err(ProtocolError::new(
+                    ErrorCode::UnexpectedFrame,
+                    "hello/message on an ack link",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, id: u64, io: &mut Io) -> Option<Outgoing> {
+        self.leave_in_flight(id);
+        let msg = self.msgs.remove(&id)?;
+        io.timers.cancel(TimerKey::Message(id), msg.timer);
+        Some(msg)
+    }
+
+    fn complete(&mut self, now: Instant, id: u64, outcome: Outcome, io: &mut Io) {
+        let Some(msg) = self.remove(id, io) else {
+            return;
+        };
+        io.events.push_back(Event::Outcome(id, outcome));
+        self.release_key(now, &msg, id, io);
+    }
+
+    fn dead_letter(&mut self, now: Instant, id: u64, reason: DeadLetterReason, io: &mut Io) {
+        let Some(msg) = self.remove(id, io) else {
+            return;
+        };
+        let letter = DeadLetter {
+            id,
+            service: msg.req.service.clone(),
+            key: msg.req.key.clone(),
+            payload: msg.req.payload.clone(),
+            reason,
+            attempts: msg.attempts,
+            last_instance: msg.last_instance.as_ref().map(|i| i.instance.clone()),
+        };
+        io.events
+            .push_back(Event::Outcome(id, Outcome::DeadLettered(Box::new(letter))));
+        self.release_key(now, &msg, id, io);
+    }
+
+    /// Removes `id` from its key queue; if it was the head, releases the next message.
+    fn release_key(&mut self, now: Instant, msg: &Outgoing, id: u64, io: &mut Io) {
+        let Some(key) = &msg.req.key else { return };
+        let map_key = (msg.req.service.clone(), key.clone());
+        let Some(queue) = self.keys.get_mut(&map_key) else {
+            return;
+        };
+        let was_head = queue.front() == Some(&id);
+        queue.retain(|x| *x != id);
+        let next = queue.front().copied();
+        if queue.is_empty() {
+            self.keys.remove(&map_key);
+        }
+        if let (true, Some(next)) = (was_head, next) {
+            self.dispatch(now, next, io);
+        }
+    }
+
+    pub(crate) fn abandon_all(&mut self, now: Instant, io: &mut Io) {
+        self.keys.clear();
+        let ids: Vec<u64> = self.msgs.keys().copied().collect();
+        for id in ids {
+            self.dead_letter(now, id, DeadLetterReason::ShuttingDown, io);
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! Peer identity: key pair and self-signed certificate, SPKI fingerprints, and the pinning
+//! verifiers used on both sides of mutual TLS.
+//!
+//! Pinning compares the SHA-256 of the presented certificate's SubjectPublicKeyInfo with
+//! the fingerprint the directory published, **and** verifies the TLS 1.3 handshake
+//! signature with that certificate's key, so only the holder of the private key passes.
+//! The expected pin travels in the TLS server name (`<32 hex>.<32 hex>.pin.peer`), because a
+//! 64-character label is not a valid DNS name.
+
+use crate::error::IdentityError;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, Error as TlsError, SignatureScheme};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// ALPN protocol id of the peer protocol, version 1.
+pub const ALPN: &[u8] = b"peer-sdk/1";
+const PIN_SUFFIX: &str = "pin.peer";
+
+/// SHA-256 of a certificate's SubjectPublicKeyInfo DER (64 lowercase hex when printed).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    /// Fingerprint of an X.509 certificate.
+    pub fn of_certificate(cert: &CertificateDer<'_>) -> Result<Self, IdentityError> {
+        let parsed = webpki::EndEntityCert::try_from(cert)
+            .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
+        Ok(Self::of_spki(parsed.subject_public_key_info().as_ref()))
+    }
+
+    /// Fingerprint of SubjectPublicKeyInfo DER bytes.
+    pub fn of_spki(spki_der: &[u8]) -> Self {
+        Self(Sha256::digest(spki_der).into())
+    }
+
+    /// The TLS server name that carries this pin: `<32 hex>.<32 hex>.pin.peer`.
+    pub fn server_name(&self) -> String {
+        let hex = self.to_string();
+        format!("{}.{}.{PIN_SUFFIX}", &hex[..32], &hex[32..])
+    }
+
+    fn from_server_name(name: &ServerName<'_>) -> Option<Self> {
+        let ServerName::DnsName(dns) = name else {
+            return None;
+        };
+        let mut parts = dns.as_ref().splitn(3, '.');
+        let (a, b, rest) = (parts.next()?, parts.next()?, parts.next()?);
+        if rest != PIN_SUFFIX {
+            return None;
+        }
+        format!("{a}{b}").parse().ok()
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+impl FromStr for Fingerprint {
+    type Err = IdentityError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(IdentityError::BadFingerprint(s.chars().take(80).collect()));
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(|_| IdentityError::BadFingerprint(s.into()))?;
+        Ok(Self(out))
+    }
+}
+
+/// A peer's certificate and private key.
+pub struct Identity {
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+    fingerprint: Fingerprint,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Self {
+            cert: self.cert.clone(),
+            key: self.key.clone_key(),
+            fingerprint: self.fingerprint,
+        }
+    }
+}
+
+impl Identity {
+    /// A fresh ECDSA P-256 key pair with a self-signed certificate.
+    pub fn generate() -> Result<Self, IdentityError> {
+        let ck = rcgen::generate_simple_self_signed(vec!["peer".to_owned()])
+            .map_err(|e| IdentityError::Generate(e.to_string()))?;
+        let cert = ck.cert.der().clone();
+        let key = PrivateKeyDer::try_from(ck.signing_key.serialize_der())
+            .map_err(|e| IdentityError::BadKey(e.into()))?;
+        Self::from_der(cert, key)
+    }
+
+    /// From a DER certificate and private key.
+    pub fn from_der(
+        cert: CertificateDer<'static>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Self, IdentityError> {
+        let fingerprint = Fingerprint::of_certificate(&cert)?;
+        Ok(Self {
+            cert,
+            key,
+            fingerprint,
+        })
+    }
+
+    /// From PEM text: the first certificate of `cert_pem` and the private key in `key_pem`.
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, IdentityError> {
+        let cert = CertificateDer::from_pem_slice(cert_pem)
+            .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem)
+            .map_err(|e| IdentityError::BadKey(e.to_string()))?;
+        Self::from_der(cert, key)
+    }
+
+    /// Loads PEM files (certificate, private key).
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, IdentityError> {
+        let read = |p: &Path| {
+            std::fs::read(p)
+                .map_err(|e| IdentityError::Read(p.display().to_string(), e.to_string()))
+        };
+        Self::from_pem(&read(cert_path)?, &read(key_path)?)
+    }
+
+    /// Certificate and key as PEM (to save a generated identity).
+    pub fn to_pem(&self) -> (String, String) {
+        let pem = |label: &str, der: &[u8]| {
+            use base64::Engine as _;
+            let body = base64::engine::general_purpose::STANDARD.encode(der);
+            let lines: Vec<&str> = body
+                .as_bytes()
+                .chunks(64)
+                .filter_map(|c| std::str::from_utf8(c).ok())
+                .collect();
+            format!(
+                "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+                lines.join("\n")
+            )
+        };
+        (
+            pem("CERTIFICATE", self.cert.as_ref()),
+            pem("PRIVATE KEY", self.key.secret_der()),
+        )
+    }
+
+    /// The certificate fingerprint published in the directory.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// The certificate.
+    pub fn certificate(&self) -> &CertificateDer<'static> {
+        &self.cert
+    }
+}
+
+/// The ring provider, used for every rustls config (never the process default).
+pub(crate) fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Verifies that the server presents the certificate pinned in the server name.
+#[derive(Debug)]
+pub(crate) struct PinnedServerVerifier {
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl PinnedServerVerifier {
+    pub(crate) fn new(provider: &CryptoProvider) -> Self {
+        Self {
+            algs: provider.signature_verification_algorithms,
+        }
+    }
+}
+
+impl ServerCertVerifier for PinnedServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, TlsError> {
+        let expected = Fingerprint::from_server_name(server_name)
+            .ok_or_else(|| TlsError::General("server name carries no certificate pin".into()))?;
+        let actual = Fingerprint::of_certificate(end_entity)
+            .map_err(|e| TlsError::General(e.to_string()))?;
+        if actual != expected {
+            return Err(TlsError::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        Err(TlsError::PeerIncompatible(
+            rustls::PeerIncompatible::Tls13RequiredForQuic,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// Requires a client certificate and proof of its key; which certificates are acceptable
+/// is decided after the handshake (by fingerprint, against the directory).
+#[derive(Debug)]
+pub(crate) struct AnyClientCertVerifier {
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl AnyClientCertVerifier {
+    pub(crate) fn new(provider: &CryptoProvider) -> Self {
+        Self {
+            algs: provider.signature_verification_algorithms,
+        }
+    }
+}
+
+impl ClientCertVerifier for AnyClientCertVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, TlsError> {
+        Fingerprint::of_certificate(end_entity).map_err(|e| TlsError::General(e.to_string()))?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        Err(TlsError::PeerIncompatible(
+            rustls::PeerIncompatible::Tls13RequiredForQuic,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// rustls client config presenting `identity` and pinning servers by fingerprint.
+pub(crate) fn client_config(identity: &Identity) -> Result<rustls::ClientConfig, IdentityError> {
+    let provider = provider();
+    let verifier = Arc::new(PinnedServerVerifier::new(&provider));
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| IdentityError::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(vec![identity.cert.clone()], identity.key.clone_key())
+        .map_err(|e| IdentityError::Tls(e.to_string()))?;
+    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(cfg)
+}
+
+/// rustls server config presenting `identity` and requiring a client certificate.
+pub(crate) fn server_config(identity: &Identity) -> Result<rustls::ServerConfig, IdentityError> {
+    let provider = provider();
+    let verifier = Arc::new(AnyClientCertVerifier::new(&provider));
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| IdentityError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![identity.cert.clone()], identity.key.clone_key())
+        .map_err(|e| IdentityError::Tls(e.to_string()))?;
+    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    cfg.max_early_data_size = 0;
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_is_sha256_of_spki_and_round_trips_as_hex() {
+        let id = Identity::generate().unwrap();
+        let parsed = webpki::EndEntityCert::try_from(id.certificate()).unwrap();
+        let expected = Sha256::digest(parsed.subject_public_key_info().as_ref());
+        assert_eq!(id.fingerprint().0.as_slice(), expected.as_slice());
+        let hex = id.fingerprint().to_string();
+        assert_eq!(hex.len(), 64);
+        assert_eq!(hex.parse::<Fingerprint>().unwrap(), id.fingerprint());
+        assert!("ABCD".parse::<Fingerprint>().is_err());
+        assert!(hex.to_uppercase().parse::<Fingerprint>().is_err());
+    }
+
+    #[test]
+    fn pin_travels_in_a_valid_server_name() {
+        let fp = Identity::generate().unwrap().fingerprint();
+        let name = ServerName::try_from(fp.server_name()).unwrap();
+        assert!(matches!(name, ServerName::DnsName(_)));
+        assert_eq!(Fingerprint::from_server_name(&name), Some(fp));
+        let other = ServerName::try_from("example.test").unwrap();
+        assert_eq!(Fingerprint::from_server_name(&other), None);
+    }
+
+    #[test]
+    fn identity_survives_pem_round_trip() {
+        let id = Identity::generate().unwrap();
+        let (cert, key) = id.to_pem();
+        let back = Identity::from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
+        assert_eq!(back.fingerprint(), id.fingerprint());
+        assert!(Identity::from_pem(b"junk", b"junk").is_err());
+    }
+
+    #[test]
+    fn configs_build_without_a_process_wide_provider() {
+        let id = Identity::generate().unwrap();
+        client_config(&id).unwrap();
+        server_config(&id).unwrap();
+        assert!(CryptoProvider::get_default().is_none());
+    }
+}

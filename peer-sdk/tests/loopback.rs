@@ -1,0 +1,308 @@
+//! Real QUIC on loopback, instances wired statically (no directory).
+
+mod common;
+
+use bytes::Bytes;
+use common::{peer, serve};
+use parking_lot::Mutex;
+use peer_sdk::{DeadLetterReason, Identity, InstanceInfo, Nack, SendError, SendOptions};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+#[tokio::test]
+async fn send_completes_when_the_receiving_handler_acked() {
+    let b = peer("orders", &[]).await;
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    serve(&b, move |m| {
+        g.lock().push((
+            m.payload().clone(),
+            m.from_service().to_owned(),
+            m.attempt(),
+        ));
+        m.ack();
+    });
+    let a = peer("billing", &[b.info()]).await;
+    a.send("orders", &b"hello"[..]).await.unwrap();
+    assert_eq!(
+        got.lock().clone(),
+        vec![(Bytes::from_static(b"hello"), "billing".to_owned(), 1)]
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_returns_the_handlers_reply() {
+    let b = peer("echo", &[]).await;
+    serve(&b, |m| {
+        let mut out = b"re: ".to_vec();
+        out.extend_from_slice(m.payload());
+        m.reply(out);
+    });
+    let a = peer("client", &[b.info()]).await;
+    for i in 0..20 {
+        let reply = a.request("echo", format!("q{i}")).await.unwrap();
+        assert_eq!(reply, Bytes::from(format!("re: q{i}")));
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn broadcast_reports_an_outcome_per_instance() {
+    let b1 = peer("cache", &[]).await;
+    let b2 = peer("cache", &[]).await;
+    let count = Arc::new(AtomicUsize::new(0));
+    for b in [&b1, &b2] {
+        let c = count.clone();
+        serve(b, move |m| {
+            c.fetch_add(1, Ordering::SeqCst);
+            m.ack();
+        });
+    }
+    // A third instance that refuses to ack (nacks to dead letter).
+    let b3 = peer("cache", &[]).await;
+    serve(&b3, |m| m.nack(Nack::DeadLetter("read-only".into())));
+    let a = peer("admin", &[b1.info(), b2.info(), b3.info()]).await;
+    let outcomes = a.broadcast("cache", &b"invalidate"[..]).await.unwrap();
+    assert_eq!(outcomes.len(), 3);
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    for o in &outcomes {
+        if o.instance == b3.instance() {
+            assert!(
+                matches!(&o.result, Err(SendError::DeadLettered(d)) if matches!(d.reason, DeadLetterReason::Rejected { .. }))
+            );
+        } else {
+            assert!(o.result.is_ok(), "{o:?}");
+        }
+    }
+    for p in [&a, &b1, &b2, &b3] {
+        p.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn ordered_channel_is_delivered_in_send_order_across_instances() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut receivers = Vec::new();
+    for _ in 0..2 {
+        let r = peer("ledger", &[]).await;
+        let s = seen.clone();
+        serve(&r, move |m| {
+            let n: u32 = std::str::from_utf8(m.payload()).unwrap().parse().unwrap();
+            s.lock().push((m.key().cloned(), n));
+            m.ack();
+        });
+        receivers.push(r);
+    }
+    let a = peer(
+        "writer",
+        &receivers.iter().map(|r| r.info()).collect::<Vec<_>>(),
+    )
+    .await;
+    let mut pending = Vec::new();
+    for i in 0..200u32 {
+        let key = if i % 2 == 0 { "even" } else { "odd" };
+        pending.push(
+            a.enqueue("ledger", i.to_string(), SendOptions::ordered(key))
+                .await
+                .unwrap(),
+        );
+    }
+    for p in pending {
+        p.await.unwrap();
+    }
+    let seen = seen.lock().clone();
+    assert_eq!(seen.len(), 200);
+    for key in ["even", "odd"] {
+        let order: Vec<u32> = seen
+            .iter()
+            .filter(|(k, _)| k.as_deref() == Some(key.as_bytes()))
+            .map(|(_, n)| *n)
+            .collect();
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(order, sorted, "key {key}");
+        assert_eq!(order.len(), 100);
+    }
+    a.shutdown().await;
+    for r in receivers {
+        r.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn nack_to_dead_letter_fails_the_send_and_reaches_the_dead_letter_sink() {
+    let b = peer("strict", &[]).await;
+    serve(&b, |m| m.nack(Nack::DeadLetter("schema mismatch".into())));
+    let a = peer("loose", &[b.info()]).await;
+    let mut dead = a.dead_letters();
+    let err = a.send("strict", &b"bad"[..]).await.unwrap_err();
+    let SendError::DeadLettered(dl) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        dl.reason,
+        DeadLetterReason::Rejected {
+            reason: "schema mismatch".into()
+        }
+    );
+    assert_eq!(dl.attempts, 1);
+    let from_sink = dead.next().await.unwrap();
+    assert_eq!(from_sink.id, dl.id);
+    assert_eq!(from_sink.payload, Bytes::from_static(b"bad"));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn nack_retry_and_dropped_messages_are_redelivered() {
+    let b = peer("flaky", &[]).await;
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let at = attempts.clone();
+    serve(&b, move |m| {
+        at.lock().push(m.attempt());
+        match m.attempt() {
+            1 => m.nack(Nack::Retry("not yet".into())),
+            2 => drop(m),
+            _ => m.ack(),
+        }
+    });
+    let a = peer("steady", &[b.info()]).await;
+    a.send("flaky", &b"x"[..]).await.unwrap();
+    assert_eq!(attempts.lock().clone(), vec![1, 2, 3]);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn unacked_message_is_dead_lettered_at_its_deadline() {
+    let b = peer("slow", &[]).await;
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h = held.clone();
+    serve(&b, move |m| h.lock().push(m)); // never settled while the test runs
+    let a = peer("impatient", &[b.info()]).await;
+    let mut dead = a.dead_letters();
+    let started = tokio::time::Instant::now();
+    let err = a
+        .send_with(
+            "slow",
+            &b"x"[..],
+            SendOptions::default().deadline(Duration::from_millis(700)),
+        )
+        .await;
+    let elapsed = started.elapsed();
+    let Err(SendError::DeadLettered(dl)) = err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        matches!(dl.reason, DeadLetterReason::DeadlineExceeded { .. }),
+        "{dl:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(690) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+    assert!(
+        dl.attempts >= 2,
+        "ack timeout 500 ms must have retried once: {dl:?}"
+    );
+    assert_eq!(dead.next().await.unwrap().id, dl.id);
+    assert_eq!(
+        held.lock().len(),
+        1,
+        "the retry was deduplicated by the receiver"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn peer_presenting_the_wrong_certificate_is_refused() {
+    let imposter = peer("vault", &[]).await;
+    let got = Arc::new(AtomicUsize::new(0));
+    let g = got.clone();
+    serve(&imposter, move |m| {
+        g.fetch_add(1, Ordering::SeqCst);
+        m.ack();
+    });
+    // The directory says "vault" has another key; the process at that address cannot prove it.
+    let published = Identity::generate().unwrap().fingerprint();
+    let forged = InstanceInfo::new(
+        "vault",
+        imposter.instance(),
+        imposter.local_addr(),
+        Some(published.0),
+    );
+    let a = peer("client", &[forged]).await;
+    let err = a
+        .send_with(
+            "vault",
+            &b"secret"[..],
+            SendOptions::default().deadline(Duration::from_millis(800)),
+        )
+        .await;
+    let Err(SendError::DeadLettered(dl)) = err else {
+        panic!("{err:?}")
+    };
+    let DeadLetterReason::DeadlineExceeded {
+        last_error: Some(e),
+    } = &dl.reason
+    else {
+        panic!("{dl:?}")
+    };
+    assert!(e.contains("handshake"), "{e}");
+    assert_eq!(got.load(Ordering::SeqCst), 0);
+    a.shutdown().await;
+    imposter.shutdown().await;
+}
+
+#[tokio::test]
+async fn refused_instance_is_skipped_for_a_healthy_one() {
+    let good = peer("api", &[]).await;
+    serve(&good, |m| m.ack());
+    let gone = {
+        let p = peer("api", &[]).await;
+        let info = p.info();
+        p.shutdown().await;
+        info
+    };
+    let a = peer("client", &[gone, good.info()]).await;
+    for _ in 0..10 {
+        a.send("api", &b"x"[..]).await.unwrap();
+    }
+    a.shutdown().await;
+    good.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_payload_and_key_are_rejected_before_sending() {
+    let a = peer("client", &[]).await;
+    let big = vec![0u8; peer_sdk::config::DEFAULT_MAX_PAYLOAD + 1];
+    assert!(matches!(
+        a.send("x", big).await,
+        Err(SendError::PayloadTooLarge { .. })
+    ));
+    let opts = SendOptions::ordered(vec![1u8; 2000]);
+    assert!(matches!(
+        a.send_with("x", &b""[..], opts).await,
+        Err(SendError::KeyTooLong(2000))
+    ));
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_builder_values_are_refused_with_a_clear_error() {
+    use peer_sdk::{Peer, StartError};
+    let bad_name = Peer::builder_for_test("Bad Name").start().await;
+    assert!(matches!(bad_name, Err(StartError::InvalidConfig(m)) if m.contains("service name")));
+    let bad_listen = Peer::builder_for_test("ok").listen("nowhere").start().await;
+    assert!(matches!(bad_listen, Err(StartError::InvalidConfig(_))));
+    let bad_url = Peer::builder_for_test("ok")
+        .directory(["ftp://x"])
+        .start()
+        .await;
+    assert!(matches!(bad_url, Err(StartError::InvalidConfig(_))));
+}
