@@ -7,6 +7,7 @@ mod instances;
 mod openapi;
 mod ops;
 mod query;
+mod request_metrics;
 mod services;
 mod watch;
 
@@ -34,6 +35,7 @@ pub use watch::LAGGED_EVENT;
 
 use crate::Config;
 use crate::registry::{Registry, ServiceName};
+use request_metrics::{MethodLabel, RequestMetrics, Route, StatusLabel};
 use services::CachedLookup;
 
 /// What every handler can reach. Cheap to clone (one `Arc`: axum clones the state for
@@ -47,6 +49,7 @@ struct StateInner {
     metrics: PrometheusHandle,
     cancel: CancellationToken,
     lookup_cache: DashMap<ServiceName, CachedLookup>,
+    request_metrics: RequestMetrics,
     gossip: Option<Arc<crate::gossip::Gossip>>,
 }
 
@@ -65,6 +68,7 @@ impl AppState {
             metrics,
             cancel,
             lookup_cache: DashMap::new(),
+            request_metrics: RequestMetrics::default(),
             gossip: None,
         }))
     }
@@ -84,6 +88,7 @@ impl AppState {
                 metrics: shared.metrics.clone(),
                 cancel: shared.cancel.clone(),
                 lookup_cache: DashMap::new(),
+                request_metrics: RequestMetrics::default(),
                 gossip,
             })),
         }
@@ -121,66 +126,19 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Records request count and latency by route template and status.
-async fn track_request(State(_): State<AppState>, request: Request, next: Next) -> Response {
+/// Records request count and latency by route template, method and status.
+async fn track_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or("unmatched", |p| route_label(p.as_str()));
-    let method = method_label(request.method());
+        .map_or(Route::Other, |p| Route::from_template(p.as_str()));
+    let method = MethodLabel::of(request.method());
     let response = next.run(request).await;
-    let status = status_label(response.status());
-    metrics::histogram!("directory_http_request_duration_seconds", "route" => route, "method" => method)
-        .record(start.elapsed());
-    metrics::counter!("directory_http_requests_total", "route" => route, "method" => method, "status" => status)
-        .increment(1);
+    let status = StatusLabel::of(response.status());
+    state
+        .0
+        .request_metrics
+        .record(route, method, status, start.elapsed());
     response
-}
-
-/// A static label for each route template (labels must not carry user input).
-fn route_label(template: &str) -> &'static str {
-    match template {
-        "/v1/services" => "/v1/services",
-        "/v1/services/{service}" => "/v1/services/{service}",
-        "/v1/services/{service}/instances/{instance}" => {
-            "/v1/services/{service}/instances/{instance}"
-        }
-        "/v1/services/{service}/instances/{instance}/heartbeat" => {
-            "/v1/services/{service}/instances/{instance}/heartbeat"
-        }
-        "/v1/watch" => "/v1/watch",
-        "/v1/health" => "/v1/health",
-        "/metrics" => "/metrics",
-        "/openapi.json" => "/openapi.json",
-        _ => "other",
-    }
-}
-
-/// A static label for the statuses this API produces (no allocation per request).
-fn status_label(status: axum::http::StatusCode) -> &'static str {
-    match status.as_u16() {
-        200 => "200",
-        204 => "204",
-        400 => "400",
-        404 => "404",
-        405 => "405",
-        413 => "413",
-        500 => "500",
-        507 => "507",
-        s if s < 300 => "2xx",
-        s if s < 500 => "4xx",
-        _ => "5xx",
-    }
-}
-
-fn method_label(method: &axum::http::Method) -> &'static str {
-    match method.as_str() {
-        "GET" => "GET",
-        "PUT" => "PUT",
-        "POST" => "POST",
-        "DELETE" => "DELETE",
-        "HEAD" => "HEAD",
-        _ => "other",
-    }
 }

@@ -102,9 +102,15 @@ fn is_valid_name(s: &str) -> bool {
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident, $variant:ident) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+        #[serde(try_from = "String")]
         pub struct $name(Arc<str>);
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
 
         impl $name {
             /// Parses and validates `value`.
@@ -192,8 +198,8 @@ impl NodeName {
 }
 
 /// A network address `host:port`: IPv4, bracketed IPv6 (`[::1]:7000`) or a DNS name.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Address {
     text: Arc<str>,
     port: u16,
@@ -295,6 +301,12 @@ fn parse_port(port: &str) -> Result<u16, &'static str> {
     }
 }
 
+impl Serialize for Address {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
 impl FromStr for Address {
     type Err = ValidationError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -328,9 +340,15 @@ impl fmt::Debug for Address {
 }
 
 /// A lease length between [`MIN_TTL`] and [`MAX_TTL`]; written like `"10s"` or `"1m 30s"`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Ttl(Duration);
+
+impl Serialize for Ttl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
 
 impl Ttl {
     /// Validates a duration.
@@ -400,9 +418,15 @@ fn has_control_chars(s: &str) -> bool {
 
 /// Up to [`MAX_TAGS`] distinct tags, each 1..=1024 bytes without control characters.
 /// Duplicates are dropped (first occurrence kept); order is otherwise preserved.
-#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "Vec<String>", into = "Vec<String>")]
+#[derive(Clone, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "Vec<String>")]
 pub struct Tags(Vec<String>);
+
+impl Serialize for Tags {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(&self.0)
+    }
+}
 
 impl Tags {
     /// Validates a list of tags.
@@ -547,9 +571,15 @@ impl fmt::Debug for Meta {
 
 /// SHA-256 of a peer certificate's SubjectPublicKeyInfo DER, as 64 lowercase hex digits.
 /// Upper-case input is accepted and normalised.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Fingerprint([u8; 32]);
+
+impl Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
 
 impl Fingerprint {
     /// Parses 64 hex digits.
