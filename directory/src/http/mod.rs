@@ -36,14 +36,17 @@ use crate::Config;
 use crate::registry::{Registry, ServiceName};
 use services::CachedLookup;
 
-/// What every handler can reach. Cheap to clone.
+/// What every handler can reach. Cheap to clone (one `Arc`: axum clones the state for
+/// every request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<StateInner>);
+
+struct StateInner {
     registry: Registry,
     config: Arc<Config>,
     metrics: PrometheusHandle,
     cancel: CancellationToken,
-    lookup_cache: Arc<DashMap<ServiceName, CachedLookup>>,
+    lookup_cache: DashMap<ServiceName, CachedLookup>,
     gossip: Option<Arc<crate::gossip::Gossip>>,
 }
 
@@ -56,28 +59,41 @@ impl AppState {
         metrics: PrometheusHandle,
         cancel: CancellationToken,
     ) -> Self {
-        Self {
+        Self(Arc::new(StateInner {
             registry,
             config,
             metrics,
             cancel,
-            lookup_cache: Arc::default(),
+            lookup_cache: DashMap::new(),
             gossip: None,
-        }
+        }))
     }
 
     /// The same state with the node's gossip layer (for `/v1/cluster/members`).
     #[must_use]
-    pub fn with_gossip(mut self, gossip: Option<Arc<crate::gossip::Gossip>>) -> Self {
-        self.gossip = gossip;
-        self
+    pub fn with_gossip(self, gossip: Option<Arc<crate::gossip::Gossip>>) -> Self {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut inner) => {
+                inner.gossip = gossip;
+                Self(Arc::new(inner))
+            }
+            // Already shared: build a twin (its lookup cache starts empty, which is harmless).
+            Err(shared) => Self(Arc::new(StateInner {
+                registry: shared.registry.clone(),
+                config: shared.config.clone(),
+                metrics: shared.metrics.clone(),
+                cancel: shared.cancel.clone(),
+                lookup_cache: DashMap::new(),
+                gossip,
+            })),
+        }
     }
 }
 
 /// The API router with its middleware: panic catching, body limit (413 above
 /// `config.body_limit`), request metrics and tracing.
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.config.body_limit;
+    let body_limit = state.0.config.body_limit;
     let instance = "/v1/services/{service}/instances/{instance}";
     Router::new()
         .route("/v1/services", get(services::list))
@@ -114,9 +130,9 @@ async fn track_request(State(_): State<AppState>, request: Request, next: Next) 
         .map_or("unmatched", |p| route_label(p.as_str()));
     let method = method_label(request.method());
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("route", route), ("method", method)];
-    metrics::histogram!("directory_http_request_duration_seconds", &labels).record(start.elapsed());
+    let status = status_label(response.status());
+    metrics::histogram!("directory_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(start.elapsed());
     metrics::counter!("directory_http_requests_total", "route" => route, "method" => method, "status" => status)
         .increment(1);
     response
@@ -138,6 +154,23 @@ fn route_label(template: &str) -> &'static str {
         "/metrics" => "/metrics",
         "/openapi.json" => "/openapi.json",
         _ => "other",
+    }
+}
+
+/// A static label for the statuses this API produces (no allocation per request).
+fn status_label(status: axum::http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        200 => "200",
+        204 => "204",
+        400 => "400",
+        404 => "404",
+        405 => "405",
+        413 => "413",
+        500 => "500",
+        507 => "507",
+        s if s < 300 => "2xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
     }
 }
 
