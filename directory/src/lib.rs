@@ -1,1 +1,29 @@
 //! The directory: a leaderless service directory with TTL leases, blocking queries and watch.
+//!
+//! Services register `host:port` endpoints under a TTL lease; anyone can look them up,
+//! filter them and watch them over HTTP. Start a node with [`Server::start`].
+//!
+//! # Layout
+//! - [`registry`] — the in-memory store: validated records, leases, tombstones, change
+//!   index, watch events, last-writer-wins merge for replication.
+//! - [`gossip`] — cluster membership (SWIM via foca) and replication of registrations:
+//!   sans-IO core, wire codec, encryption envelope, simulator, tokio driver.
+//! - [`http`] — the axum router and handlers (one error type, OpenAPI document).
+//! - `config` — [`Config`], every knob with its default.
+//! - `server` — [`Server`]: start, bound addresses, graceful shutdown.
+//! - `metrics` — the Prometheus recorder behind `GET /metrics`.
+//! - [`cli`] — the `directory` command line (server and client subcommands).
+
+pub mod cli;
+mod config;
+pub mod gossip;
+pub mod http;
+mod metrics;
+pub mod registry;
+mod server;
+
+pub use config::{
+    Config, DEFAULT_BODY_LIMIT, DEFAULT_HTTP_ADDR, DEFAULT_MAX_WAIT, DEFAULT_SHUTDOWN_GRACE,
+    DEFAULT_SSE_KEEP_ALIVE, DEFAULT_WAIT,
+};
+pub use server::{Server, StartError, shutdown_signal};

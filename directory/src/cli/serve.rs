@@ -1,0 +1,241 @@
+//! `directory serve`: every node knob as a flag with an environment variable.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+use crate::gossip::{ClusterKey, GossipSettings, Security};
+use crate::registry::{DEFAULT_NODE_NAME, NodeName};
+use crate::{Config, Server, shutdown_signal};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Options of a directory node. Each default is the embedded default of [`Config`].
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address the HTTP API listens on; port 0 picks a free port (printed in the first log line).
+    #[arg(long, env = "DIRECTORY_HTTP_ADDR", default_value = "127.0.0.1:7700")]
+    pub http_addr: SocketAddr,
+    /// Name of this node, recorded as owner of the instances it accepts; unique per cluster.
+    /// Defaults to the host name (lowercased, invalid characters replaced by `-`).
+    #[arg(long, env = "DIRECTORY_NODE_NAME", default_value_t = host_node_name())]
+    pub node_name: NodeName,
+    /// Most live instances accepted; further registrations get 507 capacity_full.
+    #[arg(long, env = "DIRECTORY_MAX_INSTANCES", default_value_t = 1_000_000)]
+    pub max_instances: usize,
+    /// How long removed instances are remembered as tombstones (must exceed the time
+    /// replication needs to reach every node).
+    #[arg(long, env = "DIRECTORY_TOMBSTONE_RETENTION", default_value = "10m")]
+    pub tombstone_retention: humantime::Duration,
+    /// Watch events buffered per watcher; a slower watcher gets a `lagged` event.
+    #[arg(long, env = "DIRECTORY_EVENT_BUFFER", default_value = "4096")]
+    pub event_buffer: NonZeroUsize,
+    /// Cap on the wait of blocking queries (?wait=).
+    #[arg(long, env = "DIRECTORY_MAX_WAIT", default_value = "5m")]
+    pub max_wait: humantime::Duration,
+    /// Wait of a blocking query that gives ?index= without ?wait=.
+    #[arg(long, env = "DIRECTORY_DEFAULT_WAIT", default_value = "5m")]
+    pub default_wait: humantime::Duration,
+    /// Largest request body in bytes; larger bodies get 413.
+    #[arg(long, env = "DIRECTORY_BODY_LIMIT", default_value_t = 65_536)]
+    pub body_limit: usize,
+    /// Interval of keep-alive comments on watch streams (keep it under proxies' idle timeouts).
+    #[arg(long, env = "DIRECTORY_SSE_KEEP_ALIVE", default_value = "15s")]
+    pub sse_keep_alive: humantime::Duration,
+    /// How long shutdown waits for in-flight requests before dropping connections.
+    #[arg(long, env = "DIRECTORY_SHUTDOWN_GRACE", default_value = "10s")]
+    pub shutdown_grace: humantime::Duration,
+    /// Gossip address (UDP for membership, TCP for anti-entropy, same port) when clustering.
+    #[arg(long, env = "DIRECTORY_GOSSIP_ADDR", default_value = "127.0.0.1:7701")]
+    pub gossip_addr: SocketAddr,
+    /// Gossip address other nodes should use to reach this one (NAT, containers); required
+    /// when --gossip-addr is 0.0.0.0 or [::]. Defaults to --gossip-addr.
+    #[arg(long, env = "DIRECTORY_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<SocketAddr>,
+    /// Seed node to join, host:port (repeatable, or comma-separated in the environment). A
+    /// DNS name may resolve to several nodes (e.g. a Kubernetes headless service). Seeds are
+    /// retried until one answers.
+    #[arg(long = "join", env = "DIRECTORY_JOIN", value_delimiter = ',')]
+    pub join: Vec<String>,
+    /// Cluster key: base64 of 32 bytes (`directory keygen`). Encrypts and authenticates all
+    /// gossip; enables clustering.
+    #[arg(long, env = "DIRECTORY_CLUSTER_KEY", hide_env_values = true)]
+    pub cluster_key: Option<ClusterKey>,
+    /// Enable clustering WITHOUT a cluster key: gossip is neither encrypted nor authenticated,
+    /// so anyone who reaches the gossip port can read and inject registrations.
+    #[arg(
+        long,
+        env = "DIRECTORY_INSECURE_NO_CLUSTER_KEY",
+        conflicts_with = "cluster_key"
+    )]
+    pub insecure_no_cluster_key: bool,
+    /// Log format.
+    #[arg(
+        long,
+        env = "DIRECTORY_LOG_FORMAT",
+        value_enum,
+        default_value = "human"
+    )]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax, e.g. `info` or `directory=debug`).
+    #[arg(long, env = "DIRECTORY_LOG", default_value = "info")]
+    pub log_filter: String,
+}
+
+impl ServeArgs {
+    /// The node configuration these options describe.
+    pub fn to_config(&self) -> Config {
+        Config {
+            node_name: self.node_name.clone(),
+            http_addr: self.http_addr,
+            max_instances: self.max_instances,
+            tombstone_retention: self.tombstone_retention.into(),
+            event_buffer: self.event_buffer,
+            max_wait: self.max_wait.into(),
+            default_wait: self.default_wait.into(),
+            body_limit: self.body_limit,
+            sse_keep_alive: self.sse_keep_alive.into(),
+            shutdown_grace: self.shutdown_grace.into(),
+            cluster: self.cluster_settings(),
+        }
+    }
+
+    /// The cluster settings: `None` (single node) unless a cluster key or the insecure flag
+    /// is given.
+    fn cluster_settings(&self) -> Option<GossipSettings> {
+        let security = match (&self.cluster_key, self.insecure_no_cluster_key) {
+            (Some(key), _) => Security::Key(key.clone()),
+            (None, true) => Security::Insecure,
+            (None, false) => return None,
+        };
+        Some(GossipSettings {
+            bind: self.gossip_addr,
+            advertise: self.advertise_addr,
+            join: self.join.clone(),
+            ..GossipSettings::new(security)
+        })
+    }
+
+    /// Flags that make no sense together.
+    fn check(&self) -> anyhow::Result<()> {
+        if !self.join.is_empty() && self.cluster_settings().is_none() {
+            anyhow::bail!(
+                "--join needs a cluster key (--cluster-key, see `directory keygen`) or, to run \
+                 unencrypted, --insecure-no-cluster-key"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The host name as a valid node name (lowercase, `[a-z0-9._-]`, at most 63 characters),
+/// or `directory-1` when it cannot be read.
+pub fn host_node_name() -> NodeName {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let cleaned: String = raw
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .skip_while(|c| !c.is_ascii_alphanumeric())
+        .take(63)
+        .collect();
+    NodeName::new(&cleaned)
+        .or_else(|_| NodeName::new(DEFAULT_NODE_NAME))
+        .unwrap_or_else(|_| unreachable!("the default node name is valid"))
+}
+
+/// Runs a node until Ctrl-C or SIGTERM.
+pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format, &args.log_filter)?;
+    args.check()?;
+    let server = Server::start(args.to_config()).await?;
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = server.cancelled() => {}
+    }
+    server.shutdown().await;
+    Ok(())
+}
+
+fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter =
+        EnvFilter::try_new(filter).with_context(|| format!("invalid --log-filter {filter:?}"))?;
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
+    let result = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    #[test]
+    fn documented_flag_defaults_are_the_embedded_defaults() {
+        let cli = Cli::try_parse_from(["directory"]).unwrap();
+        let from_flags = cli.serve.to_config();
+        let embedded = Config {
+            node_name: host_node_name(),
+            ..Config::default()
+        };
+        assert_eq!(format!("{from_flags:?}"), format!("{embedded:?}"));
+    }
+
+    #[test]
+    fn serve_flags_override_defaults_and_bad_values_are_rejected() {
+        let cli = Cli::try_parse_from([
+            "directory",
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--max-wait",
+            "30s",
+        ])
+        .unwrap();
+        let Some(crate::cli::Command::Serve(args)) = cli.command else {
+            panic!("expected serve");
+        };
+        assert_eq!(args.http_addr.port(), 0);
+        assert_eq!(
+            args.to_config().max_wait,
+            std::time::Duration::from_secs(30)
+        );
+        for bad in [
+            &["directory", "--http-addr", "nope"][..],
+            &["directory", "--node-name", "Bad Name"],
+            &["directory", "--event-buffer", "0"],
+            &["directory", "--max-wait", "soon"],
+            &["directory", "--log-format", "xml"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Every knob of a directory node, with its default and why.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use crate::gossip::GossipSettings;
+use crate::registry::{
+    DEFAULT_EVENT_BUFFER, DEFAULT_MAX_INSTANCES, DEFAULT_TOMBSTONE_RETENTION, NodeName,
+    RegistryConfig,
+};
+
+/// Default HTTP listen address: loopback only, so a node started by hand is not exposed
+/// to the network until someone decides it should be.
+pub const DEFAULT_HTTP_ADDR: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7700));
+/// Default longest blocking query (Consul's limit too): long enough to make polling cheap,
+/// short enough that proxies and load balancers do not cut the request first.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(300);
+/// Default wait of a blocking query that gives `?index=` but no `?wait=`.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+/// Default largest accepted request body (64 KiB): a registration with the maximum 64 tags
+/// and 64 meta values of 1 KiB would not fit, but realistic ones fit many times over, and a
+/// small cap keeps a flood of large bodies from eating memory. Larger bodies get 413.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+/// Default interval of SSE keep-alive comments, below common idle timeouts of proxies (30-60 s).
+pub const DEFAULT_SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Default grace period for in-flight requests at shutdown before connections are dropped.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Configuration of one directory node. `Config::default()` is the embedded configuration a
+/// node starts with when nothing is given; every field is also a CLI flag and environment
+/// variable of the `directory` binary.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Name of this node (owner of the records it accepts; unique per cluster).
+    /// Default `directory-1`.
+    pub node_name: NodeName,
+    /// Address the HTTP API listens on. Port 0 picks a free port ([`crate::Server::http_addr`]
+    /// tells which). Default [`DEFAULT_HTTP_ADDR`].
+    pub http_addr: SocketAddr,
+    /// Most live instances accepted from clients; more get `507 capacity_full`.
+    /// Default [`DEFAULT_MAX_INSTANCES`].
+    pub max_instances: usize,
+    /// How long removed instances are remembered as tombstones (must exceed replication
+    /// delay in a cluster). Default [`DEFAULT_TOMBSTONE_RETENTION`].
+    pub tombstone_retention: Duration,
+    /// Watch events buffered per watcher before it is cut off as lagging.
+    /// Default [`DEFAULT_EVENT_BUFFER`].
+    pub event_buffer: NonZeroUsize,
+    /// Cap on `?wait=` of blocking queries; longer requested waits are shortened to it.
+    /// Default [`DEFAULT_MAX_WAIT`].
+    pub max_wait: Duration,
+    /// Wait of a blocking query without `?wait=`. Default [`DEFAULT_WAIT`]; capped by `max_wait`.
+    pub default_wait: Duration,
+    /// Largest request body in bytes; larger get 413. Default [`DEFAULT_BODY_LIMIT`].
+    pub body_limit: usize,
+    /// Interval of keep-alive comments on watch streams. Default [`DEFAULT_SSE_KEEP_ALIVE`].
+    pub sse_keep_alive: Duration,
+    /// How long shutdown waits for in-flight requests. Default [`DEFAULT_SHUTDOWN_GRACE`].
+    pub shutdown_grace: Duration,
+    /// Cluster membership and replication. `None` (the default) runs a single node without
+    /// gossip; `Some` joins a cluster (see [`GossipSettings`] for each knob).
+    pub cluster: Option<GossipSettings>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let registry = RegistryConfig::default();
+        Self {
+            node_name: registry.node,
+            http_addr: DEFAULT_HTTP_ADDR,
+            max_instances: DEFAULT_MAX_INSTANCES,
+            tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
+            event_buffer: DEFAULT_EVENT_BUFFER,
+            max_wait: DEFAULT_MAX_WAIT,
+            default_wait: DEFAULT_WAIT,
+            body_limit: DEFAULT_BODY_LIMIT,
+            sse_keep_alive: DEFAULT_SSE_KEEP_ALIVE,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            cluster: None,
+        }
+    }
+}
+
+impl Config {
+    /// For tests: the defaults with every listener on `127.0.0.1:0` and short intervals.
+    pub fn for_test() -> Self {
+        Self {
+            http_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)),
+            tombstone_retention: Duration::from_secs(2),
+            sse_keep_alive: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(2),
+            ..Self::default()
+        }
+    }
+
+    /// The registry part of this configuration.
+    pub fn registry_config(&self) -> RegistryConfig {
+        RegistryConfig {
+            node: self.node_name.clone(),
+            max_instances: self.max_instances,
+            tombstone_retention: self.tombstone_retention,
+            event_buffer: self.event_buffer,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::DEFAULT_NODE_NAME;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::default();
+        assert_eq!(c.http_addr.to_string(), "127.0.0.1:7700");
+        assert_eq!(c.node_name.as_str(), DEFAULT_NODE_NAME);
+        assert_eq!(c.body_limit, 65_536);
+        assert_eq!(c.max_wait, Duration::from_secs(300));
+        assert_eq!(Config::for_test().http_addr.port(), 0);
+    }
+}

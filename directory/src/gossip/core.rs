@@ -1,0 +1,651 @@
+//! The sans-IO gossip core: foca's SWIM membership plus our replication of entries.
+//!
+//! # How to drive it
+//! One owner (the tokio driver task, or the simulator) calls the inputs with the current
+//! time and then drains the outputs, in this order, after *every* input:
+//!
+//! * inputs: [`GossipCore::handle_datagram`] (a decrypted UDP payload),
+//!   [`GossipCore::handle_local_write`] (an entry written by the local registry),
+//!   [`GossipCore::handle_sync`] (an anti-entropy frame; returns the reply to send on the
+//!   same stream, if any), [`GossipCore::handle_timeout`] (when [`GossipCore::poll_timeout`]
+//!   is reached), [`GossipCore::set_seeds`] and [`GossipCore::leave`];
+//! * outputs: [`GossipCore::poll_transmit`] (datagrams to seal and send, and anti-entropy
+//!   sessions to open), [`GossipCore::poll_apply`] (remote entries to merge into the local
+//!   store), [`GossipCore::poll_event`] (membership events), then
+//!   [`GossipCore::poll_timeout`] (the next deadline).
+//!
+//! No clock, socket or thread RNG is touched inside: time is an argument and randomness
+//! comes from a seeded RNG, so a seeded simulation replays exactly.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec, Timer};
+use rand::rngs::SmallRng;
+use rand::seq::IndexedRandom;
+use rand::{RngExt as _, SeedableRng};
+
+use super::config::{GossipConfig, GossipConfigError};
+use super::crypto::SEALED_OVERHEAD;
+use super::identity::NodeIdentity;
+use super::queue::BroadcastQueue;
+use super::replica::Replica;
+use super::timers::TimerTable;
+use super::wire::{
+    Datagram, EntryKey, MAX_DATAGRAM, MAX_FRAME, SyncMsg, WireEntry, decode_datagram,
+    encode_datagram, entry_size,
+};
+
+/// Largest plaintext datagram: [`MAX_DATAGRAM`] minus the encryption envelope.
+pub const MAX_PLAINTEXT: usize = MAX_DATAGRAM - SEALED_OVERHEAD;
+/// Datagram bytes besides foca's message and the entries (version, lengths, option tag).
+const DATAGRAM_FRAMING: usize = 1 + 3 + 3 + 1;
+/// Entry bytes one anti-entropy frame may carry (room left for framing and envelope).
+const SYNC_ENTRY_BUDGET: usize = MAX_FRAME - 64 * 1024;
+/// How often collected tombstones and long-expired leases are swept.
+const COLLECT_INTERVAL: Duration = Duration::from_secs(1);
+/// Dead members a lonely node re-announces itself to per join attempt.
+const DEAD_ANNOUNCES_PER_JOIN: usize = 3;
+
+type Swim = Foca<NodeIdentity, PostcardCodec, SmallRng, NoCustomBroadcast>;
+
+/// Something the driver must send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transmit {
+    /// Seal and send one UDP datagram.
+    Datagram {
+        /// Destination gossip address.
+        to: SocketAddr,
+        /// Plaintext payload (at most [`MAX_PLAINTEXT`] bytes).
+        payload: Vec<u8>,
+    },
+    /// Open an anti-entropy stream to `to` and send `msg` first; feed every reply frame to
+    /// [`GossipCore::handle_sync`] and send back what it returns until it returns `None`.
+    Sync {
+        /// Destination gossip address (same port, stream transport).
+        to: SocketAddr,
+        /// The opening message (a digest).
+        msg: SyncMsg,
+    },
+}
+
+/// A membership change seen by this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GossipEvent {
+    /// A member became reachable (joined, or came back with a new identity).
+    MemberUp(NodeIdentity),
+    /// A member was declared dead.
+    MemberDown(NodeIdentity),
+    /// A member left gracefully.
+    MemberLeft(NodeIdentity),
+    /// This node is now part of a cluster (at least one other member knows it).
+    Joined,
+    /// Every other member is dead or gone; the node keeps retrying its seeds.
+    Isolated,
+    /// The cluster declared this node dead; it rejoined under a new identity.
+    Rejoined(NodeIdentity),
+}
+
+/// A member's state as listed by `/v1/cluster/members`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberState {
+    /// Answering probes.
+    Alive,
+    /// Failed a probe; may still refute.
+    Suspect,
+    /// Declared dead.
+    Dead,
+    /// Left gracefully.
+    Left,
+}
+
+/// One row of the member list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    /// The member's identity (name, address, generation).
+    pub identity: NodeIdentity,
+    /// Its state.
+    pub state: MemberState,
+    /// SWIM incarnation (raised by the member to refute suspicion).
+    pub incarnation: u16,
+    /// How long ago its state last changed, as seen here.
+    pub since: Duration,
+    /// Whether this row is the local node.
+    pub is_local: bool,
+}
+
+/// Counters of the core's activity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CoreStats {
+    /// Datagrams handed to the driver.
+    pub datagrams_sent: u64,
+    /// Plaintext bytes of those datagrams.
+    pub bytes_sent: u64,
+    /// Datagrams handled.
+    pub datagrams_received: u64,
+    /// Datagrams dropped because they did not decode.
+    pub malformed: u64,
+    /// Errors reported by foca (bad or unexpected SWIM messages).
+    pub swim_errors: u64,
+    /// Remote entries applied (newer than ours).
+    pub entries_applied: u64,
+    /// Anti-entropy sessions started.
+    pub syncs_started: u64,
+}
+
+#[derive(Debug)]
+enum TimerKind {
+    Swim(Timer<NodeIdentity>),
+    Gossip,
+    AntiEntropy,
+    Collect,
+    Join,
+}
+
+#[derive(Debug, Clone)]
+struct Tracked {
+    left: bool,
+    last_change: Instant,
+}
+
+/// The gossip state machine of one node. See the module docs for how to drive it.
+pub struct GossipCore {
+    config: GossipConfig,
+    identity: NodeIdentity,
+    started: Instant,
+    swim: Swim,
+    runtime: AccumulatingRuntime<NodeIdentity>,
+    rng: SmallRng,
+    replica: Replica,
+    queue: BroadcastQueue,
+    timers: TimerTable<TimerKind>,
+    transmits: VecDeque<Transmit>,
+    applies: VecDeque<WireEntry>,
+    events: VecDeque<GossipEvent>,
+    tracked: BTreeMap<SocketAddr, Tracked>,
+    seeds: Vec<SocketAddr>,
+    eager: bool,
+    left: bool,
+    stats: CoreStats,
+}
+
+impl GossipCore {
+    /// A node with `identity` starting at `now`. It joins once seeds are given.
+    pub fn new(
+        identity: NodeIdentity,
+        config: GossipConfig,
+        now: Instant,
+    ) -> Result<Self, GossipConfigError> {
+        config.validate()?;
+        let mut rng = SmallRng::seed_from_u64(config.rng_seed);
+        let swim_rng = SmallRng::seed_from_u64(rng.random());
+        let swim = Foca::new(identity.clone(), config.foca(), swim_rng, PostcardCodec);
+        let mut core = Self {
+            replica: Replica::new(config.tombstone_retention, config.lease_grace),
+            identity,
+            started: now,
+            swim,
+            runtime: AccumulatingRuntime::new(),
+            rng,
+            queue: BroadcastQueue::default(),
+            timers: TimerTable::default(),
+            transmits: VecDeque::new(),
+            applies: VecDeque::new(),
+            events: VecDeque::new(),
+            tracked: BTreeMap::new(),
+            seeds: Vec::new(),
+            eager: false,
+            left: false,
+            stats: CoreStats::default(),
+            config,
+        };
+        core.timers
+            .schedule(now + core.config.gossip_interval, TimerKind::Gossip);
+        let first_sync = core.jittered(core.config.anti_entropy_interval);
+        core.timers
+            .schedule(now + first_sync, TimerKind::AntiEntropy);
+        core.timers
+            .schedule(now + COLLECT_INTERVAL, TimerKind::Collect);
+        core.timers.schedule(now, TimerKind::Join);
+        Ok(core)
+    }
+
+    /// This node's current identity (changes if it had to rejoin).
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.identity
+    }
+
+    /// The entries this node replicates.
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    /// Activity counters.
+    pub fn stats(&self) -> &CoreStats {
+        &self.stats
+    }
+
+    /// Number of live (alive or suspect) members besides this node.
+    pub fn active_members(&self) -> usize {
+        self.swim.num_members()
+    }
+
+    /// Entries still waiting to be piggybacked.
+    pub fn pending_broadcasts(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Replaces the seed list (resolved addresses). A node with no live member announces
+    /// itself to every seed each `join_retry_interval`.
+    pub fn set_seeds(&mut self, seeds: Vec<SocketAddr>) {
+        self.seeds = seeds;
+        self.seeds.retain(|s| *s != self.identity.addr);
+    }
+
+    /// Input: an entry written locally (register, heartbeat, deregister, expiry).
+    pub fn handle_local_write(&mut self, now: Instant, entry: WireEntry) {
+        let key = entry.key.clone();
+        if self.replica.offer(now, entry) {
+            self.queue.push(key, self.max_transmissions());
+            self.eager = true;
+            self.flush_eager(now);
+        }
+    }
+
+    /// Input: one decrypted datagram from `from`. Malformed payloads are dropped and
+    /// counted; nothing else changes.
+    pub fn handle_datagram(&mut self, now: Instant, payload: &[u8]) -> Result<(), DatagramError> {
+        self.stats.datagrams_received += 1;
+        let Ok(datagram) = decode_datagram(payload, MAX_PLAINTEXT) else {
+            self.stats.malformed += 1;
+            return Err(DatagramError::Malformed);
+        };
+        if let Some(leaving) = datagram.leaving {
+            self.mark_left(now, &leaving);
+        }
+        for entry in datagram.entries {
+            self.accept_remote(now, entry, true);
+        }
+        let mut result = Ok(());
+        if !datagram.swim.is_empty() {
+            if let Err(err) = self.swim.handle_data(&datagram.swim, &mut self.runtime) {
+                tracing::trace!(%err, "swim message rejected");
+                self.stats.swim_errors += 1;
+                result = Err(DatagramError::Swim);
+            }
+            self.drain_swim(now);
+        }
+        self.flush_eager(now);
+        result
+    }
+
+    /// Input: one anti-entropy frame; returns the reply to send on the same stream.
+    pub fn handle_sync(&mut self, now: Instant, msg: SyncMsg) -> Option<SyncMsg> {
+        let reply = match msg {
+            SyncMsg::Digest { buckets } => {
+                let diff = self.replica.differing_buckets(&buckets);
+                (!diff.is_empty()).then(|| SyncMsg::Keys {
+                    versions: self.replica.versions_in(&diff),
+                    buckets: diff,
+                })
+            }
+            SyncMsg::Keys { buckets, versions } => {
+                let (push, want) = self.replica.compare(&buckets, &versions);
+                let entries = self.entries_for(now, &push);
+                (!entries.is_empty() || !want.is_empty()).then_some(SyncMsg::Push { entries, want })
+            }
+            SyncMsg::Push { entries, want } => {
+                for entry in entries {
+                    self.accept_remote(now, entry, false);
+                }
+                (!want.is_empty()).then(|| SyncMsg::Push {
+                    entries: self.entries_for(now, &want),
+                    want: Vec::new(),
+                })
+            }
+        };
+        self.flush_eager(now);
+        reply
+    }
+
+    /// Input: the deadline from [`Self::poll_timeout`] was reached.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(kind) = self.timers.pop_due(now) {
+            match kind {
+                TimerKind::Swim(timer) => {
+                    if let Err(err) = self.swim.handle_timer(timer, &mut self.runtime) {
+                        tracing::debug!(%err, "swim timer error");
+                        self.stats.swim_errors += 1;
+                    }
+                    self.drain_swim(now);
+                }
+                TimerKind::Gossip => {
+                    if !self.queue.is_empty() {
+                        self.gossip_round(now);
+                    }
+                    self.timers
+                        .schedule(now + self.config.gossip_interval, TimerKind::Gossip);
+                }
+                TimerKind::AntiEntropy => {
+                    self.start_sync();
+                    let next = self.jittered(self.config.anti_entropy_interval);
+                    self.timers.schedule(now + next, TimerKind::AntiEntropy);
+                }
+                TimerKind::Collect => {
+                    self.replica.collect_garbage(now);
+                    self.timers
+                        .schedule(now + COLLECT_INTERVAL, TimerKind::Collect);
+                }
+                TimerKind::Join => {
+                    self.try_join(now);
+                    let next = self.config.join_retry_interval;
+                    self.timers.schedule(now + next, TimerKind::Join);
+                }
+            }
+        }
+    }
+
+    /// Input: leave the cluster gracefully (announce it, then stop answering).
+    pub fn leave(&mut self, now: Instant) {
+        if self.left {
+            return;
+        }
+        let members: Vec<SocketAddr> = self.swim.iter_members().map(|m| m.id().addr).collect();
+        let me = self.identity.clone();
+        for addr in members {
+            self.send_datagram(now, addr, Vec::new(), Some(me.clone()));
+        }
+        if let Err(err) = self.swim.leave_cluster(&mut self.runtime) {
+            tracing::debug!(%err, "leave_cluster failed");
+        }
+        self.drain_swim(now);
+        self.left = true;
+        self.timers
+            .cancel(|k| matches!(k, TimerKind::Join | TimerKind::AntiEntropy));
+    }
+
+    /// Output: the next thing to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Output: the next remote entry to merge into the local store (lease as of now).
+    pub fn poll_apply(&mut self) -> Option<WireEntry> {
+        self.applies.pop_front()
+    }
+
+    /// Output: the next membership event.
+    pub fn poll_event(&mut self) -> Option<GossipEvent> {
+        self.events.pop_front()
+    }
+
+    /// Output: when [`Self::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Every known member, this node first.
+    pub fn members(&self, now: Instant) -> Vec<MemberView> {
+        let mut out = vec![MemberView {
+            identity: self.identity.clone(),
+            state: if self.left {
+                MemberState::Left
+            } else {
+                MemberState::Alive
+            },
+            incarnation: 0,
+            since: now.saturating_duration_since(self.started),
+            is_local: true,
+        }];
+        for member in self.swim.iter_membership_state() {
+            let tracked = self.tracked.get(&member.id().addr);
+            let state = match member.state() {
+                foca::State::Alive => MemberState::Alive,
+                foca::State::Suspect => MemberState::Suspect,
+                foca::State::Down if tracked.is_some_and(|t| t.left) => MemberState::Left,
+                foca::State::Down => MemberState::Dead,
+            };
+            let since = tracked.map_or(Duration::ZERO, |t| {
+                now.saturating_duration_since(t.last_change)
+            });
+            out.push(MemberView {
+                identity: member.id().clone(),
+                state,
+                incarnation: member.incarnation(),
+                since,
+                is_local: false,
+            });
+        }
+        out
+    }
+
+    fn max_transmissions(&self) -> u32 {
+        let n = self.swim.num_members() as f64 + 2.0;
+        // log10 of a small positive count: finite, between 0 and ~10.
+        let log = n.log10().ceil().max(1.0) as u32;
+        self.config.retransmit_mult.saturating_mul(log)
+    }
+
+    fn jittered(&mut self, base: Duration) -> Duration {
+        base.mul_f64(self.rng.random_range(0.5..1.5))
+    }
+
+    fn accept_remote(&mut self, now: Instant, entry: WireEntry, gossip: bool) {
+        let key = entry.key.clone();
+        if !self.replica.offer(now, entry) {
+            return;
+        }
+        if let Some(current) = self.replica.current(now, &key) {
+            self.applies.push_back(current);
+        }
+        self.stats.entries_applied += 1;
+        self.queue.push(key, self.max_transmissions());
+        self.eager |= gossip;
+    }
+
+    fn entries_for(&self, now: Instant, keys: &[EntryKey]) -> Vec<WireEntry> {
+        let mut used = 0;
+        let mut out = Vec::new();
+        for key in keys {
+            let Some(entry) = self.replica.current(now, key) else {
+                continue;
+            };
+            used += entry_size(&entry);
+            if used > SYNC_ENTRY_BUDGET {
+                break;
+            }
+            out.push(entry);
+        }
+        out
+    }
+
+    fn flush_eager(&mut self, now: Instant) {
+        if std::mem::take(&mut self.eager) && !self.left {
+            self.gossip_round(now);
+        }
+    }
+
+    fn random_members(&mut self, count: usize) -> Vec<SocketAddr> {
+        let all: Vec<SocketAddr> = self.swim.iter_members().map(|m| m.id().addr).collect();
+        all.sample(&mut self.rng, count).copied().collect()
+    }
+
+    fn gossip_round(&mut self, now: Instant) {
+        for to in self.random_members(self.config.gossip_fanout) {
+            if self.queue.is_empty() {
+                break;
+            }
+            self.send_datagram(now, to, Vec::new(), None);
+        }
+    }
+
+    fn send_datagram(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        swim: Vec<u8>,
+        leaving: Option<NodeIdentity>,
+    ) {
+        let leaving_size = leaving.as_ref().map_or(0, |id| {
+            postcard::experimental::serialized_size(id).unwrap_or(MAX_PLAINTEXT)
+        });
+        let max_budget = MAX_PLAINTEXT - DATAGRAM_FRAMING;
+        let budget = max_budget.saturating_sub(swim.len() + leaving_size);
+        let entries = self.queue.fill(&self.replica, now, budget, max_budget);
+        if swim.is_empty() && entries.is_empty() && leaving.is_none() {
+            return;
+        }
+        let datagram = Datagram {
+            swim,
+            entries,
+            leaving,
+        };
+        match encode_datagram(&datagram, MAX_PLAINTEXT) {
+            Ok(payload) => {
+                self.stats.datagrams_sent += 1;
+                self.stats.bytes_sent += payload.len() as u64;
+                self.transmits.push_back(Transmit::Datagram { to, payload });
+            }
+            Err(err) => tracing::warn!(%err, "gossip datagram not sent"),
+        }
+    }
+
+    fn drain_swim(&mut self, now: Instant) {
+        while let Some((to, bytes)) = self.runtime.to_send() {
+            if self.is_spurious_turn_undead(&to, &bytes) {
+                continue;
+            }
+            self.send_datagram(now, to.addr, bytes.to_vec(), None);
+        }
+        while let Some((after, timer)) = self.runtime.to_schedule() {
+            self.timers.schedule(now + after, TimerKind::Swim(timer));
+        }
+        while let Some(notification) = self.runtime.to_notify() {
+            self.handle_notification(now, notification);
+        }
+    }
+
+    /// foca 2.0.0 sends `TurnUndead` when a suspicion timer fires even if the suspect
+    /// refuted in time (its `apply_existing_if` returns `Some` for a failed condition). The
+    /// refuting member would then needlessly rejoin under a new identity and, racing with
+    /// that rename, be declared dead. We only let `TurnUndead` out for members we really
+    /// hold as down.
+    fn is_spurious_turn_undead(&self, to: &NodeIdentity, bytes: &[u8]) -> bool {
+        let Ok((header, _)) = postcard::take_from_bytes::<foca::Header<NodeIdentity>>(bytes) else {
+            return false;
+        };
+        if header.message != foca::Message::TurnUndead {
+            return false;
+        }
+        self.swim.iter_members().any(|m| m.id() == to)
+    }
+
+    fn handle_notification(&mut self, now: Instant, notification: OwnedNotification<NodeIdentity>) {
+        match notification {
+            OwnedNotification::MemberUp(id) => {
+                self.tracked.insert(
+                    id.addr,
+                    Tracked {
+                        left: false,
+                        last_change: now,
+                    },
+                );
+                self.events.push_back(GossipEvent::MemberUp(id));
+            }
+            OwnedNotification::MemberDown(id) => {
+                let tracked = self.tracked.entry(id.addr).or_insert(Tracked {
+                    left: false,
+                    last_change: now,
+                });
+                tracked.last_change = now;
+                let event = if tracked.left {
+                    GossipEvent::MemberLeft(id)
+                } else {
+                    GossipEvent::MemberDown(id)
+                };
+                self.events.push_back(event);
+            }
+            OwnedNotification::Rename(_, new) => {
+                self.tracked.insert(
+                    new.addr,
+                    Tracked {
+                        left: false,
+                        last_change: now,
+                    },
+                );
+            }
+            OwnedNotification::Active => {
+                self.events.push_back(GossipEvent::Joined);
+                self.start_sync();
+            }
+            OwnedNotification::Idle | OwnedNotification::Defunct => {
+                self.events.push_back(GossipEvent::Isolated);
+            }
+            OwnedNotification::Rejoin(id) => {
+                self.identity = id.clone();
+                self.events.push_back(GossipEvent::Rejoined(id));
+            }
+        }
+    }
+
+    fn mark_left(&mut self, now: Instant, leaving: &NodeIdentity) {
+        self.tracked.insert(
+            leaving.addr,
+            Tracked {
+                left: true,
+                last_change: now,
+            },
+        );
+    }
+
+    fn start_sync(&mut self) {
+        if self.left {
+            return;
+        }
+        if let Some(to) = self.random_members(1).pop() {
+            self.stats.syncs_started += 1;
+            let msg = SyncMsg::Digest {
+                buckets: self.replica.digest(),
+            };
+            self.transmits.push_back(Transmit::Sync { to, msg });
+        }
+    }
+
+    fn try_join(&mut self, now: Instant) {
+        if self.left || self.swim.num_members() > 0 {
+            return;
+        }
+        let mut targets = self.seeds.clone();
+        let dead: Vec<SocketAddr> = self
+            .swim
+            .iter_membership_state()
+            .map(|m| m.id().addr)
+            .filter(|a| !targets.contains(a))
+            .collect();
+        targets.extend(dead.sample(&mut self.rng, DEAD_ANNOUNCES_PER_JOIN).copied());
+        for addr in targets {
+            if let Err(err) = self
+                .swim
+                .announce(NodeIdentity::seed(addr), &mut self.runtime)
+            {
+                tracing::debug!(%err, "announce failed");
+            }
+        }
+        self.drain_swim(now);
+    }
+}
+
+/// Why a datagram was not (fully) handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DatagramError {
+    /// The payload did not decode (bad version, shape or size). Nothing changed.
+    #[error("malformed gossip datagram")]
+    Malformed,
+    /// Foca refused the SWIM message (stale, from ourselves, or malformed); piggybacked
+    /// entries were still considered.
+    #[error("swim message rejected")]
+    Swim,
+}

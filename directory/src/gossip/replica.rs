@@ -1,0 +1,345 @@
+//! The replication layer's view of every entry: last-writer-wins by version, tombstones with
+//! a shared relative age, leases as relative deadlines, and the bucketed digest used by
+//! anti-entropy.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::wire::{EntryKey, EntryState, EntryVersion, WireEntry};
+
+/// Number of key buckets in an anti-entropy digest (one `u64` each).
+pub const DIGEST_BUCKETS: usize = 64;
+
+#[derive(Debug, Clone)]
+struct Held {
+    entry: WireEntry,
+    /// Live: when the lease was `lease_remaining_ms` long. Tombstone: when it was created
+    /// (back-dated by the age it arrived with).
+    stored_at: Instant,
+}
+
+impl Held {
+    fn snapshot(&self, now: Instant) -> WireEntry {
+        let mut entry = self.entry.clone();
+        let elapsed = now.saturating_duration_since(self.stored_at);
+        let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        match &mut entry.state {
+            EntryState::Live(live) => {
+                live.lease_remaining_ms = live.lease_remaining_ms.saturating_sub(elapsed_ms);
+            }
+            EntryState::Tombstone { age_ms, .. } => *age_ms = age_ms.saturating_add(elapsed_ms),
+        }
+        entry
+    }
+
+    fn lease_deadline(&self) -> Option<Instant> {
+        match &self.entry.state {
+            EntryState::Live(live) => {
+                Some(self.stored_at + Duration::from_millis(live.lease_remaining_ms))
+            }
+            EntryState::Tombstone { .. } => None,
+        }
+    }
+}
+
+/// Every replicated entry this node knows, with local deadlines.
+#[derive(Debug)]
+pub struct Replica {
+    entries: BTreeMap<EntryKey, Held>,
+    buckets: [u64; DIGEST_BUCKETS],
+    tombstone_retention: Duration,
+    lease_grace: Duration,
+}
+
+impl Replica {
+    /// An empty replica. Tombstones are collected `tombstone_retention` after creation; live
+    /// entries are forgotten `lease_grace` after their lease ran out.
+    pub fn new(tombstone_retention: Duration, lease_grace: Duration) -> Self {
+        Self {
+            entries: BTreeMap::new(),
+            buckets: [0; DIGEST_BUCKETS],
+            tombstone_retention,
+            lease_grace,
+        }
+    }
+
+    /// Number of entries held (tombstones included).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The version held for `key`.
+    pub fn version(&self, key: &EntryKey) -> Option<EntryVersion> {
+        self.entries.get(key).map(|h| h.entry.version)
+    }
+
+    /// The entry for `key` as it should be sent now (lease and age adjusted).
+    pub fn current(&self, now: Instant, key: &EntryKey) -> Option<WireEntry> {
+        self.entries.get(key).map(|h| h.snapshot(now))
+    }
+
+    /// Offers an entry; returns whether it was newer and is now held. Tombstones older than
+    /// the retention and live copies whose lease already ran out are refused: they could
+    /// only resurrect or re-spread dead state.
+    pub fn offer(&mut self, now: Instant, entry: WireEntry) -> bool {
+        if self.version(&entry.key).is_some_and(|v| v >= entry.version) {
+            return false;
+        }
+        let stored_at = match &entry.state {
+            EntryState::Live(live) if live.lease_remaining_ms == 0 => return false,
+            EntryState::Live(_) => now,
+            EntryState::Tombstone { age_ms, .. } => {
+                let age = Duration::from_millis(*age_ms);
+                if age >= self.tombstone_retention {
+                    return false;
+                }
+                now.checked_sub(age).unwrap_or(now)
+            }
+        };
+        let mut entry = entry;
+        if let EntryState::Tombstone { age_ms, .. } = &mut entry.state {
+            // The age is now carried by `stored_at`.
+            *age_ms = 0;
+        }
+        let bucket = bucket_of(&entry.key);
+        let new_hash = entry_hash(&entry.key, entry.version);
+        if let Some(old) = self
+            .entries
+            .insert(entry.key.clone(), Held { entry, stored_at })
+        {
+            self.buckets[bucket] ^= entry_hash(&old.entry.key, old.entry.version);
+        }
+        self.buckets[bucket] ^= new_hash;
+        true
+    }
+
+    /// Removes tombstones past their retention and live entries past lease + grace.
+    /// Returns how many entries were removed.
+    pub fn collect_garbage(&mut self, now: Instant) -> usize {
+        let retention = self.tombstone_retention;
+        let grace = self.lease_grace;
+        let expired: Vec<EntryKey> = self
+            .entries
+            .iter()
+            .filter(|(_, h)| match h.lease_deadline() {
+                Some(deadline) => now >= deadline + grace,
+                None => now.saturating_duration_since(h.stored_at) >= retention,
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &expired {
+            if let Some(old) = self.entries.remove(key) {
+                self.buckets[bucket_of(key)] ^= entry_hash(key, old.entry.version);
+            }
+        }
+        expired.len()
+    }
+
+    /// The digest: one hash per bucket.
+    pub fn digest(&self) -> Vec<u64> {
+        self.buckets.to_vec()
+    }
+
+    /// Indices of the buckets where `theirs` differs from ours (all, if the length is wrong).
+    pub fn differing_buckets(&self, theirs: &[u64]) -> Vec<u16> {
+        (0..DIGEST_BUCKETS)
+            .filter(|&i| theirs.get(i) != Some(&self.buckets[i]) || theirs.len() != DIGEST_BUCKETS)
+            .filter_map(|i| u16::try_from(i).ok())
+            .collect()
+    }
+
+    /// Every `(key, version)` held in the given buckets.
+    pub fn versions_in(&self, buckets: &[u16]) -> Vec<(EntryKey, EntryVersion)> {
+        let mut wanted = [false; DIGEST_BUCKETS];
+        for &b in buckets {
+            if let Some(slot) = wanted.get_mut(usize::from(b)) {
+                *slot = true;
+            }
+        }
+        self.entries
+            .iter()
+            .filter(|(k, _)| wanted[bucket_of(k)])
+            .map(|(k, h)| (k.clone(), h.entry.version))
+            .collect()
+    }
+
+    /// Given the peer's versions in `buckets`, the keys we hold newer or that the peer lacks
+    /// (to push) and the keys the peer holds newer or we lack (to want).
+    pub fn compare(
+        &self,
+        buckets: &[u16],
+        theirs: &[(EntryKey, EntryVersion)],
+    ) -> (Vec<EntryKey>, Vec<EntryKey>) {
+        let their_map: BTreeMap<&EntryKey, EntryVersion> =
+            theirs.iter().map(|(k, v)| (k, *v)).collect();
+        let push = self
+            .versions_in(buckets)
+            .into_iter()
+            .filter(|(k, v)| their_map.get(k).is_none_or(|theirs| theirs < v))
+            .map(|(k, _)| k)
+            .collect();
+        let want = theirs
+            .iter()
+            .filter(|(k, v)| self.version(k).is_none_or(|mine| mine < *v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        (push, want)
+    }
+}
+
+/// FNV-1a: a hash that is the same on every node and every build (never `RandomState`).
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &byte in *part {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        hash ^= 0xff;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+fn bucket_of(key: &EntryKey) -> usize {
+    let hash = fnv1a(&[key.service.as_bytes(), key.instance.as_bytes()]);
+    // DIGEST_BUCKETS is 64, so the remainder always fits usize.
+    (hash % DIGEST_BUCKETS as u64) as usize
+}
+
+fn entry_hash(key: &EntryKey, version: EntryVersion) -> u64 {
+    let mut h = fnv1a(&[
+        key.service.as_bytes(),
+        key.instance.as_bytes(),
+        &version.hlc.to_le_bytes(),
+        &version.node.to_le_bytes(),
+    ]);
+    // splitmix64 finalizer so XOR-combining is well mixed.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gossip::wire::{LiveRecord, TombstoneReason};
+
+    fn live(instance: &str, hlc: u64, lease_ms: u64) -> WireEntry {
+        WireEntry {
+            key: EntryKey::new("svc", instance),
+            version: EntryVersion { hlc, node: 1 },
+            state: EntryState::Live(LiveRecord {
+                address: "127.0.0.1:1".into(),
+                tags: vec![],
+                meta: vec![],
+                ttl_ms: lease_ms,
+                fingerprint: None,
+                owner: "n1".into(),
+                registered_at_ms: 0,
+                lease_remaining_ms: lease_ms,
+            }),
+        }
+    }
+
+    fn tomb(instance: &str, hlc: u64, age_ms: u64) -> WireEntry {
+        WireEntry {
+            key: EntryKey::new("svc", instance),
+            version: EntryVersion { hlc, node: 1 },
+            state: EntryState::Tombstone {
+                reason: TombstoneReason::Deregistered,
+                age_ms,
+            },
+        }
+    }
+
+    fn replica() -> Replica {
+        Replica::new(Duration::from_secs(60), Duration::from_secs(5))
+    }
+
+    #[test]
+    fn newer_versions_win_and_stale_ones_change_nothing() {
+        let now = Instant::now();
+        let mut r = replica();
+        assert!(r.offer(now, live("a", 5, 10_000)));
+        assert!(!r.offer(now, live("a", 5, 10_000)));
+        assert!(!r.offer(now, tomb("a", 4, 0)));
+        assert!(r.offer(now, tomb("a", 6, 0)));
+        assert!(!r.offer(now, live("a", 5, 10_000)));
+        assert!(
+            r.current(now, &EntryKey::new("svc", "a"))
+                .unwrap()
+                .is_tombstone()
+        );
+    }
+
+    #[test]
+    fn leases_and_tombstone_ages_are_relative() {
+        let t0 = Instant::now();
+        let mut r = replica();
+        r.offer(t0, live("a", 1, 10_000));
+        r.offer(t0, tomb("b", 1, 1_000));
+        let later = t0 + Duration::from_secs(3);
+        let a = r.current(later, &EntryKey::new("svc", "a")).unwrap();
+        assert_eq!(a.lease_remaining(), Some(Duration::from_secs(7)));
+        let b = r.current(later, &EntryKey::new("svc", "b")).unwrap();
+        assert!(matches!(
+            b.state,
+            EntryState::Tombstone { age_ms: 4_000, .. }
+        ));
+    }
+
+    #[test]
+    fn expired_copies_and_old_tombstones_are_refused() {
+        let now = Instant::now() + Duration::from_secs(120);
+        let mut r = replica();
+        assert!(!r.offer(now, live("a", 1, 0)));
+        assert!(!r.offer(now, tomb("b", 1, 60_000)));
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn garbage_collection_drops_old_tombstones_and_long_expired_leases() {
+        let t0 = Instant::now();
+        let mut r = replica();
+        r.offer(t0, live("a", 1, 1_000));
+        r.offer(t0, tomb("b", 1, 0));
+        r.offer(t0, live("c", 1, 600_000));
+        assert_eq!(r.collect_garbage(t0 + Duration::from_secs(5)), 0);
+        assert_eq!(r.collect_garbage(t0 + Duration::from_secs(6)), 1);
+        assert_eq!(r.collect_garbage(t0 + Duration::from_secs(61)), 1);
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn digests_match_exactly_when_versions_match() {
+        let now = Instant::now();
+        let (mut a, mut b) = (replica(), replica());
+        for i in 0..50 {
+            a.offer(now, live(&format!("i{i}"), 1, 10_000));
+            b.offer(now, live(&format!("i{i}"), 1, 5_000));
+        }
+        assert!(a.differing_buckets(&b.digest()).is_empty());
+        b.offer(now, live("i7", 2, 10_000));
+        b.offer(now, live("new", 1, 10_000));
+        let diff = a.differing_buckets(&b.digest());
+        assert!(!diff.is_empty() && diff.len() <= 2);
+        let (push, want) = a.compare(&diff, &b.versions_in(&diff));
+        assert!(push.is_empty());
+        let mut want = want;
+        want.sort();
+        assert_eq!(
+            want,
+            vec![EntryKey::new("svc", "i7"), EntryKey::new("svc", "new")]
+        );
+        a.collect_garbage(now);
+        assert_eq!(a.differing_buckets(&[1, 2]).len(), DIGEST_BUCKETS);
+    }
+}

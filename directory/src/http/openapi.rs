@@ -1,0 +1,49 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+
+use utoipa::OpenApi;
+
+use super::cluster::{MemberRow, MembersResponse};
+use super::error::{ErrorBody, ErrorDetail};
+use super::instances::RegisterBody;
+use super::ops::Health;
+use super::services::{ServiceCount, ServiceResponse, ServicesResponse};
+use crate::registry::{ChangeEvent, ChangeKind, Record};
+
+/// The directory's HTTP API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "directory",
+        description = "Service directory: register instances with a TTL lease, look them up (filters, blocking queries), watch changes. \
+Errors always have the shape {\"error\":{\"code\":\"snake_case\",\"message\":\"...\"}}. \
+Names (service, instance) match [a-z0-9][a-z0-9._-]{0,62}."
+    ),
+    paths(
+        super::instances::register,
+        super::instances::heartbeat,
+        super::instances::deregister,
+        super::instances::get_instance,
+        super::services::list,
+        super::services::lookup,
+        super::watch::watch,
+        super::cluster::members,
+        super::ops::health,
+        super::ops::metrics,
+        super::ops::openapi,
+    ),
+    components(schemas(
+        Record,
+        RegisterBody,
+        ServicesResponse,
+        ServiceCount,
+        ServiceResponse,
+        ChangeEvent,
+        ChangeKind,
+        ErrorBody,
+        ErrorDetail,
+        Health,
+        MembersResponse,
+        MemberRow
+    ))
+)]
+pub struct ApiDoc;

@@ -1,0 +1,86 @@
+//! `GET /v1/watch`: a Server-Sent Events stream of change events.
+
+use std::convert::Infallible;
+
+use axum::extract::{RawQuery, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::{Stream, StreamExt};
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::query::WatchQuery;
+use crate::registry::{ChangeEvent, ServiceName};
+
+/// SSE event name sent when the watcher fell behind and missed events; it should
+/// resynchronise with a lookup. Its data is `{"missed": N}`.
+pub const LAGGED_EVENT: &str = "lagged";
+
+/// Stream change events (`registered`, `updated`, `expired`, `deregistered`).
+#[utoipa::path(
+    get,
+    path = "/v1/watch",
+    params(("service" = Option<String>, Query, description = "only events of this service")),
+    responses(
+        (status = 200, description = "text/event-stream; event name = change type, data = ChangeEvent JSON, id = change index. \
+          A `lagged` event with data {\"missed\":N} means events were dropped for a slow reader: resynchronise with a lookup.",
+         body = ChangeEvent, content_type = "text/event-stream"),
+        (status = 400, description = "invalid service name or query", body = ErrorBody),
+    ),
+    tag = "watch"
+)]
+pub async fn watch(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let query = WatchQuery::parse(raw.as_deref())?;
+    let gauge = WatcherGauge::new();
+    let events = BroadcastStream::new(state.registry.subscribe())
+        .take_until(state.cancel.clone().cancelled_owned())
+        .filter_map(move |item| {
+            let _alive = &gauge; // dropped with the stream, when the client goes away
+            std::future::ready(to_sse(item, query.service.as_ref()))
+        })
+        .map(Ok);
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(state.config.sse_keep_alive)))
+}
+
+fn to_sse(
+    item: Result<ChangeEvent, BroadcastStreamRecvError>,
+    only: Option<&ServiceName>,
+) -> Option<Event> {
+    match item {
+        Ok(event) if only.is_none_or(|s| *s == event.service) => {
+            let data = serde_json::to_string(&event).ok()?;
+            Some(
+                Event::default()
+                    .event(event.kind.as_str())
+                    .id(event.index.to_string())
+                    .data(data),
+            )
+        }
+        Ok(_) => None,
+        Err(BroadcastStreamRecvError::Lagged(missed)) => Some(
+            Event::default()
+                .event(LAGGED_EVENT)
+                .data(format!("{{\"missed\":{missed}}}")),
+        ),
+    }
+}
+
+/// Counts open watch streams in the `directory_watchers` gauge while alive.
+struct WatcherGauge;
+
+impl WatcherGauge {
+    fn new() -> Self {
+        metrics::gauge!("directory_watchers").increment(1);
+        Self
+    }
+}
+
+impl Drop for WatcherGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("directory_watchers").decrement(1);
+    }
+}

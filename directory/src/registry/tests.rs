@@ -1,0 +1,576 @@
+//! Unit tests of the registry as a whole (store + leases + merge).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use proptest::prelude::*;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+
+use super::*;
+
+fn svc(s: &str) -> ServiceName {
+    ServiceName::new(s).unwrap()
+}
+
+fn inst(s: &str) -> InstanceId {
+    InstanceId::new(s).unwrap()
+}
+
+fn reg(addr: &str, ttl_secs: u64) -> Registration {
+    Registration {
+        ttl: Ttl::from_duration(Duration::from_secs(ttl_secs)).unwrap(),
+        ..Registration::new(Address::new(addr).unwrap())
+    }
+}
+
+fn registry() -> Registry {
+    Registry::new(RegistryConfig::for_test())
+}
+
+fn drain(rx: &mut broadcast::Receiver<ChangeEvent>) -> Vec<(ChangeKind, String)> {
+    std::iter::from_fn(|| rx.try_recv().ok())
+        .map(|e| (e.kind, e.instance.to_string()))
+        .collect()
+}
+
+#[test]
+fn registered_instances_are_found_with_a_fresh_index() {
+    let r = registry();
+    let now = Instant::now();
+    let rec = r
+        .register(&svc("orders"), &inst("o-1"), reg("10.0.0.1:7000", 10), now)
+        .unwrap();
+    assert_eq!(rec.index, 1);
+    assert_eq!(rec.owner.as_str(), DEFAULT_NODE_NAME);
+    let rec2 = r
+        .register(&svc("orders"), &inst("o-2"), reg("10.0.0.2:7000", 10), now)
+        .unwrap();
+    assert_eq!(rec2.index, 2);
+    let view = r.lookup(&svc("orders"), &Filter::default());
+    assert_eq!(view.index, 2);
+    assert_eq!(view.instances.len(), 2);
+    assert_eq!(view.instances[0].instance.as_str(), "o-1");
+    assert_eq!(
+        r.instance(&svc("orders"), &inst("o-2"))
+            .unwrap()
+            .address
+            .as_str(),
+        "10.0.0.2:7000"
+    );
+    assert_eq!(r.len(), 2);
+    let (index, services) = r.services();
+    assert_eq!(index, 2);
+    assert_eq!(
+        services,
+        vec![ServiceSummary {
+            service: svc("orders"),
+            instances: 2
+        }]
+    );
+}
+
+#[test]
+fn unknown_services_look_up_empty_with_index_zero() {
+    let r = registry();
+    let view = r.lookup(&svc("nope"), &Filter::default());
+    assert_eq!((view.index, view.instances.len()), (0, 0));
+    assert!(r.instance(&svc("nope"), &inst("x")).is_none());
+}
+
+#[test]
+fn reregistering_identical_content_only_renews_the_lease() {
+    let r = registry();
+    let mut events = r.subscribe();
+    let now = Instant::now();
+    let first = r
+        .register(&svc("a"), &inst("i"), reg("h:1", 5), now)
+        .unwrap();
+    let again = r
+        .register(
+            &svc("a"),
+            &inst("i"),
+            reg("h:1", 5),
+            now + Duration::from_secs(3),
+        )
+        .unwrap();
+    assert_eq!(again.index, first.index);
+    assert_eq!(again.registered_at, first.registered_at);
+    assert_eq!(
+        drain(&mut events),
+        vec![(ChangeKind::Registered, "i".into())]
+    );
+    // The lease now runs from the second registration.
+    assert_eq!(r.reap(now + Duration::from_secs(6)).expired, 0);
+    assert_eq!(r.reap(now + Duration::from_secs(8)).expired, 1);
+}
+
+#[test]
+fn changing_a_registration_bumps_the_index_and_emits_updated() {
+    let r = registry();
+    let mut events = r.subscribe();
+    let now = Instant::now();
+    let first = r
+        .register(&svc("a"), &inst("i"), reg("h:1", 5), now)
+        .unwrap();
+    let second = r
+        .register(&svc("a"), &inst("i"), reg("h:2", 5), now)
+        .unwrap();
+    assert!(second.index > first.index);
+    assert_eq!(second.registered_at, first.registered_at);
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        drain(&mut events),
+        vec![
+            (ChangeKind::Registered, "i".into()),
+            (ChangeKind::Updated, "i".into())
+        ]
+    );
+}
+
+#[test]
+fn heartbeats_renew_the_lease_without_waking_watchers() {
+    let r = registry();
+    let mut events = r.subscribe();
+    let now = Instant::now();
+    let first = r
+        .register(&svc("a"), &inst("i"), reg("h:1", 5), now)
+        .unwrap();
+    let v1 = r.entry(&svc("a"), &inst("i"), now).unwrap().version;
+    let (index_before, revision_before) = r.service_revision(&svc("a"));
+    let renewed = r
+        .heartbeat(&svc("a"), &inst("i"), now + Duration::from_secs(4))
+        .unwrap();
+    let v2 = r.entry(&svc("a"), &inst("i"), now).unwrap().version;
+    assert!(v2 > v1, "a heartbeat must replicate");
+    assert_eq!(renewed.index, first.index);
+    let (index_after, revision_after) = r.service_revision(&svc("a"));
+    assert_eq!(index_after, index_before);
+    assert!(
+        revision_after > revision_before,
+        "cached renderings must be invalidated"
+    );
+    assert_eq!(drain(&mut events).len(), 1);
+    // The old deadline's timer is stale and does nothing.
+    assert_eq!(r.reap(now + Duration::from_secs(6)).expired, 0);
+    assert_eq!(r.reap(now + Duration::from_secs(9)).expired, 1);
+}
+
+#[test]
+fn heartbeats_for_unknown_or_expired_instances_are_not_found() {
+    let r = registry();
+    let now = Instant::now();
+    assert!(matches!(
+        r.heartbeat(&svc("a"), &inst("i"), now),
+        Err(HeartbeatError::NotFound { .. })
+    ));
+    r.register(&svc("a"), &inst("i"), reg("h:1", 1), now)
+        .unwrap();
+    let mut events = r.subscribe();
+    // Past the deadline but before the reaper ran: expired on the spot.
+    let late = now + Duration::from_secs(2);
+    assert!(r.heartbeat(&svc("a"), &inst("i"), late).is_err());
+    assert!(r.lookup(&svc("a"), &Filter::default()).instances.is_empty());
+    assert_eq!(drain(&mut events), vec![(ChangeKind::Expired, "i".into())]);
+    assert!(r.heartbeat(&svc("a"), &inst("i"), late).is_err());
+}
+
+#[test]
+fn leases_expire_by_the_reaper_and_watchers_see_it() {
+    let r = registry();
+    let now = Instant::now();
+    r.register(&svc("a"), &inst("short"), reg("h:1", 1), now)
+        .unwrap();
+    r.register(&svc("a"), &inst("long"), reg("h:1", 60), now)
+        .unwrap();
+    let mut events = r.subscribe();
+    assert_eq!(r.reap(now).expired, 0);
+    let index_before = r.lookup(&svc("a"), &Filter::default()).index;
+    let stats = r.reap(now + Duration::from_secs(1));
+    assert_eq!(stats.expired, 1);
+    let view = r.lookup(&svc("a"), &Filter::default());
+    assert_eq!(view.instances.len(), 1);
+    assert!(view.index > index_before);
+    assert_eq!(
+        drain(&mut events),
+        vec![(ChangeKind::Expired, "short".into())]
+    );
+    assert_eq!(r.len(), 1);
+    let tomb = r.entry(&svc("a"), &inst("short"), now).unwrap();
+    assert_eq!(
+        tomb.state,
+        EntryState::Tombstone {
+            reason: TombstoneReason::Expired
+        }
+    );
+}
+
+#[test]
+fn deregistering_is_idempotent_and_tombstones_are_collected_after_retention() {
+    let r = registry();
+    let now = Instant::now();
+    r.register(&svc("a"), &inst("i"), reg("h:1", 60), now)
+        .unwrap();
+    let mut events = r.subscribe();
+    assert!(r.deregister(&svc("a"), &inst("i"), now));
+    assert!(!r.deregister(&svc("a"), &inst("i"), now));
+    assert!(!r.deregister(&svc("zz"), &inst("i"), now));
+    assert_eq!(
+        drain(&mut events),
+        vec![(ChangeKind::Deregistered, "i".into())]
+    );
+    assert!(r.lookup(&svc("a"), &Filter::default()).instances.is_empty());
+    assert!(r.services().1.is_empty());
+    assert_eq!(
+        r.entries(now).len(),
+        1,
+        "the tombstone stays for replication"
+    );
+    let retention = RegistryConfig::for_test().tombstone_retention;
+    let stats = r.reap(now + retention);
+    assert_eq!(stats.collected, 1);
+    assert!(r.entries(now).is_empty());
+    // The service's state went away with its last tombstone.
+    assert_eq!(r.service_revision(&svc("a")), (0, 0));
+    // The lease timer of the removed record is stale and harmless.
+    assert_eq!(r.reap(now + Duration::from_secs(61)), ReapStats::default());
+}
+
+#[test]
+fn a_full_store_refuses_new_instances_and_changes_nothing() {
+    let config = RegistryConfig {
+        max_instances: 2,
+        ..RegistryConfig::for_test()
+    };
+    let r = Registry::new(config);
+    let now = Instant::now();
+    r.register(&svc("a"), &inst("1"), reg("h:1", 60), now)
+        .unwrap();
+    r.register(&svc("a"), &inst("2"), reg("h:1", 60), now)
+        .unwrap();
+    let before = r.entries(now);
+    let index = r.index();
+    let err = r
+        .register(&svc("b"), &inst("3"), reg("h:1", 60), now)
+        .unwrap_err();
+    assert_eq!(err, RegisterError::CapacityFull { max: 2 });
+    assert_eq!(r.entries(now), before);
+    assert_eq!(r.index(), index);
+    assert_eq!(r.service_revision(&svc("b")), (0, 0));
+    // Replacing an existing instance is still allowed, and a freed slot can be reused.
+    r.register(&svc("a"), &inst("2"), reg("h:2", 60), now)
+        .unwrap();
+    r.deregister(&svc("a"), &inst("1"), now);
+    r.register(&svc("b"), &inst("3"), reg("h:1", 60), now)
+        .unwrap();
+    assert_eq!(r.len(), 2);
+}
+
+#[test]
+fn lookups_filter_by_all_tags_and_meta_pairs() {
+    let r = registry();
+    let now = Instant::now();
+    let mut a = reg("h:1", 60);
+    a.tags = Tags::new(vec!["v2".into(), "eu".into()]).unwrap();
+    a.meta = Meta::new(BTreeMap::from([("zone".into(), "a".into())])).unwrap();
+    let mut b = reg("h:2", 60);
+    b.tags = Tags::new(vec!["v2".into()]).unwrap();
+    b.meta = Meta::new(BTreeMap::from([("zone".into(), "b".into())])).unwrap();
+    r.register(&svc("s"), &inst("a"), a, now).unwrap();
+    r.register(&svc("s"), &inst("b"), b, now).unwrap();
+    let ids = |f: Filter| -> Vec<String> {
+        r.lookup(&svc("s"), &f)
+            .instances
+            .iter()
+            .map(|x| x.instance.to_string())
+            .collect()
+    };
+    assert_eq!(
+        ids(Filter {
+            tags: vec!["v2".into()],
+            meta: vec![]
+        }),
+        ["a", "b"]
+    );
+    assert_eq!(
+        ids(Filter {
+            tags: vec!["v2".into(), "eu".into()],
+            meta: vec![]
+        }),
+        ["a"]
+    );
+    assert_eq!(
+        ids(Filter {
+            tags: vec![],
+            meta: vec![("zone".into(), "b".into())]
+        }),
+        ["b"]
+    );
+    assert!(
+        ids(Filter {
+            tags: vec!["eu".into()],
+            meta: vec![("zone".into(), "b".into())]
+        })
+        .is_empty()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn blocking_waits_wake_on_change_and_time_out_without_one() {
+    let r = registry();
+    let s = svc("later");
+    // Times out: nothing changes.
+    let start = Instant::now();
+    let index = r
+        .wait_for_change(&s, 0, start + Duration::from_secs(5))
+        .await;
+    assert_eq!(index, 0);
+    assert_eq!(Instant::now() - start, Duration::from_secs(5));
+    // The waiter's state was collected when it left.
+    assert_eq!(r.service_revision(&s), (0, 0));
+    // Wakes when the (not yet existing) service gets an instance.
+    let waiter = {
+        let r = r.clone();
+        let s = s.clone();
+        tokio::spawn(async move {
+            r.wait_for_change(&s, 0, Instant::now() + Duration::from_secs(300))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rec = r
+        .register(&s, &inst("i"), reg("h:1", 60), Instant::now())
+        .unwrap();
+    assert_eq!(waiter.await.unwrap(), rec.index);
+    // An index already past returns at once.
+    let before = Instant::now();
+    assert_eq!(
+        r.wait_for_change(&s, 0, before + Duration::from_secs(60))
+            .await,
+        rec.index
+    );
+    assert_eq!(Instant::now(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_reaper_task_expires_leases_on_time() {
+    let r = registry();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let reaper = tokio::spawn({
+        let r = r.clone();
+        let cancel = cancel.clone();
+        async move { r.run_reaper(cancel).await }
+    });
+    let mut events = r.subscribe();
+    r.register(&svc("a"), &inst("i"), reg("h:1", 2), Instant::now())
+        .unwrap();
+    let start = Instant::now();
+    let event = events.recv().await.unwrap();
+    assert_eq!(event.kind, ChangeKind::Registered);
+    let event = events.recv().await.unwrap();
+    assert_eq!(event.kind, ChangeKind::Expired);
+    assert!(event.record.is_none());
+    let waited = Instant::now() - start;
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_millis(2100),
+        "{waited:?}"
+    );
+    cancel.cancel();
+    reaper.await.unwrap();
+}
+
+#[test]
+fn every_local_write_reaches_the_replication_hook() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let r = Registry::with_replication(RegistryConfig::for_test(), tx);
+    let now = Instant::now();
+    r.register(&svc("a"), &inst("i"), reg("h:1", 1), now)
+        .unwrap();
+    r.heartbeat(&svc("a"), &inst("i"), now).unwrap();
+    r.deregister(&svc("a"), &inst("i"), now);
+    r.register(&svc("a"), &inst("j"), reg("h:1", 1), now)
+        .unwrap();
+    r.reap(now + Duration::from_secs(1));
+    let got: Vec<Entry> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+    let shape: Vec<(&str, bool)> = got
+        .iter()
+        .map(|e| (e.instance.as_str(), e.is_live()))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("i", true),
+            ("i", true),
+            ("i", false),
+            ("j", true),
+            ("j", false)
+        ]
+    );
+    assert!(got.windows(2).take(2).all(|w| w[0].version < w[1].version));
+    assert_eq!(
+        got[4].state,
+        EntryState::Tombstone {
+            reason: TombstoneReason::Expired
+        }
+    );
+    // Merged remote writes are not echoed back.
+    let mut remote = got[3].clone();
+    remote.instance = inst("k");
+    remote.version.hlc += 1 << 40;
+    assert_eq!(r.merge_remote(remote, now), MergeOutcome::Applied);
+    assert!(rx.try_recv().is_err());
+}
+
+fn remote_live(
+    service: &str,
+    instance: &str,
+    hlc: u64,
+    node: u64,
+    port: u16,
+    lease: Duration,
+) -> Entry {
+    Entry {
+        service: svc(service),
+        instance: inst(instance),
+        version: Version { hlc, node },
+        state: EntryState::Live(LiveState {
+            address: Address::new(&format!("10.1.1.1:{port}")).unwrap(),
+            tags: Tags::default(),
+            meta: Meta::default(),
+            ttl: Ttl::from_duration(Duration::from_secs(10)).unwrap(),
+            fingerprint: None,
+            owner: NodeName::new("node-b").unwrap(),
+            registered_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            lease_remaining: lease,
+        }),
+    }
+}
+
+#[test]
+fn newer_remote_entries_win_and_notify_like_local_writes() {
+    let r = registry();
+    let mut events = r.subscribe();
+    let now = Instant::now();
+    let lease = Duration::from_secs(3);
+    let e1 = remote_live("a", "i", 100, 7, 1, lease);
+    assert_eq!(r.merge_remote(e1.clone(), now), MergeOutcome::Applied);
+    let rec = r.instance(&svc("a"), &inst("i")).unwrap();
+    assert_eq!(rec.owner.as_str(), "node-b");
+    assert_eq!(rec.index, 1);
+    // Lease deadline is local: now + lease_remaining.
+    assert_eq!(r.entry(&svc("a"), &inst("i"), now).unwrap(), e1);
+    // Same or older versions change nothing.
+    assert_eq!(r.merge_remote(e1.clone(), now), MergeOutcome::Stale);
+    assert_eq!(
+        r.merge_remote(remote_live("a", "i", 99, 9, 2, lease), now),
+        MergeOutcome::Stale
+    );
+    // A renewal from the remote (same content) moves the lease but not the index.
+    let renewal = remote_live("a", "i", 101, 7, 1, Duration::from_secs(10));
+    assert_eq!(r.merge_remote(renewal, now), MergeOutcome::Applied);
+    assert_eq!(r.instance(&svc("a"), &inst("i")).unwrap().index, 1);
+    assert_eq!(r.reap(now + lease).expired, 0);
+    // A newer content change is an update; a newer tombstone a removal.
+    r.merge_remote(remote_live("a", "i", 102, 7, 9, lease), now);
+    let tomb = Entry {
+        version: Version { hlc: 103, node: 1 },
+        state: EntryState::Tombstone {
+            reason: TombstoneReason::Deregistered,
+        },
+        ..e1
+    };
+    assert_eq!(r.merge_remote(tomb, now), MergeOutcome::Applied);
+    assert!(r.is_empty());
+    assert_eq!(
+        drain(&mut events),
+        vec![
+            (ChangeKind::Registered, "i".into()),
+            (ChangeKind::Updated, "i".into()),
+            (ChangeKind::Deregistered, "i".into())
+        ]
+    );
+}
+
+#[test]
+fn remote_leases_expire_locally_after_their_remaining_time() {
+    let r = registry();
+    let now = Instant::now();
+    r.merge_remote(remote_live("a", "i", 5, 1, 1, Duration::from_secs(2)), now);
+    assert_eq!(r.reap(now + Duration::from_millis(1999)).expired, 0);
+    assert_eq!(r.reap(now + Duration::from_secs(2)).expired, 1);
+}
+
+#[test]
+fn local_writes_supersede_entries_from_nodes_with_clocks_ahead() {
+    let r = registry();
+    let now = Instant::now();
+    let far_future = u64::MAX >> 2;
+    r.merge_remote(
+        remote_live("a", "i", far_future, u64::MAX, 1, Duration::from_secs(9)),
+        now,
+    );
+    r.heartbeat(&svc("a"), &inst("i"), now).unwrap();
+    let e = r.entry(&svc("a"), &inst("i"), now).unwrap();
+    assert!(e.version.hlc > far_future);
+    r.deregister(&svc("a"), &inst("i"), now);
+    assert!(!r.entry(&svc("a"), &inst("i"), now).unwrap().is_live());
+}
+
+/// Entry content is a function of its version, as it is in a real cluster.
+fn arb_entry() -> impl Strategy<Value = Entry> {
+    (0..2usize, 0..3usize, 1..30u64, 0..3u64).prop_map(|(s, i, hlc, node)| {
+        let service = ["s0", "s1"][s];
+        let instance = ["i0", "i1", "i2"][i];
+        if (hlc + node) % 3 != 0 {
+            let port = u16::try_from(hlc * 10 + node + 1).unwrap();
+            remote_live(service, instance, hlc, node, port, Duration::from_secs(hlc))
+        } else {
+            Entry {
+                state: EntryState::Tombstone {
+                    reason: TombstoneReason::Expired,
+                },
+                ..remote_live(service, instance, hlc, node, 1, Duration::ZERO)
+            }
+        }
+    })
+}
+
+fn merged(entries: &[Entry], now: Instant) -> (Vec<Entry>, Vec<(String, String, u16)>) {
+    let r = registry();
+    for e in entries {
+        r.merge_remote(e.clone(), now);
+    }
+    let mut all = r.entries(now);
+    all.sort_by(|a, b| (&a.service, &a.instance).cmp(&(&b.service, &b.instance)));
+    let mut visible = Vec::new();
+    for s in ["s0", "s1"] {
+        for rec in r.lookup(&svc(s), &Filter::default()).instances {
+            visible.push((s.to_string(), rec.instance.to_string(), rec.address.port()));
+        }
+    }
+    (all, visible)
+}
+
+proptest! {
+    #[test]
+    fn lww_merge_is_commutative(entries in proptest::collection::vec(arb_entry(), 0..24), seed in any::<u64>()) {
+        let now = Instant::now();
+        let mut shuffled = entries.clone();
+        // Deterministic shuffle from the seed (Fisher-Yates with an LCG).
+        let mut state = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let j = usize::try_from(state >> 33).unwrap() % (i + 1);
+            shuffled.swap(i, j);
+        }
+        prop_assert_eq!(merged(&entries, now), merged(&shuffled, now));
+    }
+
+    #[test]
+    fn lww_merge_is_idempotent(entries in proptest::collection::vec(arb_entry(), 0..24)) {
+        let now = Instant::now();
+        let mut twice = entries.clone();
+        twice.extend(entries.iter().cloned());
+        prop_assert_eq!(merged(&entries, now), merged(&twice, now));
+    }
+}

@@ -1,0 +1,223 @@
+//! Starting and stopping a directory node.
+//!
+//! Start-up is one sequence of tasks under one [`CancellationToken`] and one [`TaskTracker`]:
+//! bind the HTTP listener, spawn the lease reaper, the metrics upkeep and the HTTP server.
+//! Shutdown cancels the token (long requests end, the listener stops accepting), then waits
+//! for every task. Further subsystems (gossip) slot in as more tracked tasks.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Config;
+use crate::gossip::{Gossip, GossipStartError};
+use crate::http::{self, AppState};
+use crate::metrics::prometheus_handle;
+use crate::registry::Registry;
+
+/// How often histogram upkeep runs (drains and compacts the recorder's buffers).
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why a node could not start. Nothing keeps running after a failed start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The HTTP address could not be bound (in use, not local, no permission).
+    /// Remedy: pick another `http_addr` or port 0.
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    BindHttp {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The gossip layer could not start (gossip address in use, missing advertise
+    /// address, bad settings). Remedy: see the message.
+    #[error("cannot start gossip: {0}")]
+    Gossip(#[from] GossipStartError),
+}
+
+/// A running directory node. Dropping it without [`Server::shutdown`] cancels its tasks
+/// without waiting for them.
+pub struct Server {
+    http_addr: SocketAddr,
+    registry: Registry,
+    gossip: Option<Arc<Gossip>>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Server {
+    /// Binds the listeners and starts every task of a node.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let config = Arc::new(config);
+        let listener = bind_http(config.http_addr).await?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|source| StartError::BindHttp {
+                addr: config.http_addr,
+                source,
+            })?;
+        let (registry, gossip) = match &config.cluster {
+            None => (Registry::new(config.registry_config()), None),
+            Some(settings) => {
+                let (writes_tx, writes_rx) = tokio::sync::mpsc::unbounded_channel();
+                let registry = Registry::with_replication(config.registry_config(), writes_tx);
+                let gossip = Gossip::start(settings.clone(), registry.clone(), writes_rx).await?;
+                tracing::info!(gossip_addr = %gossip.local_addr(), advertise = %gossip.advertise_addr(), "gossip started");
+                (registry, Some(Arc::new(gossip)))
+            }
+        };
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let metrics = prometheus_handle();
+
+        tracker.spawn(run_reaper(registry.clone(), cancel.clone()));
+        tracker.spawn(run_metrics_upkeep(metrics.clone(), cancel.clone()));
+        let state = AppState::new(registry.clone(), config.clone(), metrics, cancel.clone())
+            .with_gossip(gossip.clone());
+        tracker.spawn(run_http(
+            listener,
+            state,
+            config.shutdown_grace,
+            cancel.clone(),
+        ));
+        tracker.close();
+
+        tracing::info!(http_addr = %http_addr, node = %config.node_name, "directory node listening");
+        Ok(Self {
+            http_addr,
+            registry,
+            gossip,
+            cancel,
+            tracker,
+        })
+    }
+
+    /// The bound HTTP address (the real port when configured with port 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// This node's registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The bound gossip address (UDP and TCP), when clustering is enabled.
+    pub fn gossip_addr(&self) -> Option<SocketAddr> {
+        self.gossip.as_ref().map(|g| g.local_addr())
+    }
+
+    /// The gossip layer (membership, counters), when clustering is enabled.
+    pub fn gossip(&self) -> Option<&Gossip> {
+        self.gossip.as_deref()
+    }
+
+    /// A token that, when cancelled, shuts the node down (e.g. from a signal handler).
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Resolves once shutdown has been requested through the token.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await;
+    }
+
+    /// Graceful shutdown: stops accepting, ends blocking queries and watch streams, lets
+    /// in-flight requests finish (up to `shutdown_grace`) and waits for every task.
+    pub async fn shutdown(self) {
+        if let Some(gossip) = &self.gossip {
+            // Leave first, so members list this node as "left" rather than dead.
+            gossip.shutdown().await;
+        }
+        self.cancel.cancel();
+        self.tracker.wait().await;
+        tracing::info!("directory node stopped");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn bind_http(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::BindHttp { addr, source })
+}
+
+async fn run_reaper(registry: Registry, cancel: CancellationToken) {
+    registry.run_reaper(cancel).await;
+}
+
+async fn run_metrics_upkeep(handle: PrometheusHandle, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => handle.run_upkeep(),
+        }
+    }
+}
+
+/// Serves HTTP until cancelled, then gives in-flight requests `grace` to finish.
+async fn run_http(
+    listener: TcpListener,
+    state: AppState,
+    grace: Duration,
+    cancel: CancellationToken,
+) {
+    let app = http::router(state);
+    let serve = axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
+    let forced = async {
+        cancel.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = serve => {
+            if let Err(e) = result {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }
+        () = forced => tracing::warn!(?grace, "shutdown grace period over; dropping open connections"),
+    }
+}
+
+/// Resolves on Ctrl-C or (on Unix) SIGTERM. If a handler cannot be installed, that signal
+/// is ignored and an error is logged.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received; shutting down"),
+        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}

@@ -1,0 +1,239 @@
+//! A cluster of in-process nodes on real loopback sockets: replication through gossip,
+//! ownership moves, encryption and bad packets.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use directory::gossip::wire::{Datagram, MAX_DATAGRAM, encode_datagram};
+use directory::gossip::{ClusterKey, GossipSettings, MemberState, Sealer, Security};
+use directory::registry::{Address, InstanceId, Registration, ServiceName};
+use directory::{Config, Server};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use common::{client, url};
+
+async fn node(name: &str, key: &ClusterKey, join: &[SocketAddr]) -> Server {
+    let mut config = Config::for_test();
+    config.node_name = name.parse().unwrap();
+    let mut cluster = GossipSettings::for_test(Security::Key(key.clone()));
+    cluster.join = join.iter().map(ToString::to_string).collect();
+    config.cluster = Some(cluster);
+    Server::start(config).await.expect("node starts")
+}
+
+async fn alive_members(server: &Server) -> usize {
+    let Some(gossip) = server.gossip() else {
+        return 0;
+    };
+    gossip
+        .members()
+        .await
+        .iter()
+        .filter(|m| m.state == MemberState::Alive)
+        .count()
+}
+
+/// Polls `cond` every 20 ms for up to 15 s.
+async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut cond: F) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+async fn three_nodes(key: &ClusterKey) -> Vec<Server> {
+    let first = node("node-1", key, &[]).await;
+    let seed = first.gossip_addr().unwrap();
+    let second = node("node-2", key, &[seed]).await;
+    let third = node("node-3", key, &[seed]).await;
+    let nodes = vec![first, second, third];
+    for n in &nodes {
+        eventually("three alive members", async || alive_members(n).await == 3).await;
+    }
+    nodes
+}
+
+async fn get(server: &Server, path: &str) -> (u16, Value, Option<String>) {
+    let response = client().get(url(server, path)).send().await.unwrap();
+    let status = response.status().as_u16();
+    let index = response
+        .headers()
+        .get("x-directory-index")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (status, response.json().await.unwrap_or(Value::Null), index)
+}
+
+fn key(service: &str, instance: &str) -> (ServiceName, InstanceId) {
+    (service.parse().unwrap(), instance.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_heartbeats_and_deletions_replicate_to_every_node() {
+    let cluster_key = ClusterKey::generate();
+    let nodes = three_nodes(&cluster_key).await;
+    let (svc, inst) = key("orders", "orders-1");
+
+    // A blocking query on node 3 wakes up for a registration that arrives by gossip.
+    let (_, _, index) = get(&nodes[2], "/v1/services/orders").await;
+    let index = index.unwrap();
+    let waiting = {
+        let u = url(
+            &nodes[2],
+            &format!("/v1/services/orders?index={index}&wait=10s"),
+        );
+        tokio::spawn(async move {
+            client()
+                .get(u)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    let registration = Registration::new(Address::new("127.0.0.1:7000").unwrap());
+    nodes[0]
+        .registry()
+        .register(&svc, &inst, registration, Instant::now())
+        .unwrap();
+    let woke = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(woke["instances"][0]["instance"], "orders-1");
+    assert_eq!(woke["instances"][0]["owner"], "node-1");
+    for n in &nodes[1..] {
+        eventually("registration replicated", async || {
+            n.registry().instance(&svc, &inst).is_some()
+        })
+        .await;
+    }
+
+    // A heartbeat through node 2 makes node 2 the owner everywhere.
+    nodes[1]
+        .registry()
+        .heartbeat(&svc, &inst, Instant::now())
+        .unwrap();
+    for n in &nodes {
+        eventually("ownership moved to node-2", async || {
+            n.registry()
+                .instance(&svc, &inst)
+                .is_some_and(|r| r.owner.as_str() == "node-2")
+        })
+        .await;
+    }
+
+    // A deregistration on node 3 removes it everywhere.
+    assert!(nodes[2].registry().deregister(&svc, &inst, Instant::now()));
+    for n in &nodes {
+        eventually("deregistration replicated", async || {
+            n.registry().instance(&svc, &inst).is_none()
+        })
+        .await;
+    }
+
+    // The members route lists all three as alive; a graceful leave shows as "left".
+    let (status, body, _) = get(&nodes[0], "/v1/cluster/members").await;
+    assert_eq!(status, 200);
+    let members = body["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{body}");
+    assert!(members.iter().all(|m| m["state"] == "alive"), "{body}");
+    assert_eq!(members[0]["local"], true);
+    let mut nodes = nodes;
+    let third = nodes.pop().unwrap();
+    third.shutdown().await;
+    eventually("node-3 listed as left", async || {
+        let (_, body, _) = get(&nodes[0], "/v1/cluster/members").await;
+        body["members"].as_array().is_some_and(|ms| {
+            ms.iter()
+                .any(|m| m["name"] == "node-3" && m["state"] == "left")
+        })
+    })
+    .await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_key_can_neither_join_nor_inject() {
+    let cluster_key = ClusterKey::generate();
+    let first = node("node-1", &cluster_key, &[]).await;
+    let intruder = node(
+        "intruder",
+        &ClusterKey::generate(),
+        &[first.gossip_addr().unwrap()],
+    )
+    .await;
+    let (svc, inst) = key("evil", "evil-1");
+    let registration = Registration::new(Address::new("127.0.0.1:6666").unwrap());
+    intruder
+        .registry()
+        .register(&svc, &inst, registration, Instant::now())
+        .unwrap();
+    let counters = first.gossip().unwrap().counters();
+    eventually("intruder packets rejected", async || {
+        counters.unauthenticated.load(Ordering::Relaxed) >= 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(alive_members(&first).await, 1);
+    assert_eq!(alive_members(&intruder).await, 1);
+    assert!(first.registry().instance(&svc, &inst).is_none());
+    intruder.shutdown().await;
+    first.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_truncated_oversized_and_replayed_packets_are_dropped_and_counted() {
+    let cluster_key = ClusterKey::generate();
+    let server = node("node-1", &cluster_key, &[]).await;
+    let target = server.gossip_addr().unwrap();
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut sealer = Sealer::new(Some(&cluster_key));
+    let valid = sealer.seal(&encode_datagram(&Datagram::default(), MAX_DATAGRAM).unwrap());
+    let sealed_garbage = sealer.seal(b"\x01not postcard at all");
+    for packet in [
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        vec![0xE1, 1, 2, 3],
+        vec![0xE1; 1500],
+        valid[..valid.len() - 1].to_vec(),
+        valid.clone(),
+        valid.clone(),
+        sealed_garbage,
+    ] {
+        socket.send_to(&packet, target).await.unwrap();
+    }
+    let counters = server.gossip().unwrap().counters();
+    eventually("six drops", async || {
+        counters.dropped.load(Ordering::Relaxed) >= 6
+    })
+    .await;
+    assert_eq!(counters.replayed.load(Ordering::Relaxed), 1);
+    assert!(counters.unauthenticated.load(Ordering::Relaxed) >= 1);
+    let (status, _, _) = get(&server, "/v1/health").await;
+    assert_eq!(status, 200);
+    let metrics = client()
+        .get(url(&server, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("directory_gossip_dropped_packets_total"),
+        "{metrics}"
+    );
+    server.shutdown().await;
+}

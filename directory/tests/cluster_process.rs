@@ -1,0 +1,240 @@
+//! Three real `directory` processes on loopback: replication, SIGKILL detection, restart
+//! catch-up, and the `members` / `keygen` subcommands.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+const BIN: &str = env!("CARGO_BIN_EXE_directory");
+
+struct Node {
+    child: Child,
+    http: String,
+    gossip: String,
+}
+
+fn client() -> reqwest::Client {
+    directory::cli::http_client(Duration::from_secs(10)).expect("client builds")
+}
+
+/// Starts a node and waits for its "gossip started" and "listening" log lines.
+async fn spawn(name: &str, gossip_addr: &str, key: &str, join: Option<&str>) -> Node {
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+    ])
+    .args(["--node-name", name, "--gossip-addr", gossip_addr])
+    .env("DIRECTORY_CLUSTER_KEY", key)
+    .env_remove("DIRECTORY_HTTP_ADDR")
+    .env_remove("DIRECTORY_JOIN")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .kill_on_drop(true);
+    if let Some(seed) = join {
+        cmd.args(["--join", seed]);
+    }
+    let mut child = cmd.spawn().expect("directory starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut http, mut gossip) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http.is_none() || gossip.is_none() {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("start-up log lines in time")
+            .expect("readable stdout")
+            .expect("the node is still running");
+        let Ok(log) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if let Some(a) = log["fields"]["gossip_addr"].as_str() {
+            gossip = Some(a.to_owned());
+        }
+        if let Some(a) = log["fields"]["http_addr"].as_str() {
+            http = Some(a.to_owned());
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Node {
+        child,
+        http: format!("http://{}", http.unwrap_or_default()),
+        gossip: gossip.unwrap_or_default(),
+    }
+}
+
+async fn get(node: &Node, path: &str) -> Value {
+    match client().get(format!("{}{path}", node.http)).send().await {
+        Ok(r) => r.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+fn member_state(members: &Value, name: &str) -> Option<String> {
+    members["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["name"] == name)
+        .and_then(|m| m["state"].as_str().map(str::to_owned))
+}
+
+async fn eventually<F: AsyncFnMut() -> bool>(what: &str, limit: Duration, mut cond: F) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out after {limit:?} waiting for: {what}");
+}
+
+async fn all_alive(node: &Node, names: &[&str]) -> bool {
+    let members = get(node, "/v1/cluster/members").await;
+    names
+        .iter()
+        .all(|n| member_state(&members, n).as_deref() == Some("alive"))
+}
+
+async fn register(node: &Node, instance: &str) {
+    let url = format!("{}/v1/services/orders/instances/{instance}", node.http);
+    let body = json!({"address": "127.0.0.1:7000", "ttl": "1h"});
+    let status = client().put(url).json(&body).send().await.unwrap().status();
+    assert_eq!(status, 200);
+}
+
+async fn has_instance(node: &Node, instance: &str) -> bool {
+    let view = get(node, "/v1/services/orders").await;
+    view["instances"]
+        .as_array()
+        .is_some_and(|list| list.iter().any(|r| r["instance"] == instance))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_replicate_detect_a_killed_node_and_catch_it_up_after_restart() {
+    let keygen = Command::new(BIN).arg("keygen").output().await.unwrap();
+    assert!(keygen.status.success());
+    let key = String::from_utf8(keygen.stdout).unwrap().trim().to_owned();
+    assert!(
+        key.parse::<directory::gossip::ClusterKey>().is_ok(),
+        "{key}"
+    );
+
+    let n1 = spawn("node-1", "127.0.0.1:0", &key, None).await;
+    let n2 = spawn("node-2", "127.0.0.1:0", &key, Some(&n1.gossip)).await;
+    let n3 = spawn("node-3", "127.0.0.1:0", &key, Some(&n1.gossip)).await;
+    let names = ["node-1", "node-2", "node-3"];
+    for n in [&n1, &n2, &n3] {
+        eventually("three alive members", Duration::from_secs(20), async || {
+            all_alive(n, &names).await
+        })
+        .await;
+    }
+
+    register(&n1, "orders-1").await;
+    for n in [&n2, &n3] {
+        eventually(
+            "lookup on another node",
+            Duration::from_secs(10),
+            async || has_instance(n, "orders-1").await,
+        )
+        .await;
+    }
+
+    // SIGKILL node 2: the others declare it dead.
+    let n2_gossip = n2.gossip.clone();
+    let mut n2 = n2;
+    n2.child.kill().await.unwrap();
+    for n in [&n1, &n3] {
+        eventually(
+            "node-2 reported dead",
+            Duration::from_secs(15),
+            async || {
+                member_state(&get(n, "/v1/cluster/members").await, "node-2").as_deref()
+                    == Some("dead")
+            },
+        )
+        .await;
+    }
+    register(&n3, "orders-2").await;
+
+    // Restarted on the same gossip address, it rejoins at once and catches up.
+    let n2 = spawn("node-2", &n2_gossip, &key, Some(&n1.gossip)).await;
+    for n in [&n1, &n2, &n3] {
+        eventually("node-2 alive again", Duration::from_secs(20), async || {
+            all_alive(n, &names).await
+        })
+        .await;
+    }
+    for instance in ["orders-1", "orders-2"] {
+        eventually(
+            "restarted node caught up",
+            Duration::from_secs(20),
+            async || has_instance(&n2, instance).await,
+        )
+        .await;
+    }
+
+    let out = Command::new(BIN)
+        .args(["members", "--addr", n1.http.trim_start_matches("http://")])
+        .output()
+        .await
+        .unwrap();
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{table}");
+    for expected in [
+        "NODE",
+        "STATE",
+        "node-1 (local)",
+        "node-2",
+        "node-3",
+        "alive",
+    ] {
+        assert!(table.contains(expected), "{expected} missing in\n{table}");
+    }
+}
+
+#[tokio::test]
+async fn join_without_a_cluster_key_is_refused_with_a_clear_message() {
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--join",
+            "127.0.0.1:9",
+        ])
+        .env_remove("DIRECTORY_CLUSTER_KEY")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("--cluster-key") && err.contains("--insecure-no-cluster-key"),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--cluster-key",
+            "not-a-key",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("--cluster-key")
+    );
+}

@@ -1,0 +1,238 @@
+//! Deterministic simulations of a 50-node cluster (see `directory::gossip::sim`).
+//!
+//! Each test runs a few seeds; a failure names its seed. Rerun one with
+//! `GOSSIP_SIM_SEED=<seed> cargo test -p directory --test gossip_sim`.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use directory::gossip::sim::{Sim, SimConfig};
+use directory::gossip::{EntryKey, EntryVersion, GossipEvent, NodeIdentity};
+
+const NODES: usize = 50;
+/// A crashed node is declared dead by every live member within this bound (default
+/// settings: probe 300 ms, suspicion 1.5 s, gossip every 100 ms; see docs/design.md).
+const DETECTION_BOUND: Duration = Duration::from_secs(5);
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn seeds(default: &[u64]) -> Vec<u64> {
+    match std::env::var("GOSSIP_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        Some(seed) => vec![seed],
+        None => default.to_vec(),
+    }
+}
+
+fn lossy(seed: u64) -> SimConfig {
+    let mut cfg = SimConfig::new(NODES, seed);
+    cfg.loss = 0.10;
+    cfg.min_latency = Duration::from_micros(200);
+    cfg.max_latency = Duration::from_millis(20);
+    cfg
+}
+
+/// A cluster whose members all know each other.
+fn formed(cfg: SimConfig) -> Sim {
+    let seed = cfg.seed;
+    let mut sim = Sim::new(cfg);
+    let ok = sim.run_until(
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        Sim::membership_converged,
+    );
+    assert!(ok, "seed {seed}: membership did not converge in 60 s");
+    sim
+}
+
+/// `MemberDown` events about identities that were still running when declared dead.
+fn false_deaths(sim: &Sim, crashed: &HashSet<NodeIdentity>) -> Vec<String> {
+    sim.log()
+        .iter()
+        .filter_map(|e| match &e.event {
+            GossipEvent::MemberDown(id) if !crashed.contains(id) => {
+                Some(format!("{:?} declared {id:?} dead at {:?}", e.node, e.at))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn register_many(sim: &mut Sim, count: usize) -> Vec<(EntryKey, EntryVersion)> {
+    (0..count)
+        .map(|n| {
+            let node = (n * 7) % NODES;
+            sim.register(node, "orders", &format!("orders-{n}"), HOUR)
+        })
+        .collect()
+}
+
+#[test]
+fn registrations_reach_every_node_despite_loss_and_reordering() {
+    for seed in seeds(&[1, 2]) {
+        let mut sim = formed(lossy(seed));
+        let written = register_many(&mut sim, 30);
+        let all_there = |s: &Sim| written.iter().all(|(k, v)| s.everyone_has(k, *v));
+        assert!(
+            sim.run_until(
+                Duration::from_secs(10),
+                Duration::from_millis(50),
+                all_there
+            ),
+            "seed {seed}: registrations did not reach every node within 10 s"
+        );
+        let deaths = false_deaths(&sim, &HashSet::new());
+        assert!(
+            deaths.is_empty(),
+            "seed {seed}: live nodes declared dead: {deaths:?}"
+        );
+    }
+}
+
+#[test]
+fn no_live_node_is_declared_dead_at_ten_percent_loss() {
+    for seed in seeds(&[3, 4]) {
+        let mut sim = formed(lossy(seed));
+        sim.run_for(Duration::from_secs(120));
+        let deaths = false_deaths(&sim, &HashSet::new());
+        assert!(
+            deaths.is_empty(),
+            "seed {seed}: live nodes declared dead: {deaths:?}"
+        );
+        assert!(
+            sim.membership_converged(),
+            "seed {seed}: membership diverged"
+        );
+    }
+}
+
+#[test]
+fn crashed_node_is_declared_dead_by_all_within_the_bound_and_catches_up_after_restart() {
+    for seed in seeds(&[5, 6]) {
+        let mut sim = formed(lossy(seed));
+        let written = register_many(&mut sim, 20);
+        let victim = 17;
+        let Some(old) = sim.identity(victim) else {
+            panic!("seed {seed}: victim not running")
+        };
+        sim.crash(victim);
+        let crash_at = sim.elapsed();
+        let declared_by_all = |s: &Sim| {
+            let observers: HashSet<usize> = s
+                .log()
+                .iter()
+                .filter(|e| e.event == GossipEvent::MemberDown(old.clone()))
+                .map(|e| e.node)
+                .collect();
+            s.running().iter().all(|i| observers.contains(i))
+        };
+        assert!(
+            sim.run_until(DETECTION_BOUND, Duration::from_millis(50), declared_by_all),
+            "seed {seed}: crash not detected by all within {DETECTION_BOUND:?}"
+        );
+        let detected = sim.elapsed() - crash_at;
+        let crashed: HashSet<NodeIdentity> = [old.clone()].into();
+        assert!(
+            false_deaths(&sim, &crashed).is_empty(),
+            "seed {seed}: false deaths"
+        );
+
+        sim.restart(victim);
+        let caught_up = |s: &Sim| {
+            written.iter().all(|(k, v)| s.everyone_has(k, *v)) && s.membership_converged()
+        };
+        assert!(
+            sim.run_until(
+                Duration::from_secs(30),
+                Duration::from_millis(100),
+                caught_up
+            ),
+            "seed {seed}: restarted node did not catch up (detected in {detected:?})"
+        );
+    }
+}
+
+#[test]
+fn deleted_entries_never_come_back() {
+    for seed in seeds(&[7, 8]) {
+        let mut sim = formed(lossy(seed));
+        let written = register_many(&mut sim, 10);
+        let propagated = |s: &Sim| written.iter().all(|(k, v)| s.everyone_has(k, *v));
+        assert!(sim.run_until(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            propagated
+        ));
+        // Node 3 sits alone on the far side of a partition with the live copies, while
+        // the rest deregisters everything and node 9 crashes and restarts empty.
+        sim.partition(|i| u8::from(i == 3));
+        let tombstones: Vec<_> = written.iter().map(|(k, _)| sim.deregister(11, k)).collect();
+        sim.crash(9);
+        sim.run_for(Duration::from_secs(5));
+        sim.restart(9);
+        sim.heal();
+        let buried = |s: &Sim| tombstones.iter().all(|(k, v)| s.everyone_has(k, *v));
+        let mut resurrected = Vec::new();
+        let ok = sim.run_until(Duration::from_secs(30), Duration::from_millis(20), |s| {
+            for i in s.running() {
+                for (k, v) in &tombstones {
+                    let seen = s.seen_at(i, k, *v).is_some();
+                    let live = s.entry(i, k).is_some_and(|e| !e.is_tombstone());
+                    if seen && live {
+                        resurrected.push((i, k.clone()));
+                    }
+                }
+            }
+            buried(s)
+        });
+        assert!(ok, "seed {seed}: tombstones did not reach every node");
+        assert!(
+            resurrected.is_empty(),
+            "seed {seed}: deleted entries came back: {resurrected:?}"
+        );
+        sim.run_for(Duration::from_secs(10));
+        assert!(
+            buried(&sim),
+            "seed {seed}: a deleted entry came back after convergence"
+        );
+    }
+}
+
+#[test]
+fn both_sides_of_a_healed_partition_hold_the_same_data() {
+    for seed in seeds(&[9, 10]) {
+        let mut sim = formed(lossy(seed));
+        sim.partition(|i| u8::from(i >= NODES / 2));
+        for n in 0..10 {
+            sim.register(n, "left", &format!("l-{n}"), HOUR);
+            sim.register(NODES - 1 - n, "right", &format!("r-{n}"), HOUR);
+        }
+        let shared = sim.register(0, "shared", "s", HOUR).0;
+        sim.register(NODES - 1, "shared", "s", HOUR);
+        sim.run_for(Duration::from_secs(20));
+        sim.heal();
+        let same = |s: &Sim| {
+            let reference = s.store_versions(0);
+            reference.len() == 21
+                && s.running()
+                    .iter()
+                    .all(|&i| s.store_versions(i) == reference)
+        };
+        assert!(
+            sim.run_until(Duration::from_secs(60), Duration::from_millis(200), same),
+            "seed {seed}: stores differ after the partition healed"
+        );
+        assert!(
+            sim.run_until(
+                Duration::from_secs(60),
+                Duration::from_millis(200),
+                Sim::membership_converged
+            ),
+            "seed {seed}: membership did not reconverge after the partition healed"
+        );
+        // Last writer wins: the later write (node 49's) holds everywhere.
+        let winner = sim.entry(0, &shared).map(|e| e.version.node);
+        assert_eq!(winner, Some(NODES as u64), "seed {seed}");
+    }
+}

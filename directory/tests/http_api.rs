@@ -1,0 +1,639 @@
+//! The real server on an ephemeral port, driven over HTTP with reqwest.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{bad_cases, client, snapshot, start, start_with, url, wait_until};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+async fn put(
+    server: &directory::Server,
+    service: &str,
+    instance: &str,
+    body: Value,
+) -> reqwest::Response {
+    let path = format!("/v1/services/{service}/instances/{instance}");
+    client()
+        .put(url(server, &path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn get_json(server: &directory::Server, path: &str) -> (StatusCode, Value) {
+    let resp = client().get(url(server, path)).send().await.unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn registered_instances_can_be_looked_up_listed_and_read() {
+    let server = start().await;
+    let fp = "ab".repeat(32);
+    let body = json!({"address": "127.0.0.1:7000", "tags": ["v2"], "meta": {"zone": "a"}, "ttl": "10s", "fingerprint": fp});
+    let resp = put(&server, "orders", "orders-1", body).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let record: Value = resp.json().await.unwrap();
+    assert_eq!(record["service"], "orders");
+    assert_eq!(record["instance"], "orders-1");
+    assert_eq!(record["address"], "127.0.0.1:7000");
+    assert_eq!(record["tags"], json!(["v2"]));
+    assert_eq!(record["meta"], json!({"zone": "a"}));
+    assert_eq!(record["ttl"], "10s");
+    assert_eq!(record["fingerprint"], fp);
+    assert_eq!(record["owner"], "directory-1");
+    assert_eq!(record["index"], 1);
+    for field in ["registered_at", "lease_expires_at"] {
+        let text = record[field].as_str().unwrap();
+        assert!(
+            humantime::parse_rfc3339_weak(text).is_ok() && text.ends_with('Z'),
+            "{field}: {text}"
+        );
+    }
+    // Defaults: no tags, no meta, ttl 30s, no fingerprint.
+    let resp = put(
+        &server,
+        "orders",
+        "orders-2",
+        json!({"address": "[::1]:7001"}),
+    )
+    .await;
+    let second: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (second["ttl"].clone(), second["fingerprint"].clone()),
+        (json!("30s"), Value::Null)
+    );
+
+    let resp = client()
+        .get(url(&server, "/v1/services/orders"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-directory-index"], "2");
+    let view: Value = resp.json().await.unwrap();
+    assert_eq!(view["service"], "orders");
+    assert_eq!(view["index"], 2);
+    assert_eq!(view["instances"][0], record);
+    assert_eq!(view["instances"].as_array().unwrap().len(), 2);
+
+    let (status, one) = get_json(&server, "/v1/services/orders/instances/orders-1").await;
+    assert_eq!((status, one), (StatusCode::OK, record));
+    let (status, missing) = get_json(&server, "/v1/services/orders/instances/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(missing["error"]["code"], "instance_not_found");
+
+    put(
+        &server,
+        "billing",
+        "b-1",
+        json!({"address": "billing.internal:80"}),
+    )
+    .await;
+    let (_, list) = get_json(&server, "/v1/services").await;
+    assert_eq!(
+        list,
+        json!({"index": 3, "services": [{"service": "billing", "instances": 1}, {"service": "orders", "instances": 2}]})
+    );
+    // An unknown service is an empty list, not an error.
+    let resp = client()
+        .get(url(&server, "/v1/services/unknown"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-directory-index"], "0");
+    let empty: Value = resp.json().await.unwrap();
+    assert_eq!(
+        empty,
+        json!({"service": "unknown", "index": 0, "instances": []})
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn heartbeats_renew_leases_and_unknown_instances_get_404() {
+    let server = start().await;
+    let first: Value = put(
+        &server,
+        "api",
+        "a-1",
+        json!({"address": "h:1", "ttl": "1s"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let hb = url(&server, "/v1/services/api/instances/a-1/heartbeat");
+    // Keep it alive well past its 1 s TTL with heartbeats.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let resp = client().post(&hb).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let renewed: Value = resp.json().await.unwrap();
+        assert_eq!(
+            renewed["index"], first["index"],
+            "a renewal is not a change"
+        );
+    }
+    assert_eq!(server.registry().len(), 1);
+    let resp = client()
+        .post(url(&server, "/v1/services/api/instances/zz/heartbeat"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "instance_not_found");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("register")
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn instances_expire_after_their_ttl_without_any_lookup() {
+    let server = start().await;
+    put(
+        &server,
+        "api",
+        "short",
+        json!({"address": "h:1", "ttl": "1s"}),
+    )
+    .await;
+    put(
+        &server,
+        "api",
+        "long",
+        json!({"address": "h:2", "ttl": "1m"}),
+    )
+    .await;
+    let started = Instant::now();
+    // Watch the registry directly, so no HTTP lookup can trigger the expiry.
+    let registry = server.registry().clone();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let r = registry.clone();
+            async move { r.len() == 1 }
+        })
+        .await
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    let (_, view) = get_json(&server, "/v1/services/api").await;
+    assert_eq!(view["instances"].as_array().unwrap().len(), 1);
+    assert_eq!(view["instances"][0]["instance"], "long");
+    let resp = client()
+        .post(url(&server, "/v1/services/api/instances/short/heartbeat"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::NOT_FOUND,
+        "expired instances must re-register"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn deregistering_is_idempotent() {
+    let server = start().await;
+    put(&server, "api", "a-1", json!({"address": "h:1"})).await;
+    let target = url(&server, "/v1/services/api/instances/a-1");
+    for _ in 0..2 {
+        let resp = client().delete(&target).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    }
+    let resp = client()
+        .delete(url(&server, "/v1/services/never/instances/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let (status, _) = get_json(&server, "/v1/services/api/instances/a-1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, list) = get_json(&server, "/v1/services").await;
+    assert_eq!(list["services"], json!([]));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn lookups_filter_by_every_tag_and_meta_pair() {
+    let server = start().await;
+    put(
+        &server,
+        "s",
+        "a",
+        json!({"address": "h:1", "tags": ["v2", "eu"], "meta": {"zone": "a", "tier": "gold"}}),
+    )
+    .await;
+    put(
+        &server,
+        "s",
+        "b",
+        json!({"address": "h:2", "tags": ["v2"], "meta": {"zone": "b"}}),
+    )
+    .await;
+    put(&server, "s", "c", json!({"address": "h:3"})).await;
+    let ids = |view: Value| -> Vec<String> {
+        view["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["instance"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let cases = [
+        ("", vec!["a", "b", "c"]),
+        ("?tag=v2", vec!["a", "b"]),
+        ("?tag=v2&tag=eu", vec!["a"]),
+        ("?meta=zone:b", vec!["b"]),
+        ("?meta=zone:a&meta=tier:gold&tag=eu", vec!["a"]),
+        ("?tag=v2&meta=zone:c", vec![]),
+        ("?tag=nope", vec![]),
+    ];
+    for (query, expected) in cases {
+        let (status, view) = get_json(&server, &format!("/v1/services/s{query}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(ids(view), expected, "{query}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn blocking_queries_wake_on_change() {
+    let server = start().await;
+    put(&server, "s", "a", json!({"address": "h:1"})).await;
+    let blocking = {
+        let target = url(&server, "/v1/services/s?index=1&wait=30s");
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let resp = client().get(target).send().await.unwrap();
+            let index = resp.headers()["x-directory-index"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let body: Value = resp.json().await.unwrap();
+            (started.elapsed(), index, body)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!blocking.is_finished(), "must hold while nothing changes");
+    // A renewal is not a change and must not wake it.
+    client()
+        .post(url(&server, "/v1/services/s/instances/a/heartbeat"))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !blocking.is_finished(),
+        "heartbeats must not wake blocking queries"
+    );
+    put(&server, "s", "b", json!({"address": "h:2"})).await;
+    let (elapsed, index, body) = blocking.await.unwrap();
+    assert!(elapsed < Duration::from_secs(10));
+    assert_eq!(index, "2");
+    assert_eq!(body["instances"].as_array().unwrap().len(), 2);
+    // Blocking on a service that does not exist yet wakes when it appears.
+    let waiting = {
+        let target = url(&server, "/v1/services/later?index=0&wait=30s");
+        tokio::spawn(async move {
+            client()
+                .get(target)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    put(&server, "later", "x", json!({"address": "h:3"})).await;
+    let appeared = waiting.await.unwrap();
+    assert_eq!(appeared["instances"][0]["instance"], "x");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn blocking_queries_time_out_without_change_and_waits_are_capped() {
+    let server = start_with(|c| c.max_wait = Duration::from_millis(1500)).await;
+    put(&server, "s", "a", json!({"address": "h:1"})).await;
+    let started = Instant::now();
+    let resp = client()
+        .get(url(&server, "/v1/services/s?index=1&wait=700ms"))
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-directory-index"], "1");
+    assert!(
+        waited >= Duration::from_millis(650) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    // A 10-minute wait is cut to max_wait.
+    let started = Instant::now();
+    let resp = client()
+        .get(url(&server, "/v1/services/s?index=1&wait=10m"))
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+    // An index already behind returns at once.
+    let started = Instant::now();
+    client()
+        .get(url(&server, "/v1/services/s?index=0&wait=10m"))
+        .send()
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(1));
+    server.shutdown().await;
+}
+
+/// Reads SSE frames until `count` events (not comments) arrived or 10 s passed.
+async fn read_events(resp: &mut reqwest::Response, count: usize) -> Vec<(String, Value)> {
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while events.len() < count {
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+            .await
+            .expect("events in time")
+            .unwrap();
+        let Some(chunk) = chunk else { break };
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            let name = frame
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .map(str::to_owned);
+            let data = frame.lines().find_map(|l| l.strip_prefix("data: "));
+            if let (Some(name), Some(data)) = (name, data) {
+                events.push((name, serde_json::from_str(data).unwrap()));
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn watch_streams_registration_update_expiry_and_removal_events() {
+    let server = start().await;
+    let mut all = client()
+        .get(url(&server, "/v1/watch"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(all.status(), StatusCode::OK);
+    assert!(
+        all.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut only_s = client()
+        .get(url(&server, "/v1/watch?service=s"))
+        .send()
+        .await
+        .unwrap();
+    put(&server, "other", "o", json!({"address": "h:9"})).await;
+    put(&server, "s", "a", json!({"address": "h:1", "ttl": "1s"})).await;
+    put(&server, "s", "a", json!({"address": "h:2", "ttl": "1s"})).await;
+    put(&server, "s", "b", json!({"address": "h:3"})).await;
+    client()
+        .delete(url(&server, "/v1/services/s/instances/b"))
+        .send()
+        .await
+        .unwrap();
+    // `a` expires after its 1 s lease.
+    let events = read_events(&mut only_s, 5).await;
+    let summary: Vec<(String, String)> = events
+        .iter()
+        .map(|(name, data)| (name.clone(), data["instance"].as_str().unwrap().to_owned()))
+        .collect();
+    let expected = [
+        ("registered", "a"),
+        ("updated", "a"),
+        ("registered", "b"),
+        ("deregistered", "b"),
+        ("expired", "a"),
+    ];
+    assert_eq!(summary, expected.map(|(n, i)| (n.to_owned(), i.to_owned())));
+    let (name, first) = &events[0];
+    assert_eq!(first["type"], name.as_str());
+    assert_eq!(first["service"], "s");
+    assert_eq!(first["record"]["address"], "h:1");
+    assert!(first["index"].as_u64().unwrap() > 0);
+    assert_eq!(events[3].1["record"], Value::Null);
+    let unfiltered = read_events(&mut all, 1).await;
+    assert_eq!(unfiltered[0].1["service"], "other");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_bad_input_is_rejected_with_a_clear_error_and_changes_nothing() {
+    let server = start().await;
+    put(&server, "orders", "orders-1", json!({"address": "h:1"})).await;
+    let before = snapshot(server.registry());
+    let http = client();
+    for case in bad_cases() {
+        let method = reqwest::Method::from_bytes(case.method.as_bytes()).unwrap();
+        let mut request = http.request(method, url(&server, &case.path));
+        if let Some(body) = case.body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let resp = request.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), case.status, "{}", case.name);
+        let body: Value = resp
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{}: JSON error body: {e}", case.name));
+        assert_eq!(body["error"]["code"], case.code, "{}: {body}", case.name);
+        assert!(
+            !body["error"]["message"].as_str().unwrap().is_empty(),
+            "{}",
+            case.name
+        );
+        assert_eq!(
+            snapshot(server.registry()),
+            before,
+            "{} changed the store",
+            case.name
+        );
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_full_node_answers_507_and_changes_nothing() {
+    let server = start_with(|c| c.max_instances = 2).await;
+    put(&server, "s", "a", json!({"address": "h:1"})).await;
+    put(&server, "s", "b", json!({"address": "h:2"})).await;
+    let before = snapshot(server.registry());
+    let resp = put(&server, "t", "c", json!({"address": "h:3"})).await;
+    assert_eq!(resp.status(), StatusCode::INSUFFICIENT_STORAGE);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "capacity_full");
+    assert!(body["error"]["message"].as_str().unwrap().contains('2'));
+    assert_eq!(snapshot(server.registry()), before);
+    let (_, list) = get_json(&server, "/v1/services").await;
+    assert_eq!(list["services"].as_array().unwrap().len(), 1);
+    // Replacing an existing instance still works when full.
+    assert_eq!(
+        put(&server, "s", "a", json!({"address": "h:9"}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_metrics_and_openapi_are_served() {
+    let server = start_with(|c| c.node_name = "node-x".parse().unwrap()).await;
+    let (status, health) = get_json(&server, "/v1/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        health,
+        json!({"status": "ok", "node": "node-x", "version": env!("CARGO_PKG_VERSION")})
+    );
+
+    put(&server, "m", "i", json!({"address": "h:1", "ttl": "1s"})).await;
+    get_json(&server, "/v1/services/m").await;
+    let registry = server.registry().clone();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let r = registry.clone();
+            async move { r.is_empty() }
+        })
+        .await
+    );
+    let resp = client().get(url(&server, "/metrics")).send().await.unwrap();
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = resp.text().await.unwrap();
+    for metric in [
+        "directory_registrations_total",
+        "directory_lookups_total",
+        "directory_expirations_total",
+        "directory_http_request_duration_seconds_bucket",
+        "directory_http_requests_total",
+        "directory_instances",
+    ] {
+        assert!(text.contains(metric), "missing {metric} in\n{text}");
+    }
+
+    let (status, doc) = get_json(&server, "/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/v1/services",
+        "/v1/services/{service}",
+        "/v1/services/{service}/instances/{instance}",
+        "/v1/services/{service}/instances/{instance}/heartbeat",
+        "/v1/watch",
+        "/v1/health",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert!(doc["paths"][path].is_object(), "missing {path}");
+    }
+    let record = &doc["components"]["schemas"]["Record"]["properties"];
+    for field in [
+        "service",
+        "instance",
+        "address",
+        "tags",
+        "meta",
+        "ttl",
+        "fingerprint",
+        "owner",
+        "index",
+        "registered_at",
+        "lease_expires_at",
+    ] {
+        assert!(record[field].is_object(), "Record schema lacks {field}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_json_errors() {
+    let server = start().await;
+    let resp = client()
+        .get(url(&server, "/v2/nothing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "not_found"
+    );
+    let resp = client()
+        .post(url(&server, "/v1/services"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "method_not_allowed"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_watch_streams_and_blocking_queries_promptly() {
+    let server = start().await;
+    let mut watch = client()
+        .get(url(&server, "/v1/watch"))
+        .send()
+        .await
+        .unwrap();
+    let blocking = tokio::spawn(
+        client()
+            .get(url(&server, "/v1/services/s?index=5&wait=5m"))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let addr = server.http_addr();
+    let started = Instant::now();
+    server.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let resp = blocking.await.unwrap().unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // The stream ends (possibly after keep-alive comments).
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = watch.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok());
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "listener must be closed"
+    );
+}
