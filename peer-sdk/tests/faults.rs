@@ -18,7 +18,7 @@ const KEYS: u32 = 8;
 
 /// Payload: "<seq>" ; even seqs carry the ordering key "k<seq % KEYS>".
 fn key_of(i: u32) -> Option<String> {
-    (i % 2 == 0).then(|| format!("k{}", (i / 2) % KEYS))
+    i.is_multiple_of(2).then(|| format!("k{}", (i / 2) % KEYS))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
