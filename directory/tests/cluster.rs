@@ -237,3 +237,37 @@ async fn garbage_truncated_oversized_and_replayed_packets_are_dropped_and_counte
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_before_its_seed_keeps_retrying_and_joins_by_dns_name() {
+    let cluster_key = ClusterKey::generate();
+    // Reserve a port for the seed, then free it: nothing answers there yet.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = Config::for_test();
+    config.node_name = "early".parse().unwrap();
+    let mut cluster = GossipSettings::for_test(Security::Key(cluster_key.clone()));
+    cluster.join = vec![format!("localhost:{port}")];
+    config.cluster = Some(cluster);
+    let early = Server::start(config).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(alive_members(&early).await, 1);
+
+    let mut config = Config::for_test();
+    config.node_name = "seed".parse().unwrap();
+    let mut cluster = GossipSettings::for_test(Security::Key(cluster_key));
+    cluster.bind = SocketAddr::from(([127, 0, 0, 1], port));
+    config.cluster = Some(cluster);
+    let seed = Server::start(config).await.unwrap();
+    for n in [&early, &seed] {
+        eventually("the early node joined its late seed", async || {
+            alive_members(n).await == 2
+        })
+        .await;
+    }
+    early.shutdown().await;
+    seed.shutdown().await;
+}

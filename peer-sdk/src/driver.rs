@@ -42,9 +42,11 @@ pub(crate) struct LinkTx {
 
 /// Everything that can happen to the driver.
 pub(crate) enum Input {
+    /// `permit` is the window slot, released when the outcome is known.
     Send {
         req: SendRequest,
         done: oneshot::Sender<Outcome>,
+        permit: tokio::sync::OwnedSemaphorePermit,
     },
     Settle {
         token: DeliveryToken,
@@ -104,7 +106,7 @@ pub(crate) struct Driver {
     links: HashMap<LinkId, LinkTx>,
     outbound: HashMap<Arc<InstanceInfo>, Outbound>,
     outbound_links: HashMap<LinkId, Arc<InstanceInfo>>,
-    waiting: HashMap<u64, oneshot::Sender<Outcome>>,
+    waiting: HashMap<u64, (oneshot::Sender<Outcome>, tokio::sync::OwnedSemaphorePermit)>,
     draining: Option<Instant>,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
     out_bufs: HashMap<LinkId, BytesMut>,
@@ -175,10 +177,10 @@ impl Driver {
 
     fn handle(&mut self, now: Instant, input: Input) {
         match input {
-            Input::Send { req, done } => {
+            Input::Send { req, done, permit } => {
                 if self.draining.is_none() {
                     let id = self.p.core.handle_send(now, req);
-                    self.waiting.insert(id, done);
+                    self.waiting.insert(id, (done, permit));
                 }
             }
             Input::Settle { token, outcome } => self.p.core.handle_app_outcome(now, token, outcome),
@@ -303,7 +305,7 @@ impl Driver {
                         metrics::counter!("peer_sdk_dead_letters_total").increment(1);
                         let _ = self.p.dead_letters.send((**dl).clone());
                     }
-                    if let Some(done) = self.waiting.remove(&id) {
+                    if let Some((done, _permit)) = self.waiting.remove(&id) {
                         let _ = done.send(outcome);
                     }
                 }
