@@ -96,9 +96,18 @@ async fn bench() -> Result<()> {
     let (dir_one, base_one) = compare(addrs, clients, seconds, &one_lookups).await?;
     let (dir_reg, base_reg) = compare(addrs, clients, seconds, &registrations).await?;
 
+    let wrk = wrk_compare(&dir_addr, &base_addr).await?;
+
     let rss_10k = rss_kib(dir_pid)?;
     let fill_rest = fill(&dir_addr, clients, INSTANCES..RSS_INSTANCES).await?;
     let rss_100k = rss_kib(dir_pid)?;
+    // Every service looked up once: the rendered-lookup cache now holds all of them.
+    let mut conn = Conn::connect(&dir_addr).await?;
+    for s in 0..SERVICES + 900 {
+        conn.send(&get_request(&format!("/v1/services/svc-{s:03}")))
+            .await?;
+    }
+    let rss_cached = rss_kib(dir_pid)?;
     let listed = count_instances(&dir_addr).await?;
     if listed != RSS_INSTANCES {
         bail!("expected {RSS_INSTANCES} live instances, the directory lists {listed}");
@@ -119,16 +128,59 @@ async fn bench() -> Result<()> {
     println!();
     println!(
         "directory RSS: {:.1} MiB at {INSTANCES} instances, {:.1} MiB at {RSS_INSTANCES} instances \
-         (filled {} more in {:.2}s)",
+         (filled {} more in {:.2}s); {:.1} MiB once every service's lookup is cached",
         kib_to_mib(rss_10k),
         kib_to_mib(rss_100k),
         RSS_INSTANCES - INSTANCES,
-        fill_rest.as_secs_f64()
+        fill_rest.as_secs_f64(),
+        kib_to_mib(rss_cached)
     );
+
+    if let Some((d, b)) = wrk {
+        println!(
+            "wrk cross-check (1 thread, 64 connections, GET /v1/services/svc-007): directory {d:.0} req/s, \
+             baseline {b:.0} req/s, ratio {:.2}",
+            d / b
+        );
+    }
 
     directory.kill().await.ok();
     baseline.kill().await.ok();
     Ok(())
+}
+
+/// If `wrk` is installed, measures one service lookup URL on both servers with it (three
+/// alternating 3-second runs each) as a cross-check of the in-repo load generator.
+async fn wrk_compare(dir: &str, base: &str) -> Result<Option<(f64, f64)>> {
+    let installed = Command::new("wrk")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
+    if installed.is_err() {
+        return Ok(None);
+    }
+    let (mut d, mut b) = (0.0, 0.0);
+    for _ in 0..3 {
+        b += wrk_rate(base).await?;
+        d += wrk_rate(dir).await?;
+    }
+    Ok(Some((d / 3.0, b / 3.0)))
+}
+
+async fn wrk_rate(addr: &str) -> Result<f64> {
+    let url = format!("http://{addr}/v1/services/svc-007");
+    let out = Command::new("wrk")
+        .args(["-t", "1", "-c", "64", "-d", "3s", &url])
+        .output()
+        .await?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Requests/sec:"))
+        .context("wrk output")?;
+    Ok(line.trim_start_matches("Requests/sec:").trim().parse()?)
 }
 
 #[allow(clippy::cast_precision_loss)] // KiB counts are far below 2^52

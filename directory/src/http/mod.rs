@@ -12,6 +12,7 @@ mod services;
 mod watch;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 
 use axum::Router;
@@ -49,6 +50,8 @@ struct StateInner {
     metrics: PrometheusHandle,
     cancel: CancellationToken,
     lookup_cache: DashMap<ServiceName, CachedLookup>,
+    /// Bytes held by `lookup_cache` (bounded by `config.lookup_cache_bytes`).
+    lookup_cache_used: AtomicUsize,
     request_metrics: RequestMetrics,
     gossip: Option<Arc<crate::gossip::Gossip>>,
 }
@@ -68,6 +71,7 @@ impl AppState {
             metrics,
             cancel,
             lookup_cache: DashMap::new(),
+            lookup_cache_used: AtomicUsize::new(0),
             request_metrics: RequestMetrics::default(),
             gossip: None,
         }))
@@ -88,6 +92,7 @@ impl AppState {
                 metrics: shared.metrics.clone(),
                 cancel: shared.cancel.clone(),
                 lookup_cache: DashMap::new(),
+                lookup_cache_used: AtomicUsize::new(0),
                 request_metrics: RequestMetrics::default(),
                 gossip,
             })),

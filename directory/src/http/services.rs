@@ -1,6 +1,7 @@
 //! `/v1/services` and `/v1/services/{service}`: the catalog and lookups (with blocking).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -128,7 +129,7 @@ async fn block(state: &AppState, service: &ServiceName, after: u64, query: &Look
 fn cached_body(state: &AppState, service: &ServiceName) -> Result<(u64, Bytes), ApiError> {
     let (index, revision) = state.0.registry.service_revision(service);
     if revision == 0 {
-        state.0.lookup_cache.remove(service);
+        forget(state, service);
         return render(state, service, &Filter::default());
     }
     if let Some(hit) = state
@@ -141,12 +142,42 @@ fn cached_body(state: &AppState, service: &ServiceName) -> Result<(u64, Bytes), 
     }
     let view = state.0.registry.lookup(service, &Filter::default());
     let body = serialize(service, view.index, &view.instances)?;
+    remember(state, service, view.revision, &body);
+    Ok((view.index, body))
+}
+
+/// Caches a rendering if it fits the budget (replacing the service's older one).
+fn remember(state: &AppState, service: &ServiceName, revision: u64, body: &Bytes) {
+    let used = &state.0.lookup_cache_used;
+    let old = state
+        .0
+        .lookup_cache
+        .get(service)
+        .map_or(0, |c| c.body.len());
+    let fits = used.load(Ordering::Relaxed).saturating_sub(old) + body.len()
+        <= state.0.config.lookup_cache_bytes;
+    if !fits {
+        forget(state, service);
+        return;
+    }
     let entry = CachedLookup {
-        revision: view.revision,
+        revision,
         body: body.clone(),
     };
-    state.0.lookup_cache.insert(service.clone(), entry);
-    Ok((view.index, body))
+    used.fetch_add(body.len(), Ordering::Relaxed);
+    if let Some(replaced) = state.0.lookup_cache.insert(service.clone(), entry) {
+        used.fetch_sub(replaced.body.len(), Ordering::Relaxed);
+    }
+}
+
+/// Drops a service's cached rendering.
+fn forget(state: &AppState, service: &ServiceName) {
+    if let Some((_, old)) = state.0.lookup_cache.remove(service) {
+        state
+            .0
+            .lookup_cache_used
+            .fetch_sub(old.body.len(), Ordering::Relaxed);
+    }
 }
 
 fn render(
