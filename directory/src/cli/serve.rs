@@ -172,9 +172,11 @@ pub fn host_node_name() -> NodeName {
 pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format, &args.log_filter)?;
     args.check()?;
+    // Installed before the node announces itself, so an early SIGTERM is handled gracefully.
+    let signal = shutdown_signal();
     let server = Server::start(args.to_config()).await?;
     tokio::select! {
-        () = shutdown_signal() => {}
+        () = signal => {}
         () = server.cancelled() => {}
     }
     server.shutdown().await;
