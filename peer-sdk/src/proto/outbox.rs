@@ -236,6 +236,11 @@ impl Outbox {
         }
         match &msg.state {
             State::InFlight(inst) => {
+                // An instance that stops answering is avoided for a while, like one that
+                // refused the connection; a merely slow handler costs one retry elsewhere.
+                let inst = inst.clone();
+                self.unhealthy
+                    .insert(inst.clone(), now + self.unhealthy_for);
                 let error = format!(
                     "no ack from {} within {:?}",
                     inst.instance, self.ack_timeout
