@@ -271,3 +271,48 @@ async fn a_node_started_before_its_seed_keeps_retrying_and_joins_by_dns_name() {
     early.shutdown().await;
     seed.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_of_a_dead_owner_stay_until_their_lease_and_grace_run_out() {
+    let cluster_key = ClusterKey::generate();
+    let start = async |name: &str, join: &[SocketAddr]| {
+        let mut config = Config::for_test();
+        config.node_name = name.parse().unwrap();
+        let mut cluster = GossipSettings::for_test(Security::Key(cluster_key.clone()));
+        cluster.join = join.iter().map(ToString::to_string).collect();
+        cluster.gossip.lease_grace = Duration::from_millis(500);
+        config.cluster = Some(cluster);
+        Server::start(config).await.unwrap()
+    };
+    let owner = start("owner", &[]).await;
+    let other = start("other", &[owner.gossip_addr().unwrap()]).await;
+    eventually("two members", async || alive_members(&other).await == 2).await;
+    let (svc, inst) = key("short", "s-1");
+    let mut registration = Registration::new(Address::new("127.0.0.1:7000").unwrap());
+    registration.ttl = directory::registry::Ttl::from_duration(Duration::from_secs(2)).unwrap();
+    owner
+        .registry()
+        .register(&svc, &inst, registration, Instant::now())
+        .unwrap();
+    eventually("replicated", async || {
+        other.registry().instance(&svc, &inst).is_some()
+    })
+    .await;
+    let registered = Instant::now();
+    owner.shutdown().await;
+    // Still listed while its lease runs, although its owner is gone.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        other.registry().instance(&svc, &inst).is_some(),
+        "dropped before its lease ran out"
+    );
+    eventually("expired after lease + grace", async || {
+        other.registry().instance(&svc, &inst).is_none()
+    })
+    .await;
+    assert!(
+        registered.elapsed() >= Duration::from_millis(2300),
+        "expired before lease + grace"
+    );
+    other.shutdown().await;
+}

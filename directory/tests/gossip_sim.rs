@@ -11,7 +11,7 @@ use directory::gossip::{EntryKey, EntryVersion, GossipEvent, MemberState, NodeId
 
 const NODES: usize = 50;
 /// A crashed node is declared dead by every live member within this bound (default
-/// settings: probe 300 ms, suspicion 1.5 s, gossip every 100 ms; see docs/design.md).
+/// settings: probe 150 ms, suspicion 1.5 s, gossip every 50 ms; see docs/design.md).
 const DETECTION_BOUND: Duration = Duration::from_secs(5);
 const HOUR: Duration = Duration::from_secs(3600);
 

@@ -552,6 +552,14 @@ impl Peer {
         rx.await.map_err(|_| SendError::ShutDown)
     }
 
+    /// Messages to `service` accepted and not yet resolved (never more than the window).
+    pub fn in_flight(&self, service: &str) -> usize {
+        self.inner
+            .windows
+            .get(service)
+            .map_or(0, |w| self.inner.cfg.window - w.available_permits())
+    }
+
     fn window(&self, service: &str) -> Arc<Semaphore> {
         if let Some(w) = self.inner.windows.get(service) {
             return w.clone();

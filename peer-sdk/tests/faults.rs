@@ -180,3 +180,58 @@ async fn receiver_killed_mid_stream_and_restarted_gets_every_unacked_message() {
     sender.shutdown().await;
     restarted.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silently_dead_instance_is_detected_by_keep_alive_and_traffic_moves_to_another() {
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let mut receivers = Vec::new();
+    for name in ["r-a", "r-b"] {
+        let r = Peer::builder_for_test("pool")
+            .instance(name)
+            .start()
+            .await
+            .unwrap();
+        let h = handled.clone();
+        serve(&r, move |m| {
+            h.lock().push(m.from_instance().to_owned());
+            m.ack();
+        });
+        receivers.push(r);
+    }
+    let clean = Faults {
+        drop: 0.0,
+        duplicate: 0.0,
+        max_delay: Duration::ZERO,
+    };
+    let proxy = Proxy::start(receivers[0].local_addr(), clean, 7).await;
+    let behind_proxy = InstanceInfo {
+        addr: proxy.addr,
+        ..receivers[0].info()
+    };
+    let sender = Peer::builder_for_test("client")
+        .static_instance(behind_proxy)
+        .static_instance(receivers[1].info())
+        .start()
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        sender.send("pool", &b"warm"[..]).await.unwrap();
+    }
+    // r-a goes silent: no close, no reset, every datagram lost.
+    proxy.set_faults(Faults { drop: 1.0, ..clean });
+    let started = tokio::time::Instant::now();
+    for _ in 0..50 {
+        sender.send("pool", &b"after"[..]).await.unwrap();
+    }
+    // Messages caught in flight to r-a wait for the idle timeout (1 s) or the ack timeout
+    // (500 ms), then move to r-b; nothing waits for the 10 s deadline.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    sender.shutdown().await;
+    for r in receivers {
+        r.shutdown().await;
+    }
+}

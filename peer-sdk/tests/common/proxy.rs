@@ -31,6 +31,7 @@ pub struct Stats {
 pub struct Proxy {
     pub addr: SocketAddr,
     pub stats: Arc<Stats>,
+    shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -41,7 +42,7 @@ impl Drop for Proxy {
 }
 
 struct Shared {
-    faults: Faults,
+    faults: parking_lot::Mutex<Faults>,
     rng: Mutex<StdRng>,
     stats: Arc<Stats>,
 }
@@ -50,14 +51,15 @@ impl Shared {
     /// Sends `data` to `to` through `sock` with faults applied.
     async fn forward(self: &Arc<Self>, sock: &Arc<UdpSocket>, data: Vec<u8>, to: SocketAddr) {
         let (drop, copies, delays) = {
+            let faults = *self.faults.lock();
             let mut rng = self.rng.lock().await;
-            let drop = rng.random_bool(self.faults.drop);
-            let copies = if rng.random_bool(self.faults.duplicate) {
+            let drop = rng.random_bool(faults.drop);
+            let copies = if rng.random_bool(faults.duplicate) {
                 2
             } else {
                 1
             };
-            let max = self.faults.max_delay.as_micros() as u64;
+            let max = faults.max_delay.as_micros() as u64;
             let delays: Vec<u64> = (0..copies).map(|_| rng.random_range(0..=max)).collect();
             (drop, copies, delays)
         };
@@ -91,11 +93,13 @@ impl Proxy {
         let addr = front.local_addr().unwrap();
         let stats = Arc::new(Stats::default());
         let shared = Arc::new(Shared {
-            faults,
+            faults: parking_lot::Mutex::new(faults),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             stats: stats.clone(),
         });
+        let shared2 = shared.clone();
         let task = tokio::spawn(async move {
+            let shared = shared2;
             let mut upstreams: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
             let mut buf = vec![0u8; 65_535];
             loop {
@@ -114,7 +118,17 @@ impl Proxy {
                 shared.forward(&up, buf[..n].to_vec(), target).await;
             }
         });
-        Proxy { addr, stats, task }
+        Proxy {
+            addr,
+            stats,
+            shared,
+            task,
+        }
+    }
+
+    /// Changes the faults from now on (e.g. drop everything to simulate a silent death).
+    pub fn set_faults(&self, faults: Faults) {
+        *self.shared.faults.lock() = faults;
     }
 }
 
