@@ -8,6 +8,7 @@
 
 use crate::endpoint::Message;
 use crate::link::{self, LinkCtx};
+use crate::proto::hash::FastMap as HashMap;
 use crate::proto::{
     AppOutcome, Core, DeadLetter, DeliveryToken, Event, Frame, InstanceInfo, LinkId, LinkKind,
     Outcome, SendRequest, Transmit,
@@ -15,7 +16,6 @@ use crate::proto::{
 use crate::tls::Fingerprint;
 use bytes::{Bytes, BytesMut};
 use quinn::{Connection, VarInt};
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -42,9 +42,11 @@ pub(crate) struct LinkTx {
 
 /// Everything that can happen to the driver.
 pub(crate) enum Input {
+    /// `permit` is the window slot, released when the outcome is known.
     Send {
         req: SendRequest,
         done: oneshot::Sender<Outcome>,
+        permit: tokio::sync::OwnedSemaphorePermit,
     },
     Settle {
         token: DeliveryToken,
@@ -104,7 +106,7 @@ pub(crate) struct Driver {
     links: HashMap<LinkId, LinkTx>,
     outbound: HashMap<Arc<InstanceInfo>, Outbound>,
     outbound_links: HashMap<LinkId, Arc<InstanceInfo>>,
-    waiting: HashMap<u64, oneshot::Sender<Outcome>>,
+    waiting: HashMap<u64, (oneshot::Sender<Outcome>, tokio::sync::OwnedSemaphorePermit)>,
     draining: Option<Instant>,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
     out_bufs: HashMap<LinkId, BytesMut>,
@@ -114,24 +116,17 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Driver {
     pub(crate) fn new(p: DriverParts) -> Self {
         Self {
             p,
-            links: HashMap::new(),
-            outbound: HashMap::new(),
-            outbound_links: HashMap::new(),
-            waiting: HashMap::new(),
+            links: HashMap::default(),
+            outbound: HashMap::default(),
+            outbound_links: HashMap::default(),
+            waiting: HashMap::default(),
             draining: None,
             shutdown_waiters: Vec::new(),
-            out_bufs: HashMap::new(),
+            out_bufs: HashMap::default(),
         }
     }
 
@@ -139,14 +134,27 @@ impl Driver {
     pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) {
         let mut batch = Vec::with_capacity(INPUT_BATCH);
         let cancel = self.p.ctx.cancel.clone();
+        // One cancellation future and one timer for the whole loop: re-creating them on
+        // every iteration registers a waiter and a timer entry per input batch.
+        let cancelled = cancel.cancelled();
+        tokio::pin!(cancelled);
+        let sleep = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
         loop {
             let wake = match (self.p.core.poll_timeout(), self.draining) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            if wake != armed {
+                if let Some(at) = wake {
+                    sleep.as_mut().reset(at.into());
+                }
+                armed = wake;
+            }
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => break,
+                _ = &mut cancelled => break,
                 n = rx.recv_many(&mut batch, INPUT_BATCH) => {
                     if n == 0 {
                         break;
@@ -156,10 +164,13 @@ impl Driver {
                         self.handle(now, input);
                     }
                 }
-                _ = sleep_until(wake) => self.p.core.handle_timeout(now()),
+                _ = &mut sleep, if armed.is_some() => {
+                    armed = None;
+                    self.p.core.handle_timeout(now());
+                }
             }
             self.drain_outputs();
-            if self.drained(now()) {
+            if self.draining.is_some() && self.drained(now()) {
                 break;
             }
         }
@@ -175,10 +186,10 @@ impl Driver {
 
     fn handle(&mut self, now: Instant, input: Input) {
         match input {
-            Input::Send { req, done } => {
+            Input::Send { req, done, permit } => {
                 if self.draining.is_none() {
                     let id = self.p.core.handle_send(now, req);
-                    self.waiting.insert(id, done);
+                    self.waiting.insert(id, (done, permit));
                 }
             }
             Input::Settle { token, outcome } => self.p.core.handle_app_outcome(now, token, outcome),
@@ -303,7 +314,7 @@ impl Driver {
                         metrics::counter!("peer_sdk_dead_letters_total").increment(1);
                         let _ = self.p.dead_letters.send((**dl).clone());
                     }
-                    if let Some(done) = self.waiting.remove(&id) {
+                    if let Some((done, _permit)) = self.waiting.remove(&id) {
                         let _ = done.send(outcome);
                     }
                 }

@@ -552,6 +552,14 @@ impl Peer {
         rx.await.map_err(|_| SendError::ShutDown)
     }
 
+    /// Messages to `service` accepted and not yet resolved (never more than the window).
+    pub fn in_flight(&self, service: &str) -> usize {
+        self.inner
+            .windows
+            .get(service)
+            .map_or(0, |w| self.inner.cfg.window - w.available_permits())
+    }
+
     fn window(&self, service: &str) -> Arc<Semaphore> {
         if let Some(w) = self.inner.windows.get(service) {
             return w.clone();
@@ -640,12 +648,9 @@ impl Peer {
         let (done, rx) = oneshot::channel();
         self.inner
             .inputs
-            .send(Input::Send { req, done })
+            .send(Input::Send { req, done, permit })
             .map_err(|_| SendError::ShutDown)?;
-        Ok(Pending {
-            rx,
-            _permit: permit,
-        })
+        Ok(Pending { rx })
     }
 
     /// Deregisters, stops accepting sends, waits (up to the drain timeout) for in-flight
@@ -753,12 +758,12 @@ fn sender_check(cfg: &PeerConfig, discovery: Option<Arc<Discovery>>) -> Option<S
 }
 
 /// An enqueued message; resolves to the reply (requests) or an empty payload (acked
-/// one-way messages), or the error. Holds its window slot until resolved.
+/// one-way messages), or the error. The window slot is freed when the outcome is known,
+/// whether or not this is awaited.
 #[derive(Debug)]
 #[must_use = "the message is sent anyway; await this to learn its outcome"]
 pub struct Pending {
     rx: oneshot::Receiver<Outcome>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Pending {

@@ -307,8 +307,10 @@ impl ClientCertVerifier for AnyClientCertVerifier {
     }
 }
 
-/// rustls client config presenting `identity` and pinning servers by fingerprint.
-pub(crate) fn client_config(identity: &Identity) -> Result<rustls::ClientConfig, IdentityError> {
+/// rustls client config presenting `identity` and pinning servers by fingerprint (the pin
+/// travels in the server name, see [`Fingerprint::server_name`]). Public so that benchmarks
+/// and custom transports can reuse exactly what the peer uses.
+pub fn client_config(identity: &Identity) -> Result<rustls::ClientConfig, IdentityError> {
     let provider = provider();
     let verifier = Arc::new(PinnedServerVerifier::new(&provider));
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
@@ -322,8 +324,9 @@ pub(crate) fn client_config(identity: &Identity) -> Result<rustls::ClientConfig,
     Ok(cfg)
 }
 
-/// rustls server config presenting `identity` and requiring a client certificate.
-pub(crate) fn server_config(identity: &Identity) -> Result<rustls::ServerConfig, IdentityError> {
+/// rustls server config presenting `identity` and requiring a client certificate (any
+/// certificate whose key signs the handshake; senders are checked by fingerprint later).
+pub fn server_config(identity: &Identity) -> Result<rustls::ServerConfig, IdentityError> {
     let provider = provider();
     let verifier = Arc::new(AnyClientCertVerifier::new(&provider));
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)

@@ -306,3 +306,80 @@ async fn invalid_builder_values_are_refused_with_a_clear_error() {
         .await;
     assert!(matches!(bad_url, Err(StartError::InvalidConfig(_))));
 }
+
+#[tokio::test]
+async fn full_window_makes_enqueue_wait_until_a_message_resolves() {
+    let b = peer("tiny", &[]).await;
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h = held.clone();
+    serve(&b, move |m| h.lock().push(m));
+    let a = peer_sdk::Peer::builder_for_test("producer")
+        .static_instance(b.info())
+        .configure(|c| c.window = 4)
+        .start()
+        .await
+        .unwrap();
+    let mut pending = Vec::new();
+    for i in 0..4u8 {
+        pending.push(
+            a.enqueue("tiny", vec![i], SendOptions::default())
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(a.in_flight("tiny"), 4);
+    let fifth = a.enqueue("tiny", vec![4u8], SendOptions::default());
+    tokio::pin!(fifth);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), &mut fifth)
+            .await
+            .is_err(),
+        "window full: waits"
+    );
+    assert!(common::wait_for(Duration::from_secs(2), || async { held.lock().len() == 4 }).await);
+    let first = held.lock().remove(0);
+    first.ack();
+    let fifth = tokio::time::timeout(Duration::from_secs(2), fifth)
+        .await
+        .expect("room after one ack")
+        .unwrap();
+    assert_eq!(a.in_flight("tiny"), 4);
+    pending.remove(0).await.unwrap();
+    for m in held.lock().drain(..) {
+        m.ack();
+    }
+    assert!(
+        common::wait_for(Duration::from_secs(2), || async {
+            for m in held.lock().drain(..) {
+                m.ack();
+            }
+            a.in_flight("tiny") == 0
+        })
+        .await
+    );
+    fifth.await.unwrap();
+    for p in pending {
+        p.await.unwrap();
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn identity_loaded_from_files_is_the_one_published() {
+    let id = Identity::generate().unwrap();
+    let (cert, key) = id.to_pem();
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, kp) = (dir.path().join("peer.crt"), dir.path().join("peer.key"));
+    std::fs::write(&cp, cert).unwrap();
+    std::fs::write(&kp, key).unwrap();
+    let loaded = Identity::load(&cp, &kp).unwrap();
+    let p = peer_sdk::Peer::builder_for_test("keyed")
+        .identity(loaded)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(p.fingerprint(), id.fingerprint());
+    assert!(Identity::load(&dir.path().join("missing"), &kp).is_err());
+    p.shutdown().await;
+}

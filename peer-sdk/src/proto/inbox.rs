@@ -1,6 +1,7 @@
 //! Receiver side: per-sender dedup windows, deliveries in progress, batched acks.
 
 use super::frame::MAX_ACK_IDS;
+use super::hash::{FastMap as HashMap, FastSet as HashSet};
 use super::timers::TimerKey;
 use super::{
     AppOutcome, Delivery, DeliveryToken, ErrorCode, Event, Frame, Io, LinkId, NackAction,
@@ -8,7 +9,7 @@ use super::{
 };
 use crate::config::DeliveryConfig;
 use bytes::Bytes;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,11 +40,11 @@ impl Sender {
         Self {
             service: service.into(),
             instance: instance.into(),
-            completed: HashSet::new(),
+            completed: HashSet::default(),
             order: VecDeque::new(),
-            replies: HashMap::new(),
+            replies: HashMap::default(),
             reply_order: VecDeque::new(),
-            in_progress: HashMap::new(),
+            in_progress: HashMap::default(),
             links: 0,
             last_seen: now,
         }
@@ -91,10 +92,10 @@ pub(crate) struct Inbox {
 impl Inbox {
     pub(crate) fn new(cfg: &DeliveryConfig) -> Self {
         Self {
-            senders: HashMap::new(),
-            link_sender: HashMap::new(),
+            senders: HashMap::default(),
+            link_sender: HashMap::default(),
             pending: 0,
-            acks: HashMap::new(),
+            acks: HashMap::default(),
             dirty: Vec::new(),
             sweep_at: None,
             dedup_window: cfg.dedup_window.max(1),

@@ -23,6 +23,7 @@
 mod backoff;
 mod balance;
 pub mod frame;
+pub mod hash;
 mod inbox;
 mod outbox;
 #[cfg(test)]
@@ -35,14 +36,14 @@ pub use frame::{Decoder, ErrorCode, Frame, NackAction, ProtocolError};
 use crate::config::DeliveryConfig;
 use bytes::Bytes;
 use rand::SeedableRng;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use timers::{TimerKey, Timers};
 
 /// One reachable instance of a service, as discovery reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceInfo {
     /// Service name.
     pub service: String,
@@ -52,6 +53,13 @@ pub struct InstanceInfo {
     pub addr: SocketAddr,
     /// Pinned SHA-256 of the certificate's SubjectPublicKeyInfo, 32 bytes.
     pub fingerprint: Option<[u8; 32]>,
+}
+
+/// Hashes the address only (cheap; equal instances have equal addresses).
+impl std::hash::Hash for InstanceInfo {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.addr.hash(state);
+    }
 }
 
 impl InstanceInfo {
@@ -222,7 +230,7 @@ pub struct Core {
     io: Io,
     outbox: outbox::Outbox,
     inbox: inbox::Inbox,
-    links: HashMap<LinkId, LinkKind>,
+    links: hash::FastMap<LinkId, LinkKind>,
 }
 
 impl std::fmt::Debug for Core {
@@ -249,7 +257,7 @@ impl Core {
             inbox: inbox::Inbox::new(&cfg),
             cfg,
             io,
-            links: HashMap::new(),
+            links: hash::FastMap::default(),
         }
     }
 

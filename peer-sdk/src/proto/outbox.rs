@@ -1,6 +1,7 @@
 //! Sender side: outgoing messages, instance choice, retries, ordering keys, dead letters.
 
 use super::backoff::Backoff;
+use super::hash::FastMap as HashMap;
 use super::timers::TimerKey;
 use super::{
     Balancer, Candidate, DeadLetter, DeadLetterReason, ErrorCode, Event, Frame, InstanceInfo, Io,
@@ -8,7 +9,7 @@ use super::{
 };
 use crate::config::DeliveryConfig;
 use bytes::Bytes;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,11 +59,11 @@ impl Outbox {
     pub(crate) fn new(cfg: &DeliveryConfig, balancer: Box<dyn Balancer>) -> Self {
         Self {
             next_id: 1,
-            msgs: HashMap::new(),
-            services: HashMap::new(),
-            keys: HashMap::new(),
-            in_flight: HashMap::new(),
-            unhealthy: HashMap::new(),
+            msgs: HashMap::default(),
+            services: HashMap::default(),
+            keys: HashMap::default(),
+            in_flight: HashMap::default(),
+            unhealthy: HashMap::default(),
             balancer,
             ack_timeout: cfg.ack_timeout,
             unhealthy_for: cfg.unhealthy_for,
@@ -135,6 +136,9 @@ impl Outbox {
         let instances = &self.services.get(&msg.req.service)?.instances;
         if instances.is_empty() {
             return None;
+        }
+        if let [only] = instances.as_slice() {
+            return Some(only.clone());
         }
         let candidates: Vec<Candidate<'_>> = instances
             .iter()
@@ -232,6 +236,11 @@ impl Outbox {
         }
         match &msg.state {
             State::InFlight(inst) => {
+                // An instance that stops answering is avoided for a while, like one that
+                // refused the connection; a merely slow handler costs one retry elsewhere.
+                let inst = inst.clone();
+                self.unhealthy
+                    .insert(inst.clone(), now + self.unhealthy_for);
                 let error = format!(
                     "no ack from {} within {:?}",
                     inst.instance, self.ack_timeout

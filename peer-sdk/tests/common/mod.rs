@@ -1,6 +1,8 @@
 //! Shared helpers of the SDK integration tests.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use peer_sdk::{InstanceInfo, Message, Peer};
 use std::future::Future;
 use std::time::Duration;
