@@ -288,6 +288,13 @@ impl Gossip {
     }
 }
 
+impl Drop for Gossip {
+    fn drop(&mut self) {
+        // Without a graceful `shutdown`, still stop every task (no leave announcement).
+        self.cancel.cancel();
+    }
+}
+
 async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), GossipStartError> {
     let err = |source| GossipStartError::Bind { addr, source };
     // With port 0 the UDP port is picked first; the TCP port must match it, which may
@@ -389,6 +396,9 @@ impl Driver {
             match t {
                 Transmit::Datagram { to, payload } => {
                     let packet = self.sealer.seal(&payload);
+                    metrics::counter!("directory_gossip_datagrams_sent_total").increment(1);
+                    metrics::counter!("directory_gossip_bytes_sent_total")
+                        .increment(packet.len() as u64);
                     if let Err(err) = self.udp.send_to(&packet, to).await {
                         tracing::debug!(%err, %to, "gossip send failed");
                     }
@@ -408,6 +418,7 @@ impl Driver {
             match to_registry(entry, &self.node, self.lease_grace) {
                 Ok(entry) => {
                     self.registry.merge_remote(entry, Instant::now());
+                    metrics::counter!("directory_gossip_entries_applied_total").increment(1);
                 }
                 Err(err) => {
                     tracing::warn!(%err, "remote entry refused");
@@ -417,8 +428,15 @@ impl Driver {
                 }
             }
         }
+        let mut membership_changed = false;
         while let Some(event) = self.core.poll_event() {
             log_event(&event);
+            membership_changed = true;
+        }
+        if membership_changed {
+            #[allow(clippy::cast_precision_loss)] // member counts are far below 2^52
+            metrics::gauge!("directory_gossip_members_alive")
+                .set((self.core.active_members() + 1) as f64);
         }
     }
 }
@@ -557,8 +575,12 @@ async fn initiate_sync(
     match result {
         Ok(()) => {
             counters.syncs_completed.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("directory_gossip_syncs_total", "result" => "ok").increment(1);
         }
-        Err(err) => tracing::debug!(%err, %to, "anti-entropy session failed"),
+        Err(err) => {
+            metrics::counter!("directory_gossip_syncs_total", "result" => "failed").increment(1);
+            tracing::debug!(%err, %to, "anti-entropy session failed");
+        }
     }
 }
 
