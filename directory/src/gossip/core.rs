@@ -669,3 +669,151 @@ pub enum DatagramError {
     #[error("swim message rejected")]
     Swim,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gossip::wire::{EntryState, EntryVersion, LiveRecord};
+
+    fn core(port: u16) -> GossipCore {
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let identity = NodeIdentity::new(addr, format!("n{port}"), 1);
+        GossipCore::new(identity, GossipConfig::for_test(), Instant::now()).unwrap()
+    }
+
+    fn entry(instance: &str, hlc: u64) -> WireEntry {
+        WireEntry {
+            key: EntryKey::new("svc", instance),
+            version: EntryVersion { hlc, node: 1 },
+            state: EntryState::Live(LiveRecord {
+                address: "127.0.0.1:1".into(),
+                tags: vec![],
+                meta: vec![],
+                ttl_ms: 60_000,
+                fingerprint: None,
+                owner: "n1".into(),
+                registered_at_ms: 0,
+                lease_remaining_ms: 60_000,
+            }),
+        }
+    }
+
+    /// Runs a push-pull session from `a` to `b` the way the driver would.
+    fn sync(a: &mut GossipCore, b: &mut GossipCore, now: Instant) -> usize {
+        let mut msg = SyncMsg::Digest {
+            buckets: a.replica().digest(),
+        };
+        let mut frames = 1;
+        let mut at_b = true;
+        loop {
+            let reply = if at_b {
+                b.handle_sync(now, msg)
+            } else {
+                a.handle_sync(now, msg)
+            };
+            let Some(reply) = reply else { return frames };
+            frames += 1;
+            msg = reply;
+            at_b = !at_b;
+        }
+    }
+
+    #[test]
+    fn push_pull_exchanges_only_what_differs_and_applies_it() {
+        let now = Instant::now();
+        let (mut a, mut b) = (core(1), core(2));
+        for i in 0..20 {
+            a.handle_local_write(now, entry(&format!("shared-{i}"), 1));
+            b.handle_local_write(now, entry(&format!("shared-{i}"), 1));
+        }
+        assert_eq!(
+            sync(&mut a, &mut b, now),
+            1,
+            "in sync: the digest is all that travels"
+        );
+        a.handle_local_write(now, entry("only-a", 1));
+        b.handle_local_write(now, entry("only-b", 1));
+        b.handle_local_write(now, entry("shared-3", 2));
+        assert_eq!(sync(&mut a, &mut b, now), 4);
+        let applied_a: Vec<_> = std::iter::from_fn(|| a.poll_apply())
+            .map(|e| e.key.instance)
+            .collect();
+        let applied_b: Vec<_> = std::iter::from_fn(|| b.poll_apply())
+            .map(|e| e.key.instance)
+            .collect();
+        assert_eq!(applied_b, vec!["only-a"]);
+        let mut applied_a = applied_a;
+        applied_a.sort();
+        assert_eq!(applied_a, vec!["only-b", "shared-3"]);
+        assert!(
+            a.replica()
+                .differing_buckets(&b.replica().digest())
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn malformed_datagrams_are_counted_and_change_nothing() {
+        let now = Instant::now();
+        let mut a = core(1);
+        for bad in [
+            &b""[..],
+            b"\x01",
+            b"\x09abc",
+            &[1u8, 200, 200, 200, 200, 200][..],
+        ] {
+            assert_eq!(a.handle_datagram(now, bad), Err(DatagramError::Malformed));
+        }
+        assert_eq!(a.stats().malformed, 4);
+        assert!(a.replica().is_empty());
+        assert_eq!(a.poll_apply(), None);
+    }
+
+    #[test]
+    fn piggybacked_entries_are_applied_once_and_stale_ones_ignored() {
+        let now = Instant::now();
+        let mut a = core(1);
+        let datagram = Datagram {
+            entries: vec![entry("x", 5)],
+            ..Datagram::default()
+        };
+        let bytes = encode_datagram(&datagram, MAX_PLAINTEXT).unwrap();
+        a.handle_datagram(now, &bytes).unwrap();
+        a.handle_datagram(now, &bytes).unwrap();
+        let stale = Datagram {
+            entries: vec![entry("x", 4)],
+            ..Datagram::default()
+        };
+        a.handle_datagram(now, &encode_datagram(&stale, MAX_PLAINTEXT).unwrap())
+            .unwrap();
+        assert_eq!(a.poll_apply().map(|e| e.version.hlc), Some(5));
+        assert_eq!(a.poll_apply(), None);
+        assert_eq!(a.stats().entries_applied, 1);
+    }
+
+    #[test]
+    fn a_lonely_node_announces_to_its_seeds_until_someone_answers() {
+        let mut a = core(1);
+        let t0 = Instant::now();
+        a.set_seeds(vec![([127, 0, 0, 1], 2).into(), ([127, 0, 0, 1], 1).into()]);
+        a.handle_timeout(t0);
+        let sent: Vec<SocketAddr> = std::iter::from_fn(|| a.poll_transmit())
+            .filter_map(|t| match t {
+                Transmit::Datagram { to, .. } => Some(to),
+                Transmit::Sync { .. } => None,
+            })
+            .collect();
+        assert_eq!(
+            sent,
+            vec![SocketAddr::from(([127, 0, 0, 1], 2))],
+            "never to itself"
+        );
+        let retry = a.poll_timeout().unwrap();
+        assert!(retry <= t0 + GossipConfig::for_test().join_retry_interval);
+        a.handle_timeout(t0 + GossipConfig::for_test().join_retry_interval);
+        let resent = std::iter::from_fn(|| a.poll_transmit())
+            .filter(|t| matches!(t, Transmit::Datagram { .. }))
+            .count();
+        assert_eq!(resent, 1, "still alone: it retries");
+    }
+}
