@@ -27,6 +27,10 @@ struct Options {
     /// Service to send to.
     #[arg(long, env = "PEER_SERVICE", default_value = "echo")]
     service: String,
+    /// QUIC listen address: use `0.0.0.0:0` to reach peers on other hosts (a socket bound to
+    /// loopback can only send to loopback).
+    #[arg(long, env = "PEER_LISTEN", default_value = "127.0.0.1:0")]
+    listen: String,
     /// Requests to send; 0 sends until interrupted.
     #[arg(long, env = "PEER_COUNT", default_value_t = 10)]
     count: u64,
@@ -44,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
     let opts = Options::parse();
     let peer = Peer::builder("sender")
         .directory(opts.directory.clone())
+        .listen(opts.listen.clone())
         .start()
         .await
         .context("starting the peer")?;

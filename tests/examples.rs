@@ -3,6 +3,9 @@
 #[path = "../examples/pipeline.rs"]
 #[allow(dead_code)]
 mod pipeline;
+#[path = "../examples/quickstart.rs"]
+#[allow(dead_code)]
+mod quickstart;
 #[path = "../examples/workers.rs"]
 #[allow(dead_code)]
 mod workers;
@@ -45,5 +48,17 @@ async fn workers_share_the_load_and_a_leaving_worker_loses_nothing() {
     assert!(
         report.per_worker.iter().all(|&n| n > 0),
         "every worker got work: {report:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickstart_forms_a_cluster_and_peers_talk_both_ways() {
+    let report = quickstart::run(2).await.expect("quickstart runs");
+    assert_eq!(report.alive_per_node, vec![3, 3, 3], "{report:?}");
+    assert_eq!(report.replies, (2, 2), "{report:?}");
+    assert_eq!(
+        report.seen_on_node2,
+        (1, 1),
+        "node 2 got both registrations by gossip: {report:?}"
     );
 }

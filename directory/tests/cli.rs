@@ -229,6 +229,19 @@ async fn client_errors_are_clear_and_exit_non_zero() {
     let (ok, _, err) = run(&["services", "--addr", &free]).await;
     assert!(!ok);
     assert!(err.contains("cannot reach the directory node"), "{err}");
+    let (ok, _, err) = run(&["health", "--addr", &free]).await;
+    assert!(!ok, "health fails when nothing answers");
+    assert!(err.contains("cannot reach the directory node"), "{err}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_subcommand_succeeds_against_a_live_node() {
+    let server = start().await;
+    let addr = server.http_addr().to_string();
+    let (ok, out, err) = run(&["health", "--addr", &addr]).await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("ok on node "), "{out}");
     server.shutdown().await;
 }
 

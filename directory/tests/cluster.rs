@@ -237,3 +237,82 @@ async fn garbage_truncated_oversized_and_replayed_packets_are_dropped_and_counte
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_before_its_seed_keeps_retrying_and_joins_by_dns_name() {
+    let cluster_key = ClusterKey::generate();
+    // Reserve a port for the seed, then free it: nothing answers there yet.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = Config::for_test();
+    config.node_name = "early".parse().unwrap();
+    let mut cluster = GossipSettings::for_test(Security::Key(cluster_key.clone()));
+    cluster.join = vec![format!("localhost:{port}")];
+    config.cluster = Some(cluster);
+    let early = Server::start(config).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(alive_members(&early).await, 1);
+
+    let mut config = Config::for_test();
+    config.node_name = "seed".parse().unwrap();
+    let mut cluster = GossipSettings::for_test(Security::Key(cluster_key));
+    cluster.bind = SocketAddr::from(([127, 0, 0, 1], port));
+    config.cluster = Some(cluster);
+    let seed = Server::start(config).await.unwrap();
+    for n in [&early, &seed] {
+        eventually("the early node joined its late seed", async || {
+            alive_members(n).await == 2
+        })
+        .await;
+    }
+    early.shutdown().await;
+    seed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_of_a_dead_owner_stay_until_their_lease_and_grace_run_out() {
+    let cluster_key = ClusterKey::generate();
+    let start = async |name: &str, join: &[SocketAddr]| {
+        let mut config = Config::for_test();
+        config.node_name = name.parse().unwrap();
+        let mut cluster = GossipSettings::for_test(Security::Key(cluster_key.clone()));
+        cluster.join = join.iter().map(ToString::to_string).collect();
+        cluster.gossip.lease_grace = Duration::from_millis(500);
+        config.cluster = Some(cluster);
+        Server::start(config).await.unwrap()
+    };
+    let owner = start("owner", &[]).await;
+    let other = start("other", &[owner.gossip_addr().unwrap()]).await;
+    eventually("two members", async || alive_members(&other).await == 2).await;
+    let (svc, inst) = key("short", "s-1");
+    let mut registration = Registration::new(Address::new("127.0.0.1:7000").unwrap());
+    registration.ttl = directory::registry::Ttl::from_duration(Duration::from_secs(2)).unwrap();
+    owner
+        .registry()
+        .register(&svc, &inst, registration, Instant::now())
+        .unwrap();
+    eventually("replicated", async || {
+        other.registry().instance(&svc, &inst).is_some()
+    })
+    .await;
+    let registered = Instant::now();
+    owner.shutdown().await;
+    // Still listed while its lease runs, although its owner is gone.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        other.registry().instance(&svc, &inst).is_some(),
+        "dropped before its lease ran out"
+    );
+    eventually("expired after lease + grace", async || {
+        other.registry().instance(&svc, &inst).is_none()
+    })
+    .await;
+    assert!(
+        registered.elapsed() >= Duration::from_millis(2300),
+        "expired before lease + grace"
+    );
+    other.shutdown().await;
+}

@@ -17,7 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 fn app() -> (Router, Registry) {
-    let config = Config::for_test();
+    app_with(Config::for_test())
+}
+
+fn app_with(config: Config) -> (Router, Registry) {
     let registry = Registry::new(config.registry_config());
     let metrics = PrometheusBuilder::new().build_recorder().handle();
     let state = AppState::new(
@@ -104,6 +107,41 @@ async fn unfiltered_lookups_are_served_from_a_cache_that_follows_every_change() 
     call(&app, "DELETE", "/v1/services/svc/instances/i-1", None).await;
     let (_, empty) = call(&app, "GET", "/v1/services/svc", None).await;
     assert_eq!(empty["instances"], json!([]));
+}
+
+#[tokio::test]
+async fn lookups_stay_exact_when_the_cache_budget_is_too_small_to_cache() {
+    for budget in [0, 400] {
+        let (app, _) = app_with(Config {
+            lookup_cache_bytes: budget,
+            ..Config::for_test()
+        });
+        for i in 0..5 {
+            let body = json!({"address": format!("h:{}", i + 1)}).to_string();
+            call(
+                &app,
+                "PUT",
+                &format!("/v1/services/svc/instances/i-{i}"),
+                Some(body),
+            )
+            .await;
+            let (_, view) = call(&app, "GET", "/v1/services/svc", None).await;
+            assert_eq!(
+                view["instances"].as_array().unwrap().len(),
+                i + 1,
+                "budget {budget}"
+            );
+        }
+        call(
+            &app,
+            "PUT",
+            "/v1/services/svc/instances/i-0",
+            Some(json!({"address": "h:99"}).to_string()),
+        )
+        .await;
+        let (_, view) = call(&app, "GET", "/v1/services/svc", None).await;
+        assert_eq!(view["instances"][0]["address"], "h:99");
+    }
 }
 
 #[tokio::test]

@@ -90,6 +90,7 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error>
 pub(super) async fn run(command: Command) -> Result<(), ClientError> {
     match command {
         Command::Services { client } => services(&client).await,
+        Command::Health { client } => health(&client).await,
         Command::Lookup {
             client,
             service,
@@ -125,6 +126,20 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
             Err(ClientError::Usage("not a client command".into()))
         }
     }
+}
+
+async fn health(args: &ClientArgs) -> Result<(), ClientError> {
+    let body = send(args, reqwest::Method::GET, "/v1/health", &[], None).await?;
+    if args.json {
+        return print_json(&body);
+    }
+    println!(
+        "{} on node {} (version {})",
+        text(&body["status"]),
+        text(&body["node"]),
+        text(&body["version"])
+    );
+    Ok(())
 }
 
 async fn services(args: &ClientArgs) -> Result<(), ClientError> {

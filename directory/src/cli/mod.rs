@@ -1,5 +1,5 @@
 //! The `directory` command line: `serve` (the default) runs a node; `services`, `lookup`,
-//! `register` and `deregister` talk to a running node over HTTP.
+//! `register`, `deregister`, `members` and `health` talk to a running node over HTTP.
 
 mod client;
 mod serve;
@@ -83,6 +83,13 @@ pub enum Command {
     },
     /// Print a new random cluster key for --cluster-key (like `consul keygen`).
     Keygen,
+    /// Check that a node answers `GET /v1/health`; exits 0 if it does, 1 otherwise. Meant for
+    /// container health checks, where the image holds nothing but this binary.
+    Health {
+        /// Connection options.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Remove an instance (succeeds if it is already gone).
     Deregister {
         /// Connection options.

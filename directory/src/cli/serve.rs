@@ -79,6 +79,9 @@ pub struct ServeArgs {
         conflicts_with = "cluster_key"
     )]
     pub insecure_no_cluster_key: bool,
+    /// Memory budget in bytes of the cache of rendered service lookups (0 disables it).
+    #[arg(long, env = "DIRECTORY_LOOKUP_CACHE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub lookup_cache_bytes: usize,
     /// Log format.
     #[arg(
         long,
@@ -106,6 +109,7 @@ impl ServeArgs {
             body_limit: self.body_limit,
             sse_keep_alive: self.sse_keep_alive.into(),
             shutdown_grace: self.shutdown_grace.into(),
+            lookup_cache_bytes: self.lookup_cache_bytes,
             cluster: self.cluster_settings(),
         }
     }

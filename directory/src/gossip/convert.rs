@@ -25,9 +25,8 @@ pub fn to_wire(entry: &Entry) -> WireEntry {
             tags: live.tags.as_slice().to_vec(),
             meta: live
                 .meta
-                .as_map()
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
             ttl_ms: millis(live.ttl.duration()),
             fingerprint: live.fingerprint.map(|f| *f.as_bytes()),

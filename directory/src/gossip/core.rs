@@ -352,13 +352,25 @@ impl GossipCore {
         if self.left {
             return;
         }
-        let members: Vec<SocketAddr> = self.swim.iter_members().map(|m| m.id().addr).collect();
         let me = self.identity.clone();
-        for addr in members {
-            self.send_datagram(now, addr, Vec::new(), Some(me.clone()));
-        }
+        let mut notified = Vec::new();
         if let Err(err) = self.swim.leave_cluster(&mut self.runtime) {
             tracing::debug!(%err, "leave_cluster failed");
+        }
+        // foca's own "down" gossip carries the departure notice, so its receivers see
+        // "left" before "down"; every other member gets the notice directly.
+        while let Some((to, bytes)) = self.runtime.to_send() {
+            notified.push(to.addr);
+            self.send_datagram(now, to.addr, bytes.to_vec(), Some(me.clone()));
+        }
+        let others: Vec<SocketAddr> = self
+            .swim
+            .iter_members()
+            .map(|m| m.id().addr)
+            .filter(|a| !notified.contains(a))
+            .collect();
+        for addr in others {
+            self.send_datagram(now, addr, Vec::new(), Some(me.clone()));
         }
         self.drain_swim(now);
         self.left = true;
@@ -591,13 +603,21 @@ impl GossipCore {
     }
 
     fn mark_left(&mut self, now: Instant, leaving: &NodeIdentity) {
-        self.tracked.insert(
-            leaving.addr,
-            Tracked {
-                left: true,
-                last_change: now,
-            },
-        );
+        let already_down = self
+            .swim
+            .iter_membership_state()
+            .any(|m| m.id() == leaving && m.state() == foca::State::Down);
+        let tracked = self.tracked.entry(leaving.addr).or_insert(Tracked {
+            left: false,
+            last_change: now,
+        });
+        if !tracked.left && already_down {
+            // The "down" gossip overtook the notice: correct the verdict.
+            self.events
+                .push_back(GossipEvent::MemberLeft(leaving.clone()));
+        }
+        tracked.left = true;
+        tracked.last_change = now;
     }
 
     fn start_sync(&mut self) {

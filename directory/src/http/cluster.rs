@@ -45,10 +45,10 @@ pub struct MembersResponse {
     tag = "cluster"
 )]
 pub async fn members(State(state): State<AppState>) -> Json<MembersResponse> {
-    let node = state.config.node_name.to_string();
+    let node = state.0.config.node_name.to_string();
     let now = SystemTime::now();
     let stamp = |ago| humantime::format_rfc3339_millis(now - ago).to_string();
-    let members = match &state.gossip {
+    let members = match &state.0.gossip {
         None => vec![MemberRow {
             name: node.clone(),
             address: None,

@@ -89,6 +89,7 @@ pub async fn register(
     let body: RegisterBody = serde_json::from_slice(&body?).map_err(ApiError::invalid_json)?;
     let registration = body.into_registration()?;
     let record = state
+        .0
         .registry
         .register(&service, &instance, registration, Instant::now())?;
     Ok(Json(record))
@@ -111,6 +112,7 @@ pub async fn heartbeat(
 ) -> Result<Json<Arc<Record>>, ApiError> {
     let (service, instance) = key(&service, &instance)?;
     let record = state
+        .0
         .registry
         .heartbeat(&service, &instance, Instant::now())?;
     Ok(Json(record))
@@ -133,6 +135,7 @@ pub async fn deregister(
 ) -> Result<StatusCode, ApiError> {
     let (service, instance) = key(&service, &instance)?;
     state
+        .0
         .registry
         .deregister(&service, &instance, Instant::now());
     Ok(StatusCode::NO_CONTENT)
@@ -156,6 +159,7 @@ pub async fn get_instance(
     let (service_name, instance_id) = key(&service, &instance)?;
     metrics::counter!("directory_lookups_total").increment(1);
     state
+        .0
         .registry
         .instance(&service_name, &instance_id)
         .map(Json)

@@ -7,10 +7,12 @@ mod instances;
 mod openapi;
 mod ops;
 mod query;
+mod request_metrics;
 mod services;
 mod watch;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 
 use axum::Router;
@@ -34,16 +36,23 @@ pub use watch::LAGGED_EVENT;
 
 use crate::Config;
 use crate::registry::{Registry, ServiceName};
+use request_metrics::{MethodLabel, RequestMetrics, Route, StatusLabel};
 use services::CachedLookup;
 
-/// What every handler can reach. Cheap to clone.
+/// What every handler can reach. Cheap to clone (one `Arc`: axum clones the state for
+/// every request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<StateInner>);
+
+struct StateInner {
     registry: Registry,
     config: Arc<Config>,
     metrics: PrometheusHandle,
     cancel: CancellationToken,
-    lookup_cache: Arc<DashMap<ServiceName, CachedLookup>>,
+    lookup_cache: DashMap<ServiceName, CachedLookup>,
+    /// Bytes held by `lookup_cache` (bounded by `config.lookup_cache_bytes`).
+    lookup_cache_used: AtomicUsize,
+    request_metrics: RequestMetrics,
     gossip: Option<Arc<crate::gossip::Gossip>>,
 }
 
@@ -56,28 +65,45 @@ impl AppState {
         metrics: PrometheusHandle,
         cancel: CancellationToken,
     ) -> Self {
-        Self {
+        Self(Arc::new(StateInner {
             registry,
             config,
             metrics,
             cancel,
-            lookup_cache: Arc::default(),
+            lookup_cache: DashMap::new(),
+            lookup_cache_used: AtomicUsize::new(0),
+            request_metrics: RequestMetrics::default(),
             gossip: None,
-        }
+        }))
     }
 
     /// The same state with the node's gossip layer (for `/v1/cluster/members`).
     #[must_use]
-    pub fn with_gossip(mut self, gossip: Option<Arc<crate::gossip::Gossip>>) -> Self {
-        self.gossip = gossip;
-        self
+    pub fn with_gossip(self, gossip: Option<Arc<crate::gossip::Gossip>>) -> Self {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut inner) => {
+                inner.gossip = gossip;
+                Self(Arc::new(inner))
+            }
+            // Already shared: build a twin (its lookup cache starts empty, which is harmless).
+            Err(shared) => Self(Arc::new(StateInner {
+                registry: shared.registry.clone(),
+                config: shared.config.clone(),
+                metrics: shared.metrics.clone(),
+                cancel: shared.cancel.clone(),
+                lookup_cache: DashMap::new(),
+                lookup_cache_used: AtomicUsize::new(0),
+                request_metrics: RequestMetrics::default(),
+                gossip,
+            })),
+        }
     }
 }
 
 /// The API router with its middleware: panic catching, body limit (413 above
 /// `config.body_limit`), request metrics and tracing.
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.config.body_limit;
+    let body_limit = state.0.config.body_limit;
     let instance = "/v1/services/{service}/instances/{instance}";
     Router::new()
         .route("/v1/services", get(services::list))
@@ -105,49 +131,19 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Records request count and latency by route template and status.
-async fn track_request(State(_): State<AppState>, request: Request, next: Next) -> Response {
+/// Records request count and latency by route template, method and status.
+async fn track_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or("unmatched", |p| route_label(p.as_str()));
-    let method = method_label(request.method());
+        .map_or(Route::Other, |p| Route::from_template(p.as_str()));
+    let method = MethodLabel::of(request.method());
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("route", route), ("method", method)];
-    metrics::histogram!("directory_http_request_duration_seconds", &labels).record(start.elapsed());
-    metrics::counter!("directory_http_requests_total", "route" => route, "method" => method, "status" => status)
-        .increment(1);
+    let status = StatusLabel::of(response.status());
+    state
+        .0
+        .request_metrics
+        .record(route, method, status, start.elapsed());
     response
-}
-
-/// A static label for each route template (labels must not carry user input).
-fn route_label(template: &str) -> &'static str {
-    match template {
-        "/v1/services" => "/v1/services",
-        "/v1/services/{service}" => "/v1/services/{service}",
-        "/v1/services/{service}/instances/{instance}" => {
-            "/v1/services/{service}/instances/{instance}"
-        }
-        "/v1/services/{service}/instances/{instance}/heartbeat" => {
-            "/v1/services/{service}/instances/{instance}/heartbeat"
-        }
-        "/v1/watch" => "/v1/watch",
-        "/v1/health" => "/v1/health",
-        "/metrics" => "/metrics",
-        "/openapi.json" => "/openapi.json",
-        _ => "other",
-    }
-}
-
-fn method_label(method: &axum::http::Method) -> &'static str {
-    match method.as_str() {
-        "GET" => "GET",
-        "PUT" => "PUT",
-        "POST" => "POST",
-        "DELETE" => "DELETE",
-        "HEAD" => "HEAD",
-        _ => "other",
-    }
 }

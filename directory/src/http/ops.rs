@@ -27,7 +27,7 @@ pub struct Health {
 pub async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok".into(),
-        node: state.config.node_name.to_string(),
+        node: state.0.config.node_name.to_string(),
         version: env!("CARGO_PKG_VERSION").into(),
     })
 }
@@ -41,8 +41,8 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
 )]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     #[allow(clippy::cast_precision_loss)] // instance counts are far below 2^52
-    metrics::gauge!("directory_instances").set(state.registry.len() as f64);
-    let text = state.metrics.render();
+    metrics::gauge!("directory_instances").set(state.0.registry.len() as f64);
+    let text = state.0.metrics.render();
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

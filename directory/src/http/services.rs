@@ -1,6 +1,7 @@
 //! `/v1/services` and `/v1/services/{service}`: the catalog and lookups (with blocking).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -63,7 +64,7 @@ struct ServiceResponseRef<'a> {
     tag = "services"
 )]
 pub async fn list(State(state): State<AppState>) -> Json<ServicesResponse> {
-    let (index, services) = state.registry.services();
+    let (index, services) = state.0.registry.services();
     let services = services
         .into_iter()
         .map(|s| ServiceCount {
@@ -115,37 +116,68 @@ pub async fn lookup(
 async fn block(state: &AppState, service: &ServiceName, after: u64, query: &LookupQuery) {
     let wait = query
         .wait
-        .unwrap_or(state.config.default_wait)
-        .min(state.config.max_wait);
+        .unwrap_or(state.0.config.default_wait)
+        .min(state.0.config.max_wait);
     let deadline = Instant::now() + wait;
     tokio::select! {
-        _ = state.registry.wait_for_change(service, after, deadline) => {}
-        () = state.cancel.cancelled() => {}
+        _ = state.0.registry.wait_for_change(service, after, deadline) => {}
+        () = state.0.cancel.cancelled() => {}
     }
 }
 
 /// The rendered unfiltered lookup, from the cache when the service has not changed since.
 fn cached_body(state: &AppState, service: &ServiceName) -> Result<(u64, Bytes), ApiError> {
-    let (index, revision) = state.registry.service_revision(service);
+    let (index, revision) = state.0.registry.service_revision(service);
     if revision == 0 {
-        state.lookup_cache.remove(service);
+        forget(state, service);
         return render(state, service, &Filter::default());
     }
     if let Some(hit) = state
+        .0
         .lookup_cache
         .get(service)
         .filter(|c| c.revision == revision)
     {
         return Ok((index, hit.body.clone()));
     }
-    let view = state.registry.lookup(service, &Filter::default());
+    let view = state.0.registry.lookup(service, &Filter::default());
     let body = serialize(service, view.index, &view.instances)?;
+    remember(state, service, view.revision, &body);
+    Ok((view.index, body))
+}
+
+/// Caches a rendering if it fits the budget (replacing the service's older one).
+fn remember(state: &AppState, service: &ServiceName, revision: u64, body: &Bytes) {
+    let used = &state.0.lookup_cache_used;
+    let old = state
+        .0
+        .lookup_cache
+        .get(service)
+        .map_or(0, |c| c.body.len());
+    let fits = used.load(Ordering::Relaxed).saturating_sub(old) + body.len()
+        <= state.0.config.lookup_cache_bytes;
+    if !fits {
+        forget(state, service);
+        return;
+    }
     let entry = CachedLookup {
-        revision: view.revision,
+        revision,
         body: body.clone(),
     };
-    state.lookup_cache.insert(service.clone(), entry);
-    Ok((view.index, body))
+    used.fetch_add(body.len(), Ordering::Relaxed);
+    if let Some(replaced) = state.0.lookup_cache.insert(service.clone(), entry) {
+        used.fetch_sub(replaced.body.len(), Ordering::Relaxed);
+    }
+}
+
+/// Drops a service's cached rendering.
+fn forget(state: &AppState, service: &ServiceName) {
+    if let Some((_, old)) = state.0.lookup_cache.remove(service) {
+        state
+            .0
+            .lookup_cache_used
+            .fetch_sub(old.body.len(), Ordering::Relaxed);
+    }
 }
 
 fn render(
@@ -153,7 +185,7 @@ fn render(
     service: &ServiceName,
     filter: &Filter,
 ) -> Result<(u64, Bytes), ApiError> {
-    let view = state.registry.lookup(service, filter);
+    let view = state.0.registry.lookup(service, filter);
     Ok((view.index, serialize(service, view.index, &view.instances)?))
 }
 

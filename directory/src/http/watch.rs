@@ -36,14 +36,14 @@ pub async fn watch(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let query = WatchQuery::parse(raw.as_deref())?;
     let gauge = WatcherGauge::new();
-    let events = BroadcastStream::new(state.registry.subscribe())
-        .take_until(state.cancel.clone().cancelled_owned())
+    let events = BroadcastStream::new(state.0.registry.subscribe())
+        .take_until(state.0.cancel.clone().cancelled_owned())
         .filter_map(move |item| {
             let _alive = &gauge; // dropped with the stream, when the client goes away
             std::future::ready(to_sse(item, query.service.as_ref()))
         })
         .map(Ok);
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(state.config.sse_keep_alive)))
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(state.0.config.sse_keep_alive)))
 }
 
 fn to_sse(

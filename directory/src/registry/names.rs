@@ -102,9 +102,15 @@ fn is_valid_name(s: &str) -> bool {
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident, $variant:ident) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+        #[serde(try_from = "String")]
         pub struct $name(Arc<str>);
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
 
         impl $name {
             /// Parses and validates `value`.
@@ -192,8 +198,8 @@ impl NodeName {
 }
 
 /// A network address `host:port`: IPv4, bracketed IPv6 (`[::1]:7000`) or a DNS name.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Address {
     text: Arc<str>,
     port: u16,
@@ -295,6 +301,12 @@ fn parse_port(port: &str) -> Result<u16, &'static str> {
     }
 }
 
+impl Serialize for Address {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
 impl FromStr for Address {
     type Err = ValidationError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -328,9 +340,15 @@ impl fmt::Debug for Address {
 }
 
 /// A lease length between [`MIN_TTL`] and [`MAX_TTL`]; written like `"10s"` or `"1m 30s"`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Ttl(Duration);
+
+impl Serialize for Ttl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
 
 impl Ttl {
     /// Validates a duration.
@@ -400,9 +418,15 @@ fn has_control_chars(s: &str) -> bool {
 
 /// Up to [`MAX_TAGS`] distinct tags, each 1..=1024 bytes without control characters.
 /// Duplicates are dropped (first occurrence kept); order is otherwise preserved.
-#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "Vec<String>", into = "Vec<String>")]
+#[derive(Clone, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "Vec<String>")]
 pub struct Tags(Vec<String>);
+
+impl Serialize for Tags {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(&self.0)
+    }
+}
 
 impl Tags {
     /// Validates a list of tags.
@@ -458,12 +482,11 @@ impl fmt::Debug for Tags {
 
 /// Up to [`MAX_META_KEYS`] string pairs. Keys are 1..=128 bytes of `[A-Za-z0-9._-]` (so a
 /// `key:value` filter is unambiguous); values are up to 1024 bytes without control characters.
-#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(
-    try_from = "BTreeMap<String, String>",
-    into = "BTreeMap<String, String>"
-)]
-pub struct Meta(BTreeMap<String, String>);
+/// Stored as one sorted boxed slice (a `BTreeMap` node costs ~550 bytes even for one pair,
+/// which dominated the per-instance memory).
+#[derive(Clone, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "BTreeMap<String, String>")]
+pub struct Meta(Box<[(Box<str>, Box<str>)]>);
 
 impl Meta {
     /// Validates a map.
@@ -481,17 +504,41 @@ impl Meta {
                 )));
             }
         }
-        Ok(Self(map))
+        // BTreeMap iterates in key order, so the slice is sorted.
+        Ok(Self(
+            map.into_iter()
+                .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
+                .collect(),
+        ))
     }
 
     /// The value under `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
+        self.0
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &*self.0[i].1)
     }
 
     /// The pairs, sorted by key.
-    pub fn as_map(&self) -> &BTreeMap<String, String> {
-        &self.0
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Meta {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
     }
 }
 
@@ -516,23 +563,23 @@ impl TryFrom<BTreeMap<String, String>> for Meta {
     }
 }
 
-impl From<Meta> for BTreeMap<String, String> {
-    fn from(m: Meta) -> Self {
-        m.0
-    }
-}
-
 impl fmt::Debug for Meta {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
 /// SHA-256 of a peer certificate's SubjectPublicKeyInfo DER, as 64 lowercase hex digits.
 /// Upper-case input is accepted and normalised.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Fingerprint([u8; 32]);
+
+impl Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
 
 impl Fingerprint {
     /// Parses 64 hex digits.
@@ -802,8 +849,13 @@ mod tests {
             if let Ok(t) = Tags::new(tags) {
                 prop_assert!(t.as_slice().len() <= MAX_TAGS);
             }
-            if let Ok(m) = Meta::new(meta) {
-                prop_assert!(m.as_map().len() <= MAX_META_KEYS);
+            if let Ok(m) = Meta::new(meta.clone()) {
+                prop_assert!(m.len() <= MAX_META_KEYS);
+                for (k, v) in &meta {
+                    prop_assert_eq!(m.get(k), Some(v.as_str()));
+                }
+                let json = serde_json::to_string(&m).unwrap();
+                prop_assert_eq!(serde_json::from_str::<Meta>(&json).unwrap(), m);
             }
         }
     }

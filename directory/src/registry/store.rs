@@ -97,9 +97,13 @@ struct Slot {
 }
 
 enum SlotState {
+    /// `armed` is the deadline of the one lease timer that stands for this slot on the
+    /// queue. Renewals only move `deadline`; when the armed timer fires early it is re-armed
+    /// at the current deadline, so a slot has one timer however often it is renewed.
     Live {
         record: Arc<Record>,
         deadline: Instant,
+        armed: Instant,
     },
     Tombstone {
         reason: TombstoneReason,
@@ -112,8 +116,9 @@ enum TimerKind {
     TombstoneCollection,
 }
 
-/// A deadline on the timer queue. Stale timers (the slot's version moved on) are skipped
-/// when they fire, so renewals never search the queue.
+/// A deadline on the timer queue. Stale timers are skipped when they fire (a lease timer
+/// whose deadline is not the slot's `armed` one; a collection timer whose version is not the
+/// tombstone's), so writes never search the queue.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Timer {
     deadline: Instant,
@@ -317,7 +322,9 @@ impl Registry {
         };
         let mut svc = self.inner.services.get_mut(service).ok_or_else(not_found)?;
         let (previous, deadline) = match svc.slots.get(instance).map(|s| &s.state) {
-            Some(SlotState::Live { record, deadline }) => (record.clone(), *deadline),
+            Some(SlotState::Live {
+                record, deadline, ..
+            }) => (record.clone(), *deadline),
             _ => return Err(not_found()),
         };
         if deadline <= now {
@@ -558,6 +565,11 @@ impl Registry {
         stats
     }
 
+    /// Timers on the queue, stale ones included (for tests and diagnostics).
+    pub fn pending_timers(&self) -> usize {
+        self.inner.timers.lock().len()
+    }
+
     /// The earliest pending timer (possibly stale), if any.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.inner.timers.lock().peek().map(|Reverse(t)| t.deadline)
@@ -592,20 +604,36 @@ impl Registry {
         }
     }
 
-    /// Expires the lease if the timer is still current. Returns whether it did.
+    /// Expires the lease if the timer is the slot's armed one and the lease is over;
+    /// re-arms it at the current deadline if the lease was renewed. Returns whether it expired.
     fn fire_lease(&self, timer: &Timer, now: Instant) -> bool {
         let Some(mut svc) = self.inner.services.get_mut(&timer.service) else {
             return false;
         };
-        let current = svc.slots.get(&timer.instance).is_some_and(|s| {
-            s.version == timer.version
-                && matches!(s.state, SlotState::Live { deadline, .. } if deadline <= now)
-        });
-        if current {
-            self.put_tombstone(&mut svc, &timer.instance, TombstoneReason::Expired, now);
-            metrics::counter!("directory_expirations_total").increment(1);
+        let Some(Slot {
+            state: SlotState::Live {
+                deadline, armed, ..
+            },
+            ..
+        }) = svc.slots.get_mut(&timer.instance)
+        else {
+            return false;
+        };
+        if *armed != timer.deadline {
+            return false; // superseded by an earlier timer
         }
-        current
+        if *deadline > now {
+            *armed = *deadline;
+            let rearmed = Timer {
+                deadline: *deadline,
+                ..timer.clone()
+            };
+            self.push_timer(rearmed);
+            return false;
+        }
+        self.put_tombstone(&mut svc, &timer.instance, TombstoneReason::Expired, now);
+        metrics::counter!("directory_expirations_total").increment(1);
+        true
     }
 
     /// Drops the tombstone if the timer is still current. Returns whether it did.
@@ -692,19 +720,27 @@ impl Registry {
         kind: Option<ChangeKind>,
     ) {
         let instance = record.instance.clone();
+        let armed = match svc.slots.get(&instance).map(|s| &s.state) {
+            // The armed timer fires no later than the new deadline and will re-arm.
+            Some(SlotState::Live { armed, .. }) if *armed <= deadline => *armed,
+            _ => {
+                self.push_timer(Timer {
+                    deadline,
+                    kind: TimerKind::LeaseExpiry,
+                    service: svc.name.clone(),
+                    instance: instance.clone(),
+                    version,
+                });
+                deadline
+            }
+        };
         let state = SlotState::Live {
             record: record.clone(),
             deadline,
+            armed,
         };
         svc.slots.insert(instance.clone(), Slot { version, state });
         svc.revision = self.next_revision();
-        self.push_timer(Timer {
-            deadline,
-            kind: TimerKind::LeaseExpiry,
-            service: svc.name.clone(),
-            instance: instance.clone(),
-            version,
-        });
         if let Some(kind) = kind {
             svc.mark_changed(record.index);
             self.emit(kind, &svc.name, &instance, record.index, Some(record));
@@ -808,7 +844,9 @@ impl Slot {
 
     fn to_entry(&self, service: &ServiceName, instance: &InstanceId, now: Instant) -> Entry {
         match &self.state {
-            SlotState::Live { record, deadline } => Entry::live(
+            SlotState::Live {
+                record, deadline, ..
+            } => Entry::live(
                 record,
                 self.version,
                 deadline.saturating_duration_since(now),

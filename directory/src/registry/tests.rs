@@ -157,6 +157,32 @@ fn heartbeats_renew_the_lease_without_waking_watchers() {
 }
 
 #[test]
+fn renewals_keep_one_timer_per_instance() {
+    let r = registry();
+    let now = Instant::now();
+    r.register(&svc("a"), &inst("i"), reg("h:1", 10), now)
+        .unwrap();
+    for ms in 1..=1000 {
+        let t = now + Duration::from_millis(ms);
+        r.heartbeat(&svc("a"), &inst("i"), t).unwrap();
+        r.register(&svc("a"), &inst("i"), reg(&format!("h:{ms}"), 10), t)
+            .unwrap();
+    }
+    assert_eq!(r.pending_timers(), 1);
+    // The armed timer fires at the first deadline and re-arms at the current one.
+    assert_eq!(r.reap(now + Duration::from_secs(10)).expired, 0);
+    assert_eq!(r.pending_timers(), 1);
+    assert_eq!(r.reap(now + Duration::from_secs(11)).expired, 1);
+    // A shorter lease arms an earlier timer; the later one becomes stale and is dropped.
+    r.register(&svc("a"), &inst("j"), reg("h:1", 60), now)
+        .unwrap();
+    r.register(&svc("a"), &inst("j"), reg("h:1", 5), now)
+        .unwrap();
+    assert_eq!(r.reap(now + Duration::from_secs(5)).expired, 1);
+    assert_eq!(r.reap(now + Duration::from_secs(61)).expired, 0);
+}
+
+#[test]
 fn heartbeats_for_unknown_or_expired_instances_are_not_found() {
     let r = registry();
     let now = Instant::now();

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# End-to-end checks of the directory cluster and example peers on separate container hosts.
+#
+# Builds the image (deploy/build-image.sh, nothing pulled), starts deploy/docker-compose.yml
+# under a project name of its own, and checks:
+#   1. the three nodes form one cluster;
+#   2. a registration made on node 1 is visible on nodes 2 and 3;
+#   3. `docker kill` of node 2: the others mark it dead, lookups keep working, the peers
+#      keep exchanging messages;
+#   4. node 3 cut off with `docker network disconnect` while node 1 changes registrations,
+#      then reconnected: both sides converge to the same registrations;
+#   5. node 2 started again from an empty store catches up by anti-entropy.
+# Prints each check; exits 0 only when every check held. Skips (exit 0, with a message) where
+# no container engine is available. Removes everything it started, also on failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'e2e: %s\n' "$*"; }
+
+if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
+  say "SKIPPED: no container engine reachable (docker info failed)"
+  exit 0
+fi
+if command -v docker-compose >/dev/null 2>&1; then
+  compose=(docker-compose)
+elif docker compose version >/dev/null 2>&1; then
+  compose=(docker compose)
+else
+  say "SKIPPED: neither docker-compose nor 'docker compose' is installed"
+  exit 0
+fi
+for tool in curl python3; do
+  command -v "$tool" >/dev/null 2>&1 || { say "SKIPPED: $tool is not installed"; exit 0; }
+done
+
+# A /24 for the private network that no route on this host uses yet.
+pick_subnet() {
+  local p
+  for p in 172.31.250 172.31.251 172.31.252 172.30.250 172.29.250; do
+    ip route 2>/dev/null | grep -q "^$p\." || { echo "$p"; return; }
+  done
+  echo 172.31.250
+}
+
+export SUBNET_PREFIX=${SUBNET_PREFIX:-$(pick_subnet)}
+export IMAGE=${IMAGE:-brokerless:e2e}
+project="brokerless-e2e-$$"
+dc() { "${compose[@]}" -p "$project" -f deploy/docker-compose.yml "$@"; }
+ip_of() { case $1 in node1) echo "$SUBNET_PREFIX.11" ;; node2) echo "$SUBNET_PREFIX.12" ;; node3) echo "$SUBNET_PREFIX.13" ;; esac; }
+api() { echo "http://$(ip_of "$1"):7700"; }
+
+cleanup() {
+  local rc=$?
+  if [ "$rc" -ne 0 ] || [ "${failed:-0}" -ne 0 ]; then
+    say "logs of the failed run:"
+    dc logs --no-color --tail 40 2>/dev/null | sed 's/^/    /'
+  fi
+  dc down -v --remove-orphans -t 3 >/dev/null 2>&1
+  say "cleaned up project $project"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+passed=0
+failed=0
+check() { # check NAME COMMAND...: runs the command once, records the outcome
+  local name=$1; shift
+  if "$@"; then passed=$((passed + 1)); say "ok   - $name"
+  else failed=$((failed + 1)); say "FAIL - $name"; fi
+}
+eventually() { # eventually SECONDS COMMAND...: retries every 250 ms until it holds
+  local limit=$1; shift
+  local end=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -ge "$end" ] && return 1
+    sleep 0.25
+  done
+}
+
+# --- JSON helpers (python3, present wherever this script runs) ---
+member_state() { # member_state NODE MEMBER -> alive|suspect|dead|left|absent
+  curl -fsS --max-time 2 "$(api "$1")/v1/cluster/members" | python3 -c '
+import json, sys
+rows = json.load(sys.stdin)["members"]
+print(next((m["state"] for m in rows if m["name"] == sys.argv[1]), "absent"))' "$2"
+}
+instances() { # instances NODE SERVICE -> sorted instance ids, comma-separated
+  curl -fsS --max-time 2 "$(api "$1")/v1/services/$2" | python3 -c '
+import json, sys
+print(",".join(sorted(i["instance"] for i in json.load(sys.stdin)["instances"])))'
+}
+sender_counts() { # -> "acked failed" from the sender's last progress line
+  dc logs --no-color sender 2>/dev/null | grep -o 'acked=[0-9]* failed=[0-9]*' | tail -1 |
+    sed 's/acked=\([0-9]*\) failed=\([0-9]*\)/\1 \2/'
+}
+
+# --- predicates ---
+state_is() { [ "$(member_state "$1" "$2")" = "$3" ]; }
+all_alive() {
+  local n m
+  for n in "$@"; do for m in "$@"; do state_is "$n" "$m" alive || return 1; done; done
+}
+has_instances() { [ "$(instances "$1" "$2")" = "$3" ]; }
+same_instances() { [ "$(instances "$1" "$3")" = "$(instances "$2" "$3")" ]; }
+register() { # register NODE SERVICE INSTANCE
+  curl -fsS --max-time 2 -X PUT "$(api "$1")/v1/services/$2/instances/$3" \
+    -H 'content-type: application/json' -d '{"address":"10.0.0.1:7000","ttl":"10m"}' >/dev/null
+}
+deregister() { curl -fsS --max-time 2 -X DELETE "$(api "$1")/v1/services/$2/instances/$3" >/dev/null; }
+acked_at_least() { local acked; read -r acked _ <<<"$(sender_counts)"; [ "${acked:-0}" -ge "$1" ]; }
+sender_progresses() { # acked grows by at least 5 within 15 s, with no failure meanwhile
+  local before after fails_before fails_after
+  read -r before fails_before <<<"$(sender_counts)"
+  eventually 15 acked_at_least $((${before:-0} + 5)) || return 1
+  read -r after fails_after <<<"$(sender_counts)"
+  say "     sender: acked ${before:-0} -> $after, failed ${fails_before:-0} -> $fails_after"
+  [ "${fails_after:-1}" -eq "${fails_before:-0}" ]
+}
+receiver_listed_on() { local n; for n in "$@"; do has_instances "$n" echo echo-1 || return 1; done; }
+lookups_survive() { has_instances node1 e2e inst-1 && has_instances node3 e2e inst-1; }
+
+# --- build and start ---
+say "building the image $IMAGE"
+bash deploy/build-image.sh || { say "FAIL - image build"; exit 1; }
+target=${STATIC_TARGET:-$(rustc -vV | sed -n 's/^host: //p')}
+CLUSTER_KEY=$("target/$target/release/directory" keygen) || exit 1
+export CLUSTER_KEY
+say "starting project $project on $SUBNET_PREFIX.0/24"
+dc up -d || { failed=1; say "FAIL - docker-compose up"; exit 1; }
+
+# 1. One cluster.
+check "the three nodes see each other alive" eventually 30 all_alive node1 node2 node3
+
+# 2. Replication.
+register node1 e2e inst-1
+check "registration on node 1 is visible on node 2" eventually 10 has_instances node2 e2e inst-1
+check "registration on node 1 is visible on node 3" eventually 10 has_instances node3 e2e inst-1
+check "the receiver's registration reached every node" eventually 20 receiver_listed_on node1 node2 node3
+check "the sender gets answers from the receiver" sender_progresses
+
+# 3. Kill node 2.
+docker kill "$(dc ps -q node2)" >/dev/null
+check "node 1 reports the killed node 2 dead" eventually 20 state_is node1 node2 dead
+check "node 3 reports the killed node 2 dead" eventually 20 state_is node3 node2 dead
+check "lookups keep working on node 1 and node 3" lookups_survive
+check "the peers keep exchanging messages without node 2" sender_progresses
+
+# 4. Partition node 3 and heal.
+register node3 e2e inst-3
+eventually 10 has_instances node1 e2e inst-1,inst-3
+network="${project//[^a-zA-Z0-9_.-]/}_mesh"
+docker network disconnect "$network" "$(dc ps -q node3)"
+check "node 1 sees the cut-off node 3 as dead" eventually 20 state_is node1 node3 dead
+register node1 e2e inst-2
+deregister node1 e2e inst-1
+deregister node1 e2e inst-3
+check "node 1 changed registrations while node 3 was cut off" has_instances node1 e2e inst-2
+docker network connect --ip "$(ip_of node3)" "$network" "$(dc ps -q node3)"
+check "after the heal node 3 converges to node 1's registrations" eventually 30 has_instances node3 e2e inst-2
+check "after the heal both sides hold the same registrations" same_instances node1 node3 e2e
+check "node 3 is alive again for node 1" eventually 30 state_is node1 node3 alive
+
+# 5. Node 2 restarted from an empty store.
+dc rm -f -s node2 >/dev/null 2>&1
+dc up -d --no-deps node2 >/dev/null 2>&1
+check "restarted node 2 rejoins and is alive for node 1" eventually 30 state_is node1 node2 alive
+check "restarted node 2 caught up by anti-entropy" eventually 30 same_instances node1 node2 e2e
+check "restarted node 2 lists the receiver" eventually 30 has_instances node2 echo echo-1
+
+echo "e2e: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

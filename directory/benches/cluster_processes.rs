@@ -1,0 +1,254 @@
+//! End-to-end cluster benchmark with real `directory` processes on loopback, measured
+//! through the HTTP API: time for a registration on one node to be visible on all others
+//! (blocking queries on every other node), and time for all survivors to report a
+//! SIGKILLed node dead (`/v1/cluster/members`, polled every 20 ms).
+//!
+//! Run: `cargo bench -p directory --bench cluster_processes` (optionally `-- 10` nodes).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+const BIN: &str = env!("CARGO_BIN_EXE_directory");
+
+struct Node {
+    name: String,
+    child: Child,
+    http: String,
+    gossip: String,
+}
+
+async fn spawn(name: &str, gossip_addr: &str, key: &str, join: Option<&str>) -> Result<Node> {
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--log-filter",
+        "warn,directory=info",
+    ])
+    .args([
+        "--node-name",
+        name,
+        "--gossip-addr",
+        gossip_addr,
+        "--cluster-key",
+        key,
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .kill_on_drop(true);
+    if let Some(seed) = join {
+        cmd.args(["--join", seed]);
+    }
+    let mut child = cmd.spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let (mut http, mut gossip) = (None, None);
+    while http.is_none() || gossip.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await??
+            .context("exited")?;
+        let Ok(log) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if let Some(a) = log["fields"]["gossip_addr"].as_str() {
+            gossip = Some(a.to_owned());
+        }
+        if let Some(a) = log["fields"]["http_addr"].as_str() {
+            http = Some(format!("http://{a}"));
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Node {
+        name: name.into(),
+        child,
+        http: http.unwrap_or_default(),
+        gossip: gossip.unwrap_or_default(),
+    })
+}
+
+async fn members(client: &reqwest::Client, node: &Node) -> Value {
+    match client
+        .get(format!("{}/v1/cluster/members", node.http))
+        .send()
+        .await
+    {
+        Ok(r) => r.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+fn state_of(members: &Value, name: &str) -> Option<String> {
+    members["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["name"] == name)?["state"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+async fn wait_all_alive(client: &reqwest::Client, nodes: &[Node]) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for n in nodes {
+        loop {
+            let m = members(client, n).await;
+            if nodes
+                .iter()
+                .all(|o| state_of(&m, &o.name).as_deref() == Some("alive"))
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("cluster did not form");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Blocks on `node` until `instance` shows up; returns when it did.
+async fn wait_for(
+    client: reqwest::Client,
+    http: String,
+    instance: String,
+    index: u64,
+) -> Result<Instant> {
+    let mut index = index;
+    loop {
+        let url = format!("{http}/v1/services/bench?index={index}&wait=30s");
+        let response = client.get(url).send().await?;
+        let arrived = Instant::now();
+        let next: u64 = response
+            .headers()
+            .get("x-directory-index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(index);
+        let body: Value = response.json().await?;
+        if body["instances"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|r| r["instance"] == instance.as_str()))
+        {
+            return Ok(arrived);
+        }
+        index = next;
+    }
+}
+
+async fn index_of(client: &reqwest::Client, node: &Node) -> Result<u64> {
+    let r = client
+        .get(format!("{}/v1/services/bench", node.http))
+        .send()
+        .await?;
+    Ok(r.headers()
+        .get("x-directory-index")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10);
+    let client = directory::cli::http_client(Duration::from_secs(60))?;
+    let key = directory::gossip::ClusterKey::generate().to_base64();
+    let mut nodes = vec![spawn("node-0", "127.0.0.1:0", &key, None).await?];
+    let seed = nodes[0].gossip.clone();
+    for i in 1..n {
+        nodes.push(spawn(&format!("node-{i}"), "127.0.0.1:0", &key, Some(&seed)).await?);
+    }
+    wait_all_alive(&client, &nodes).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut propagation = Histogram::<u64>::new(3)?;
+    for w in 0..50 {
+        let writer = w % n;
+        let instance = format!("i-{w}");
+        let mut waiters = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            if i != writer {
+                let index = index_of(&client, node).await?;
+                waiters.push(tokio::spawn(wait_for(
+                    client.clone(),
+                    node.http.clone(),
+                    instance.clone(),
+                    index,
+                )));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let url = format!(
+            "{}/v1/services/bench/instances/{instance}",
+            nodes[writer].http
+        );
+        let start = Instant::now();
+        let status = client
+            .put(url)
+            .json(&json!({"address": "127.0.0.1:7000", "ttl": "1h"}))
+            .send()
+            .await?
+            .status();
+        if !status.is_success() {
+            bail!("register failed: {status}");
+        }
+        let mut last = start;
+        for w in waiters {
+            last = last.max(w.await??);
+        }
+        propagation.record(u64::try_from((last - start).as_micros()).unwrap_or(u64::MAX))?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut detection = Histogram::<u64>::new(3)?;
+    for round in 0..5 {
+        let victim = 1 + (round * 3) % (n - 1);
+        let gossip = nodes[victim].gossip.clone();
+        let name = nodes[victim].name.clone();
+        nodes[victim].child.kill().await?;
+        let start = Instant::now();
+        let mut pending: Vec<usize> = (0..n).filter(|&i| i != victim).collect();
+        while !pending.is_empty() {
+            let mut still = Vec::new();
+            for &i in &pending {
+                if state_of(&members(&client, &nodes[i]).await, &name).as_deref() != Some("dead") {
+                    still.push(i);
+                }
+            }
+            pending = still;
+            if start.elapsed() > Duration::from_secs(60) {
+                bail!("{name} not detected dead by all");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        detection.record(u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX))?;
+        nodes[victim] = spawn(&name, &gossip, &key, Some(&seed)).await?;
+        wait_all_alive(&client, &nodes).await?;
+    }
+    println!("{n} real processes on loopback, defaults, through the HTTP API:");
+    println!(
+        "  registration visible on all other nodes: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (50 writes)",
+        propagation.value_at_quantile(0.5) as f64 / 1000.0,
+        propagation.value_at_quantile(0.99) as f64 / 1000.0,
+        propagation.max() as f64 / 1000.0
+    );
+    println!(
+        "  SIGKILLed node reported dead by all: p50 {} ms, p99 {} ms ({} kills)",
+        detection.value_at_quantile(0.5),
+        detection.value_at_quantile(0.99),
+        detection.len()
+    );
+    Ok(())
+}
