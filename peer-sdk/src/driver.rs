@@ -200,7 +200,10 @@ impl Driver {
             }
             Input::LinkDown { link, reason } => self.link_down(now, link, &reason),
             Input::Dialed { inst, result } => self.dialed(now, inst, result),
-            Input::Instances { service, list } => self.p.core.handle_instances(now, &service, list),
+            Input::Instances { service, list } => {
+                self.close_departed(&service, &list);
+                self.p.core.handle_instances(now, &service, list);
+            }
             Input::KnownInstances { service, done } => {
                 let _ = done.send(self.p.core.instances(&service));
             }
@@ -234,6 +237,21 @@ impl Driver {
             }
         }
         self.p.core.handle_link_down(now, link, reason);
+    }
+
+    /// Closes our connections to instances of `service` that left the directory (keep-alive
+    /// would otherwise hold them open forever). Messages in flight on them are retried.
+    fn close_departed(&mut self, service: &str, list: &[Arc<InstanceInfo>]) {
+        for (link, inst) in &self.outbound_links {
+            if inst.service == service
+                && !list.contains(inst)
+                && let Some(l) = self.links.get(link)
+            {
+                tracing::debug!(instance = %inst.instance, "closing connection to a departed instance");
+                l.conn
+                    .close(VarInt::from(0u32), b"instance left the directory");
+            }
+        }
     }
 
     fn dialed(
