@@ -219,17 +219,15 @@ async fn silently_dead_instance_is_detected_by_keep_alive_and_traffic_moves_to_a
     }
     // r-a goes silent: no close, no reset, every datagram lost.
     proxy.set_faults(Faults { drop: 1.0, ..clean });
-    let started = tokio::time::Instant::now();
+    // Each message caught in flight to r-a waits for the ack timeout (500 ms) or the idle
+    // timeout (1 s), then moves to r-b: none waits for its 10 s deadline.
+    let mut slowest = Duration::ZERO;
     for _ in 0..50 {
+        let started = tokio::time::Instant::now();
         sender.send("pool", &b"after"[..]).await.unwrap();
+        slowest = slowest.max(started.elapsed());
     }
-    // Messages caught in flight to r-a wait for the idle timeout (1 s) or the ack timeout
-    // (500 ms), then move to r-b; nothing waits for the 10 s deadline.
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(slowest < Duration::from_secs(4), "{slowest:?}");
     sender.shutdown().await;
     for r in receivers {
         r.shutdown().await;
