@@ -294,7 +294,8 @@ fn main() {
                 .build()
                 .unwrap()
         };
-        if std::env::var_os("SDK_BENCH_PROFILE").is_some() && flavour != "current_thread" {
+        let only = std::env::var("SDK_BENCH_PROFILE").unwrap_or_default();
+        if !only.is_empty() && !flavour.starts_with(only.as_str()) {
             continue;
         }
         println!("== tokio runtime: {flavour}");

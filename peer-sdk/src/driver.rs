@@ -110,6 +110,7 @@ pub(crate) struct Driver {
     draining: Option<Instant>,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
     out_bufs: HashMap<LinkId, BytesMut>,
+    departed: Vec<Arc<InstanceInfo>>,
 }
 
 fn now() -> Instant {
@@ -127,6 +128,7 @@ impl Driver {
             draining: None,
             shutdown_waiters: Vec::new(),
             out_bufs: HashMap::default(),
+            departed: Vec::new(),
         }
     }
 
@@ -170,6 +172,9 @@ impl Driver {
                 }
             }
             self.drain_outputs();
+            if !self.departed.is_empty() {
+                self.close_idle_departed();
+            }
             if self.draining.is_some() && self.drained(now()) {
                 break;
             }
@@ -200,7 +205,10 @@ impl Driver {
             }
             Input::LinkDown { link, reason } => self.link_down(now, link, &reason),
             Input::Dialed { inst, result } => self.dialed(now, inst, result),
-            Input::Instances { service, list } => self.p.core.handle_instances(now, &service, list),
+            Input::Instances { service, list } => {
+                self.note_departed(&service, &list);
+                self.p.core.handle_instances(now, &service, list);
+            }
             Input::KnownInstances { service, done } => {
                 let _ = done.send(self.p.core.instances(&service));
             }
@@ -234,6 +242,35 @@ impl Driver {
             }
         }
         self.p.core.handle_link_down(now, link, reason);
+    }
+
+    /// Remembers our connections to instances of `service` that left the directory: they
+    /// are closed once nothing is in flight to them (keep-alive would otherwise hold them
+    /// open forever), so a gracefully leaving instance can still ack what it is handling.
+    fn note_departed(&mut self, service: &str, list: &[Arc<InstanceInfo>]) {
+        self.departed
+            .retain(|inst| inst.service != service || !list.contains(inst));
+        for inst in self.outbound_links.values() {
+            if inst.service == service && !list.contains(inst) && !self.departed.contains(inst) {
+                self.departed.push(inst.clone());
+            }
+        }
+    }
+
+    fn close_idle_departed(&mut self) {
+        let (core, outbound, links) = (&self.p.core, &self.outbound, &self.links);
+        self.departed.retain(|inst| {
+            if core.in_flight_to(inst) > 0 {
+                return true;
+            }
+            if let Some(Outbound::Up(link)) = outbound.get(inst)
+                && let Some(l) = links.get(link)
+            {
+                tracing::debug!(instance = %inst.instance, "closing connection to a departed instance");
+                l.conn.close(VarInt::from(0u32), b"instance left the directory");
+            }
+            false
+        });
     }
 
     fn dialed(

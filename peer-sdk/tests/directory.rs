@@ -281,3 +281,54 @@ async fn receiver_verifying_senders_refuses_an_unregistered_sender() {
     }
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn instance_removed_from_the_directory_stops_receiving() {
+    let d = directory().await;
+    let urls = vec![url(&d)];
+    let counts: Arc<Mutex<std::collections::HashMap<String, usize>>> = Arc::default();
+    let mut receivers = Vec::new();
+    for ttl in [60, 2] {
+        // The first one (removed below) renews only every 20 s, so its lease task does not
+        // re-register it during the test.
+        let r = Peer::builder_for_test("rotating")
+            .directory(urls.clone())
+            .configure(|c| c.ttl = Duration::from_secs(ttl))
+            .start()
+            .await
+            .unwrap();
+        let (c, me) = (counts.clone(), r.instance().to_owned());
+        serve(&r, move |m| {
+            *c.lock().entry(me.clone()).or_default() += 1;
+            m.ack();
+        });
+        receivers.push(r);
+    }
+    let a = peer_via(&urls, "client").await;
+    for _ in 0..10 {
+        a.send("rotating", &b"x"[..]).await.unwrap();
+    }
+    let leaving = receivers[0].instance().to_owned();
+    let s = ServiceName::new("rotating").unwrap();
+    assert!(d.registry().deregister(
+        &s,
+        &InstanceId::new(&leaving).unwrap(),
+        tokio::time::Instant::now()
+    ));
+    assert!(
+        wait_for(Duration::from_secs(5), || async {
+            a.instances("rotating").await.unwrap().len() == 1
+        })
+        .await
+    );
+    counts.lock().clear();
+    for _ in 0..20 {
+        a.send("rotating", &b"y"[..]).await.unwrap();
+    }
+    assert_eq!(counts.lock().get(&leaving), None, "{:?}", counts.lock());
+    a.shutdown().await;
+    for r in receivers {
+        r.shutdown().await;
+    }
+    d.shutdown().await;
+}

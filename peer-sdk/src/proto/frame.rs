@@ -266,16 +266,26 @@ fn len_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// Longest prefix of `s` of at most `max` bytes that ends on a character boundary (so a
+/// truncated reason is still valid UTF-8 for the peer's strict decoder).
+fn prefix_within(s: &str, max: usize) -> &[u8] {
+    let mut n = s.len().min(max);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    &s.as_bytes()[..n]
+}
+
 fn put_str8(out: &mut BytesMut, s: &str) {
-    let n = s.len().min(u8::MAX as usize);
-    out.put_u8(n as u8);
-    out.put_slice(&s.as_bytes()[..n]);
+    let bytes = prefix_within(s, u8::MAX as usize);
+    out.put_u8(bytes.len() as u8);
+    out.put_slice(bytes);
 }
 
 fn put_str16(out: &mut BytesMut, s: &str) {
-    let n = s.len().min(u16::MAX as usize);
-    out.put_u16(n as u16);
-    out.put_slice(&s.as_bytes()[..n]);
+    let bytes = prefix_within(s, u16::MAX as usize);
+    out.put_u16(bytes.len() as u16);
+    out.put_slice(bytes);
 }
 
 /// Incremental, strict frame decoder.
@@ -644,6 +654,21 @@ mod tests {
             decode_all(&raw).unwrap_err().code,
             ErrorCode::MalformedFrame
         );
+    }
+
+    #[test]
+    fn overlong_reason_is_truncated_on_a_character_boundary() {
+        let reason = "é".repeat(40_000);
+        let frame = Frame::Nack {
+            id: 1,
+            action: NackAction::Retry,
+            reason,
+        };
+        let decoded = decode_all(&frame.to_bytes()).unwrap();
+        let [Frame::Nack { reason, .. }] = &decoded[..] else {
+            panic!("{decoded:?}")
+        };
+        assert_eq!(reason.len(), 65_534);
     }
 
     #[test]

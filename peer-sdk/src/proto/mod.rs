@@ -355,6 +355,11 @@ impl Core {
         self.outbox.len()
     }
 
+    /// Messages awaiting an ack from `instance`.
+    pub fn in_flight_to(&self, instance: &Arc<InstanceInfo>) -> usize {
+        self.outbox.in_flight_to(instance)
+    }
+
     /// Deliveries handed to the application and not yet settled.
     pub fn pending_deliveries(&self) -> usize {
         self.inbox.pending()

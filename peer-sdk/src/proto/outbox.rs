@@ -78,6 +78,10 @@ impl Outbox {
         self.msgs.len()
     }
 
+    pub(crate) fn in_flight_to(&self, inst: &Arc<InstanceInfo>) -> usize {
+        self.in_flight.get(inst).copied().unwrap_or(0)
+    }
+
     pub(crate) fn instances_of(&self, service: &str) -> Vec<Arc<InstanceInfo>> {
         self.services
             .get(service)

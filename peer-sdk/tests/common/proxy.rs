@@ -43,6 +43,7 @@ impl Drop for Proxy {
 
 struct Shared {
     faults: parking_lot::Mutex<Faults>,
+    target: parking_lot::Mutex<SocketAddr>,
     rng: Mutex<StdRng>,
     stats: Arc<Stats>,
 }
@@ -94,6 +95,7 @@ impl Proxy {
         let stats = Arc::new(Stats::default());
         let shared = Arc::new(Shared {
             faults: parking_lot::Mutex::new(faults),
+            target: parking_lot::Mutex::new(target),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             stats: stats.clone(),
         });
@@ -115,6 +117,7 @@ impl Proxy {
                         up
                     }
                 };
+                let target = *shared.target.lock();
                 shared.forward(&up, buf[..n].to_vec(), target).await;
             }
         });
@@ -124,6 +127,12 @@ impl Proxy {
             shared,
             task,
         }
+    }
+
+    /// Forwards to `target` from now on (start the proxy first, then the peer that
+    /// advertises the proxy's address).
+    pub fn set_target(&self, target: SocketAddr) {
+        *self.shared.target.lock() = target;
     }
 
     /// Changes the faults from now on (e.g. drop everything to simulate a silent death).
