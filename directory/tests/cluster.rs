@@ -289,7 +289,7 @@ async fn instances_of_a_dead_owner_stay_until_their_lease_and_grace_run_out() {
     eventually("two members", async || alive_members(&other).await == 2).await;
     let (svc, inst) = key("short", "s-1");
     let mut registration = Registration::new(Address::new("127.0.0.1:7000").unwrap());
-    registration.ttl = directory::registry::Ttl::from_duration(Duration::from_secs(2)).unwrap();
+    registration.ttl = directory::registry::Ttl::from_duration(Duration::from_secs(4)).unwrap();
     owner
         .registry()
         .register(&svc, &inst, registration, Instant::now())
@@ -301,7 +301,7 @@ async fn instances_of_a_dead_owner_stay_until_their_lease_and_grace_run_out() {
     let registered = Instant::now();
     owner.shutdown().await;
     // Still listed while its lease runs, although its owner is gone.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep_until(registered + Duration::from_millis(2500)).await;
     assert!(
         other.registry().instance(&svc, &inst).is_some(),
         "dropped before its lease ran out"
