@@ -192,32 +192,43 @@ async fn run_http(
     }
 }
 
-/// Resolves on Ctrl-C or (on Unix) SIGTERM. If a handler cannot be installed, that signal
-/// is ignored and an error is logged.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM. The handlers are installed when this
+/// function is called (not when the future is first polled), so call it before announcing
+/// readiness: a signal arriving in between is then not lost to the default action. If a
+/// handler cannot be installed, that signal is ignored and an error is logged. Must be
+/// called within a tokio runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let install = |kind: SignalKind, name: &'static str| {
+            signal(kind)
+                .map_err(|e| tracing::error!(error = %e, "cannot listen for {name}"))
+                .ok()
+        };
+        let interrupt = install(SignalKind::interrupt(), "Ctrl-C");
+        let terminate = install(SignalKind::terminate(), "SIGTERM");
+        async move {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(interrupt) => tracing::info!("Ctrl-C received; shutting down"),
+                () = wait(terminate) => tracing::info!("SIGTERM received; shutting down"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received; shutting down"),
-        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+        tracing::info!("Ctrl-C received; shutting down");
     }
 }

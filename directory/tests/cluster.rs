@@ -316,3 +316,32 @@ async fn instances_of_a_dead_owner_stay_until_their_lease_and_grace_run_out() {
     );
     other.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_nodes_cluster_only_with_each_other() {
+    let start = async |name: &str, security: Security, join: Option<SocketAddr>| {
+        let mut config = Config::for_test();
+        config.node_name = name.parse().unwrap();
+        let mut cluster = GossipSettings::for_test(security);
+        cluster.join = join.iter().map(ToString::to_string).collect();
+        config.cluster = Some(cluster);
+        Server::start(config).await.unwrap()
+    };
+    let a = start("plain-a", Security::Insecure, None).await;
+    let seed = a.gossip_addr();
+    let b = start("plain-b", Security::Insecure, seed).await;
+    let keyed = start("keyed", Security::Key(ClusterKey::generate()), seed).await;
+    eventually("insecure nodes joined", async || {
+        alive_members(&a).await == 2
+    })
+    .await;
+    let counters = a.gossip().unwrap().counters();
+    eventually("keyed packets refused", async || {
+        counters.dropped.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    assert_eq!(alive_members(&keyed).await, 1);
+    for n in [keyed, b, a] {
+        n.shutdown().await;
+    }
+}

@@ -238,3 +238,21 @@ async fn join_without_a_cluster_key_is_refused_with_a_clear_message() {
             .contains("--cluster-key")
     );
 }
+
+#[tokio::test]
+async fn a_join_that_is_not_host_port_is_refused() {
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--insecure-no-cluster-key",
+        ])
+        .args(["--gossip-addr", "127.0.0.1:0", "--join", "no-port-here"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--join") && err.contains("host:port"), "{err}");
+}

@@ -301,3 +301,41 @@ fn anti_entropy_alone_repairs_a_node_that_missed_every_datagram() {
         );
     }
 }
+
+#[test]
+fn dead_members_are_reaped_after_the_configured_time() {
+    for seed in seeds(&[14]) {
+        let mut cfg = SimConfig::new(10, seed);
+        cfg.gossip.reap_after = Duration::from_secs(5);
+        let mut sim = formed(cfg);
+        let Some(victim) = sim.identity(6) else {
+            panic!("seed {seed}: node 6 not running")
+        };
+        sim.crash(6);
+        let listed = |s: &Sim, state: MemberState| {
+            s.running().iter().all(|&i| {
+                s.core(i).is_some_and(|c| {
+                    c.members(s.now())
+                        .iter()
+                        .any(|m| m.identity == victim && m.state == state)
+                })
+            })
+        };
+        assert!(
+            sim.run_until(Duration::from_secs(5), Duration::from_millis(50), |s| {
+                listed(s, MemberState::Dead)
+            }),
+            "seed {seed}: not listed dead"
+        );
+        let gone = |s: &Sim| {
+            s.running().iter().all(|&i| {
+                s.core(i)
+                    .is_some_and(|c| c.members(s.now()).iter().all(|m| m.identity != victim))
+            })
+        };
+        assert!(
+            sim.run_until(Duration::from_secs(10), Duration::from_millis(100), gone),
+            "seed {seed}: the dead member was not reaped"
+        );
+    }
+}

@@ -181,3 +181,24 @@ async fn the_openapi_document_describes_the_error_shape_and_record() {
         assert!(put[status].is_object(), "PUT lacks {status}");
     }
 }
+
+/// The API contract other components rely on: any change to the generated document must be
+/// deliberate. After reviewing a change, refresh with
+/// `UPDATE_SNAPSHOTS=1 cargo test -p directory --test router` and commit the file.
+#[tokio::test]
+async fn the_openapi_document_matches_its_committed_snapshot() {
+    let (app, _) = app();
+    let (_, doc) = call(&app, "GET", "/openapi.json", None).await;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots/openapi.json");
+    let rendered = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(path, &rendered).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(path)
+        .expect("snapshot present (create it with UPDATE_SNAPSHOTS=1)");
+    assert!(
+        committed == rendered,
+        "the OpenAPI document changed; if intended, run `UPDATE_SNAPSHOTS=1 cargo test -p directory --test router` and commit tests/snapshots/openapi.json"
+    );
+}

@@ -48,7 +48,12 @@ fn spawn_writer(ctx: &LinkCtx, mut send: SendStream, mut rx: mpsc::UnboundedRece
             }
             bufs.clear();
         }
-        let _ = send.finish();
+        // Closing the connection discards stream data the peer has not acknowledged, such as
+        // the last acks of a draining receiver: wait until the peer has it all (the driver
+        // bounds this wait before it closes the endpoint).
+        if send.finish().is_ok() {
+            let _ = send.stopped().await;
+        }
     });
 }
 

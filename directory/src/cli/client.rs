@@ -15,8 +15,8 @@ pub struct ClientArgs {
     /// The node to talk to: host:port or http://host:port.
     #[arg(long, env = "DIRECTORY_ADDR", default_value = "127.0.0.1:7700")]
     pub addr: String,
-    /// Print the node's JSON response instead of a table.
-    #[arg(long)]
+    /// Print the node's JSON response instead of a table [default: tables].
+    #[arg(long, env = "DIRECTORY_JSON")]
     pub json: bool,
     /// Give up on a request after this long.
     #[arg(long, env = "DIRECTORY_CLIENT_TIMEOUT", default_value = "5s")]

@@ -132,6 +132,16 @@ impl ServeArgs {
 
     /// Flags that make no sense together.
     fn check(&self) -> anyhow::Result<()> {
+        for seed in &self.join {
+            let port = seed
+                .rsplit_once(':')
+                .map(|(host, port)| (host, port.parse::<u16>()));
+            if !matches!(port, Some((host, Ok(p))) if !host.is_empty() && p != 0) {
+                anyhow::bail!(
+                    "--join {seed:?} is not host:port (e.g. 10.0.0.5:7701 or directory.ns.svc:7701)"
+                );
+            }
+        }
         if !self.join.is_empty() && self.cluster_settings().is_none() {
             anyhow::bail!(
                 "--join needs a cluster key (--cluster-key, see `directory keygen`) or, to run \
@@ -172,9 +182,11 @@ pub fn host_node_name() -> NodeName {
 pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format, &args.log_filter)?;
     args.check()?;
+    // Installed before the node announces itself, so an early SIGTERM is handled gracefully.
+    let signal = shutdown_signal();
     let server = Server::start(args.to_config()).await?;
     tokio::select! {
-        () = shutdown_signal() => {}
+        () = signal => {}
         () = server.cancelled() => {}
     }
     server.shutdown().await;

@@ -22,7 +22,7 @@ pub fn to_wire(entry: &Entry) -> WireEntry {
     let state = match &entry.state {
         RegState::Live(live) => EntryState::Live(LiveRecord {
             address: live.address.as_str().to_owned(),
-            tags: live.tags.as_slice().to_vec(),
+            tags: live.tags.to_vec(),
             meta: live
                 .meta
                 .iter()

@@ -28,6 +28,7 @@ use rand::{RngExt as _, SeedableRng};
 
 use super::config::{GossipConfig, GossipConfigError};
 use super::crypto::SEALED_OVERHEAD;
+pub use super::events::{CoreStats, DatagramError, GossipEvent, MemberState, MemberView, Transmit};
 use super::identity::NodeIdentity;
 use super::queue::BroadcastQueue;
 use super::replica::Replica;
@@ -49,91 +50,6 @@ const COLLECT_INTERVAL: Duration = Duration::from_secs(1);
 const DEAD_ANNOUNCES_PER_JOIN: usize = 3;
 
 type Swim = Foca<NodeIdentity, PostcardCodec, SmallRng, NoCustomBroadcast>;
-
-/// Something the driver must send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transmit {
-    /// Seal and send one UDP datagram.
-    Datagram {
-        /// Destination gossip address.
-        to: SocketAddr,
-        /// Plaintext payload (at most [`MAX_PLAINTEXT`] bytes).
-        payload: Vec<u8>,
-    },
-    /// Open an anti-entropy stream to `to` and send `msg` first; feed every reply frame to
-    /// [`GossipCore::handle_sync`] and send back what it returns until it returns `None`.
-    Sync {
-        /// Destination gossip address (same port, stream transport).
-        to: SocketAddr,
-        /// The opening message (a digest).
-        msg: SyncMsg,
-    },
-}
-
-/// A membership change seen by this node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GossipEvent {
-    /// A member became reachable (joined, or came back with a new identity).
-    MemberUp(NodeIdentity),
-    /// A member was declared dead.
-    MemberDown(NodeIdentity),
-    /// A member left gracefully.
-    MemberLeft(NodeIdentity),
-    /// This node is now part of a cluster (at least one other member knows it).
-    Joined,
-    /// Every other member is dead or gone; the node keeps retrying its seeds.
-    Isolated,
-    /// The cluster declared this node dead; it rejoined under a new identity.
-    Rejoined(NodeIdentity),
-}
-
-/// A member's state as listed by `/v1/cluster/members`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MemberState {
-    /// Answering probes.
-    Alive,
-    /// Failed a probe; may still refute.
-    Suspect,
-    /// Declared dead.
-    Dead,
-    /// Left gracefully.
-    Left,
-}
-
-/// One row of the member list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberView {
-    /// The member's identity (name, address, generation).
-    pub identity: NodeIdentity,
-    /// Its state.
-    pub state: MemberState,
-    /// SWIM incarnation (raised by the member to refute suspicion).
-    pub incarnation: u16,
-    /// How long ago its state last changed, as seen here.
-    pub since: Duration,
-    /// Whether this row is the local node.
-    pub is_local: bool,
-}
-
-/// Counters of the core's activity.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CoreStats {
-    /// Datagrams handed to the driver.
-    pub datagrams_sent: u64,
-    /// Plaintext bytes of those datagrams.
-    pub bytes_sent: u64,
-    /// Datagrams handled.
-    pub datagrams_received: u64,
-    /// Datagrams dropped because they did not decode.
-    pub malformed: u64,
-    /// Errors reported by foca (bad or unexpected SWIM messages).
-    pub swim_errors: u64,
-    /// Remote entries applied (newer than ours).
-    pub entries_applied: u64,
-    /// Anti-entropy sessions started.
-    pub syncs_started: u64,
-}
 
 #[derive(Debug)]
 enum TimerKind {
@@ -657,15 +573,150 @@ impl GossipCore {
     }
 }
 
-/// Why a datagram was not (fully) handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum DatagramError {
-    /// The payload did not decode (bad version, shape or size). Nothing changed.
-    #[error("malformed gossip datagram")]
-    Malformed,
-    /// Foca refused the SWIM message (stale, from ourselves, or malformed); piggybacked
-    /// entries were still considered.
-    #[error("swim message rejected")]
-    Swim,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gossip::wire::{EntryState, EntryVersion, LiveRecord};
+
+    fn core(port: u16) -> GossipCore {
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let identity = NodeIdentity::new(addr, format!("n{port}"), 1);
+        GossipCore::new(identity, GossipConfig::for_test(), Instant::now()).unwrap()
+    }
+
+    fn entry(instance: &str, hlc: u64) -> WireEntry {
+        WireEntry {
+            key: EntryKey::new("svc", instance),
+            version: EntryVersion { hlc, node: 1 },
+            state: EntryState::Live(LiveRecord {
+                address: "127.0.0.1:1".into(),
+                tags: vec![],
+                meta: vec![],
+                ttl_ms: 60_000,
+                fingerprint: None,
+                owner: "n1".into(),
+                registered_at_ms: 0,
+                lease_remaining_ms: 60_000,
+            }),
+        }
+    }
+
+    /// Runs a push-pull session from `a` to `b` the way the driver would.
+    fn sync(a: &mut GossipCore, b: &mut GossipCore, now: Instant) -> usize {
+        let mut msg = SyncMsg::Digest {
+            buckets: a.replica().digest(),
+        };
+        let mut frames = 1;
+        let mut at_b = true;
+        loop {
+            let reply = if at_b {
+                b.handle_sync(now, msg)
+            } else {
+                a.handle_sync(now, msg)
+            };
+            let Some(reply) = reply else { return frames };
+            frames += 1;
+            msg = reply;
+            at_b = !at_b;
+        }
+    }
+
+    #[test]
+    fn push_pull_exchanges_only_what_differs_and_applies_it() {
+        let now = Instant::now();
+        let (mut a, mut b) = (core(1), core(2));
+        for i in 0..20 {
+            a.handle_local_write(now, entry(&format!("shared-{i}"), 1));
+            b.handle_local_write(now, entry(&format!("shared-{i}"), 1));
+        }
+        assert_eq!(
+            sync(&mut a, &mut b, now),
+            1,
+            "in sync: the digest is all that travels"
+        );
+        a.handle_local_write(now, entry("only-a", 1));
+        b.handle_local_write(now, entry("only-b", 1));
+        b.handle_local_write(now, entry("shared-3", 2));
+        assert_eq!(sync(&mut a, &mut b, now), 4);
+        let applied_a: Vec<_> = std::iter::from_fn(|| a.poll_apply())
+            .map(|e| e.key.instance)
+            .collect();
+        let applied_b: Vec<_> = std::iter::from_fn(|| b.poll_apply())
+            .map(|e| e.key.instance)
+            .collect();
+        assert_eq!(applied_b, vec!["only-a"]);
+        let mut applied_a = applied_a;
+        applied_a.sort();
+        assert_eq!(applied_a, vec!["only-b", "shared-3"]);
+        assert!(
+            a.replica()
+                .differing_buckets(&b.replica().digest())
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn malformed_datagrams_are_counted_and_change_nothing() {
+        let now = Instant::now();
+        let mut a = core(1);
+        for bad in [
+            &b""[..],
+            b"\x01",
+            b"\x09abc",
+            &[1u8, 200, 200, 200, 200, 200][..],
+        ] {
+            assert_eq!(a.handle_datagram(now, bad), Err(DatagramError::Malformed));
+        }
+        assert_eq!(a.stats().malformed, 4);
+        assert!(a.replica().is_empty());
+        assert_eq!(a.poll_apply(), None);
+    }
+
+    #[test]
+    fn piggybacked_entries_are_applied_once_and_stale_ones_ignored() {
+        let now = Instant::now();
+        let mut a = core(1);
+        let datagram = Datagram {
+            entries: vec![entry("x", 5)],
+            ..Datagram::default()
+        };
+        let bytes = encode_datagram(&datagram, MAX_PLAINTEXT).unwrap();
+        a.handle_datagram(now, &bytes).unwrap();
+        a.handle_datagram(now, &bytes).unwrap();
+        let stale = Datagram {
+            entries: vec![entry("x", 4)],
+            ..Datagram::default()
+        };
+        a.handle_datagram(now, &encode_datagram(&stale, MAX_PLAINTEXT).unwrap())
+            .unwrap();
+        assert_eq!(a.poll_apply().map(|e| e.version.hlc), Some(5));
+        assert_eq!(a.poll_apply(), None);
+        assert_eq!(a.stats().entries_applied, 1);
+    }
+
+    #[test]
+    fn a_lonely_node_announces_to_its_seeds_until_someone_answers() {
+        let mut a = core(1);
+        let t0 = Instant::now();
+        a.set_seeds(vec![([127, 0, 0, 1], 2).into(), ([127, 0, 0, 1], 1).into()]);
+        a.handle_timeout(t0);
+        let sent: Vec<SocketAddr> = std::iter::from_fn(|| a.poll_transmit())
+            .filter_map(|t| match t {
+                Transmit::Datagram { to, .. } => Some(to),
+                Transmit::Sync { .. } => None,
+            })
+            .collect();
+        assert_eq!(
+            sent,
+            vec![SocketAddr::from(([127, 0, 0, 1], 2))],
+            "never to itself"
+        );
+        let retry = a.poll_timeout().unwrap();
+        assert!(retry <= t0 + GossipConfig::for_test().join_retry_interval);
+        a.handle_timeout(t0 + GossipConfig::for_test().join_retry_interval);
+        let resent = std::iter::from_fn(|| a.poll_transmit())
+            .filter(|t| matches!(t, Transmit::Datagram { .. }))
+            .count();
+        assert_eq!(resent, 1, "still alone: it retries");
+    }
 }

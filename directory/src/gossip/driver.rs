@@ -11,12 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{Semaphore, mpsc, oneshot};
-use tokio::time::{Instant, timeout};
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -27,16 +24,9 @@ use super::convert::{to_registry, to_wire};
 use super::core::{GossipCore, GossipEvent, MemberView, Transmit};
 use super::crypto::{ClusterKey, DropReason, Opener, Sealer};
 use super::identity::NodeIdentity;
-use super::wire::{MAX_DATAGRAM, MAX_FRAME, SyncMsg, decode_sync, encode_sync};
+use super::stream::{initiate_sync, serve_sync};
+use super::wire::{MAX_DATAGRAM, SyncMsg};
 
-/// How long an anti-entropy connection may take to open.
-const SYNC_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long an anti-entropy peer may take to send its next frame.
-const SYNC_FRAME_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most frames in one anti-entropy session (the exchange needs four).
-const SYNC_MAX_ROUNDS: usize = 8;
-/// Most anti-entropy sessions served at once; more connections wait.
-const SYNC_MAX_CONCURRENT: usize = 16;
 /// How often seed names are resolved again (DNS may change, e.g. a headless service).
 const SEED_RESOLVE_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -50,7 +40,7 @@ pub enum Security {
 }
 
 impl Security {
-    fn key(&self) -> Option<&ClusterKey> {
+    pub(super) fn key(&self) -> Option<&ClusterKey> {
         match self {
             Self::Key(k) => Some(k),
             Self::Insecure => None,
@@ -146,7 +136,7 @@ pub struct GossipCounters {
 }
 
 impl GossipCounters {
-    fn count_drop(&self, reason: DropReason) {
+    pub(super) fn count_drop(&self, reason: DropReason) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
         match reason {
             DropReason::Unauthenticated => self.unauthenticated.fetch_add(1, Ordering::Relaxed),
@@ -158,7 +148,7 @@ impl GossipCounters {
     }
 }
 
-enum Command {
+pub(super) enum Command {
     Members(oneshot::Sender<Vec<MemberView>>),
     Seeds(Vec<SocketAddr>),
     Sync(SyncMsg, oneshot::Sender<Option<SyncMsg>>),
@@ -288,6 +278,13 @@ impl Gossip {
     }
 }
 
+impl Drop for Gossip {
+    fn drop(&mut self) {
+        // Without a graceful `shutdown`, still stop every task (no leave announcement).
+        self.cancel.cancel();
+    }
+}
+
 async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), GossipStartError> {
     let err = |source| GossipStartError::Bind { addr, source };
     // With port 0 the UDP port is picked first; the TCP port must match it, which may
@@ -389,6 +386,9 @@ impl Driver {
             match t {
                 Transmit::Datagram { to, payload } => {
                     let packet = self.sealer.seal(&payload);
+                    metrics::counter!("directory_gossip_datagrams_sent_total").increment(1);
+                    metrics::counter!("directory_gossip_bytes_sent_total")
+                        .increment(packet.len() as u64);
                     if let Err(err) = self.udp.send_to(&packet, to).await {
                         tracing::debug!(%err, %to, "gossip send failed");
                     }
@@ -408,6 +408,7 @@ impl Driver {
             match to_registry(entry, &self.node, self.lease_grace) {
                 Ok(entry) => {
                     self.registry.merge_remote(entry, Instant::now());
+                    metrics::counter!("directory_gossip_entries_applied_total").increment(1);
                 }
                 Err(err) => {
                     tracing::warn!(%err, "remote entry refused");
@@ -417,8 +418,15 @@ impl Driver {
                 }
             }
         }
+        let mut membership_changed = false;
         while let Some(event) = self.core.poll_event() {
             log_event(&event);
+            membership_changed = true;
+        }
+        if membership_changed {
+            #[allow(clippy::cast_precision_loss)] // member counts are far below 2^52
+            metrics::gauge!("directory_gossip_members_alive")
+                .set((self.core.active_members() + 1) as f64);
         }
     }
 }
@@ -440,159 +448,6 @@ fn log_event(event: &GossipEvent) {
         GossipEvent::Rejoined(id) => {
             tracing::warn!(identity = ?id, "rejoined under a new identity")
         }
-    }
-}
-
-type FramedStream = Framed<TcpStream, LengthDelimitedCodec>;
-
-fn framed(stream: TcpStream) -> FramedStream {
-    let codec = LengthDelimitedCodec::builder()
-        .max_frame_length(MAX_FRAME)
-        .new_codec();
-    Framed::new(stream, codec)
-}
-
-/// Failure of one anti-entropy session (logged, never fatal).
-#[derive(Debug, thiserror::Error)]
-enum SyncError {
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("peer too slow")]
-    Timeout,
-    #[error("frame dropped: {0}")]
-    Dropped(DropReason),
-    #[error("driver stopped")]
-    Stopped,
-}
-
-struct Session {
-    framed: FramedStream,
-    sealer: Sealer,
-    opener: Opener,
-}
-
-impl Session {
-    fn new(stream: TcpStream, security: &Security) -> Self {
-        Self {
-            framed: framed(stream),
-            sealer: Sealer::new(security.key()),
-            opener: Opener::new(security.key()),
-        }
-    }
-
-    async fn send(&mut self, msg: &SyncMsg) -> Result<(), SyncError> {
-        let plain = encode_sync(msg, MAX_FRAME - 64)
-            .map_err(|_| SyncError::Dropped(DropReason::Oversized))?;
-        let frame = Bytes::from(self.sealer.seal(&plain));
-        self.framed.send(frame).await?;
-        Ok(())
-    }
-
-    /// The next message, or `None` when the peer closed the stream.
-    async fn recv(&mut self, counters: &GossipCounters) -> Result<Option<SyncMsg>, SyncError> {
-        let frame = match timeout(SYNC_FRAME_TIMEOUT, self.framed.next()).await {
-            Err(_) => return Err(SyncError::Timeout),
-            Ok(None) => return Ok(None),
-            Ok(Some(frame)) => frame?,
-        };
-        let plain = self.opener.open(&frame, MAX_FRAME).map_err(|reason| {
-            counters.count_drop(reason);
-            SyncError::Dropped(reason)
-        })?;
-        decode_sync(&plain, MAX_FRAME).map(Some).map_err(|_| {
-            counters.count_drop(DropReason::Malformed);
-            SyncError::Dropped(DropReason::Malformed)
-        })
-    }
-}
-
-async fn ask_core(
-    commands: &mpsc::Sender<Command>,
-    msg: SyncMsg,
-) -> Result<Option<SyncMsg>, SyncError> {
-    let (tx, rx) = oneshot::channel();
-    commands
-        .send(Command::Sync(msg, tx))
-        .await
-        .map_err(|_| SyncError::Stopped)?;
-    rx.await.map_err(|_| SyncError::Stopped)
-}
-
-/// Alternates frames with the peer through the core until one side has nothing to say.
-async fn converse(
-    session: &mut Session,
-    commands: &mpsc::Sender<Command>,
-    counters: &GossipCounters,
-) -> Result<(), SyncError> {
-    for _ in 0..SYNC_MAX_ROUNDS {
-        let Some(msg) = session.recv(counters).await? else {
-            return Ok(());
-        };
-        match ask_core(commands, msg).await? {
-            Some(reply) => session.send(&reply).await?,
-            None => return Ok(()),
-        }
-    }
-    Ok(())
-}
-
-async fn initiate_sync(
-    to: SocketAddr,
-    digest: SyncMsg,
-    security: Security,
-    commands: mpsc::Sender<Command>,
-    counters: Arc<GossipCounters>,
-) {
-    let result = async {
-        let stream = timeout(SYNC_CONNECT_TIMEOUT, TcpStream::connect(to))
-            .await
-            .map_err(|_| SyncError::Timeout)??;
-        let mut session = Session::new(stream, &security);
-        session.send(&digest).await?;
-        converse(&mut session, &commands, &counters).await?;
-        let _ = SinkExt::<Bytes>::close(&mut session.framed).await;
-        Ok::<_, SyncError>(())
-    }
-    .await;
-    match result {
-        Ok(()) => {
-            counters.syncs_completed.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(err) => tracing::debug!(%err, %to, "anti-entropy session failed"),
-    }
-}
-
-async fn serve_sync(
-    listener: TcpListener,
-    security: Security,
-    commands: mpsc::Sender<Command>,
-    counters: Arc<GossipCounters>,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
-) {
-    let permits = Arc::new(Semaphore::new(SYNC_MAX_CONCURRENT));
-    loop {
-        let accepted = tokio::select! {
-            () = cancel.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let Ok((stream, peer)) = accepted else {
-            continue;
-        };
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        let (security, commands, counters) = (security.clone(), commands.clone(), counters.clone());
-        tracker.spawn(async move {
-            let mut session = Session::new(stream, &security);
-            match converse(&mut session, &commands, &counters).await {
-                Ok(()) => {
-                    counters.syncs_completed.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(err) => tracing::debug!(%err, %peer, "anti-entropy session failed"),
-            }
-            drop(permit);
-        });
     }
 }
 

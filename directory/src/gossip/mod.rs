@@ -9,6 +9,8 @@
 //! - `queue`, `timers`: the piggyback backlog and the deadline table.
 //! - [`core`]: the sans-IO state machine that ties them together (how to drive it is
 //!   documented there).
+//! - [`driver`] and `stream`: the tokio task owning the core, UDP datagrams and the TCP
+//!   anti-entropy sessions; `events`: what the core hands to its driver.
 //! - [`sim`]: a deterministic, seeded simulator of many cores (loss, delay, crashes,
 //!   partitions) used by tests and benchmarks.
 
@@ -17,10 +19,12 @@ pub mod convert;
 pub mod core;
 pub mod crypto;
 pub mod driver;
+mod events;
 pub mod identity;
 mod queue;
 pub mod replica;
 pub mod sim;
+mod stream;
 mod timers;
 pub mod wire;
 

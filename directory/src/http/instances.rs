@@ -102,6 +102,7 @@ pub async fn register(
     params(("service" = String, Path), ("instance" = String, Path)),
     responses(
         (status = 200, description = "the renewed record", body = Record),
+        (status = 400, description = "invalid service name or instance id", body = ErrorBody),
         (status = 404, description = "instance_not_found: unknown or already expired; register again", body = ErrorBody),
     ),
     tag = "instances"
@@ -148,6 +149,7 @@ pub async fn deregister(
     params(("service" = String, Path), ("instance" = String, Path)),
     responses(
         (status = 200, description = "the record", body = Record),
+        (status = 400, description = "invalid service name or instance id", body = ErrorBody),
         (status = 404, description = "instance_not_found", body = ErrorBody),
     ),
     tag = "instances"

@@ -84,3 +84,18 @@ impl Drop for WatcherGauge {
         metrics::gauge!("directory_watchers").decrement(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lagging_watcher_is_told_how_many_events_it_missed() {
+        let event = to_sse(Err(BroadcastStreamRecvError::Lagged(7)), None).unwrap();
+        let text = format!("{event:?}");
+        assert!(
+            text.contains(LAGGED_EVENT) && text.contains("missed") && text.contains('7'),
+            "{text}"
+        );
+    }
+}

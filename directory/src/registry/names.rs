@@ -416,15 +416,21 @@ fn has_control_chars(s: &str) -> bool {
     s.chars().any(char::is_control)
 }
 
+/// Separator of the packed tag and meta storage. Tags, meta keys and meta values never
+/// contain control characters (validated), so it cannot occur inside them.
+const SEP: char = '\n';
+
 /// Up to [`MAX_TAGS`] distinct tags, each 1..=1024 bytes without control characters.
 /// Duplicates are dropped (first occurrence kept); order is otherwise preserved.
+/// Packed into one allocation (tags joined by a separator): a `Vec<String>` cost an
+/// allocation per tag, which dominated the memory of small records.
 #[derive(Clone, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(try_from = "Vec<String>")]
-pub struct Tags(Vec<String>);
+pub struct Tags(Box<str>);
 
 impl Serialize for Tags {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(&self.0)
+        serializer.collect_seq(self.iter())
     }
 }
 
@@ -445,19 +451,33 @@ impl Tags {
                 return Err(ValidationError::Tags(format!("more than {MAX_TAGS} tags")));
             }
         }
-        Ok(Self(out))
+        Ok(Self(out.join(&SEP.to_string()).into_boxed_str()))
+    }
+
+    /// The tags, in registration order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        // An empty string splits into one empty item; no tag is empty, so filter it out.
+        self.0.split(SEP).filter(|t| !t.is_empty())
+    }
+
+    /// Number of tags.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// Whether there are no tags.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The tags as owned strings.
+    pub fn to_vec(&self) -> Vec<String> {
+        self.iter().map(str::to_owned).collect()
     }
 
     /// Whether every tag in `wanted` is present.
     pub fn contains_all<S: AsRef<str>>(&self, wanted: &[S]) -> bool {
-        wanted
-            .iter()
-            .all(|w| self.0.iter().any(|t| t == w.as_ref()))
-    }
-
-    /// The tags, in registration order.
-    pub fn as_slice(&self) -> &[String] {
-        &self.0
+        wanted.iter().all(|w| self.iter().any(|t| t == w.as_ref()))
     }
 }
 
@@ -468,25 +488,19 @@ impl TryFrom<Vec<String>> for Tags {
     }
 }
 
-impl From<Tags> for Vec<String> {
-    fn from(t: Tags) -> Self {
-        t.0
-    }
-}
-
 impl fmt::Debug for Tags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
 /// Up to [`MAX_META_KEYS`] string pairs. Keys are 1..=128 bytes of `[A-Za-z0-9._-]` (so a
 /// `key:value` filter is unambiguous); values are up to 1024 bytes without control characters.
-/// Stored as one sorted boxed slice (a `BTreeMap` node costs ~550 bytes even for one pair,
-/// which dominated the per-instance memory).
+/// Packed, sorted by key, into one allocation (a `BTreeMap` node costs ~550 bytes even for
+/// one pair, and a string per key and value adds an allocation each).
 #[derive(Clone, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(try_from = "BTreeMap<String, String>")]
-pub struct Meta(Box<[(Box<str>, Box<str>)]>);
+pub struct Meta(Box<str>);
 
 impl Meta {
     /// Validates a map.
@@ -504,30 +518,31 @@ impl Meta {
                 )));
             }
         }
-        // BTreeMap iterates in key order, so the slice is sorted.
-        Ok(Self(
-            map.into_iter()
-                .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
-                .collect(),
-        ))
+        // BTreeMap iterates in key order, so the packed pairs are sorted.
+        let packed: Vec<&str> = map
+            .iter()
+            .flat_map(|(k, v)| [k.as_str(), v.as_str()])
+            .collect();
+        Ok(Self(packed.join(&SEP.to_string()).into_boxed_str()))
     }
 
     /// The value under `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|(k, _)| (**k).cmp(key))
-            .ok()
-            .map(|i| &*self.0[i].1)
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
     /// The pairs, sorted by key.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (&**k, &**v))
+        let mut parts = (!self.0.is_empty())
+            .then(|| self.0.split(SEP))
+            .into_iter()
+            .flatten();
+        std::iter::from_fn(move || Some((parts.next()?, parts.next()?)))
     }
 
     /// Number of pairs.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.iter().count()
     }
 
     /// Whether there are no pairs.
@@ -750,7 +765,8 @@ mod tests {
         assert!(Tags::new(vec![String::new()]).is_err());
         assert!(Tags::new(vec!["a\nb".into()]).is_err());
         let deduped = Tags::new(vec!["a".into(), "b".into(), "a".into()]).unwrap();
-        assert_eq!(deduped.as_slice(), ["a", "b"]);
+        assert_eq!(deduped.to_vec(), ["a", "b"]);
+        assert!(Tags::default().iter().next().is_none());
         assert!(deduped.contains_all(&["b", "a"]));
         assert!(!deduped.contains_all(&["c"]));
     }
@@ -768,6 +784,14 @@ mod tests {
         assert!(Meta::new(big).is_err());
         let colon = BTreeMap::from([("a:b".to_string(), "v".to_string())]);
         assert!(Meta::new(colon).is_err());
+        let empty_values = BTreeMap::from([
+            ("a".to_string(), String::new()),
+            ("b".to_string(), String::new()),
+        ]);
+        let m = Meta::new(empty_values).unwrap();
+        assert_eq!(m.iter().collect::<Vec<_>>(), [("a", ""), ("b", "")]);
+        assert_eq!((m.get("b"), m.get("c"), m.len()), (Some(""), None, 2));
+        assert!(Meta::default().iter().next().is_none());
     }
 
     #[test]
@@ -846,8 +870,17 @@ mod tests {
         #[test]
         fn tags_and_meta_never_panic(tags in proptest::collection::vec("\\PC{0,8}", 0..70),
                                      meta in proptest::collection::btree_map("\\PC{0,6}", "\\PC{0,6}", 0..70)) {
-            if let Ok(t) = Tags::new(tags) {
-                prop_assert!(t.as_slice().len() <= MAX_TAGS);
+            if let Ok(t) = Tags::new(tags.clone()) {
+                prop_assert!(t.len() <= MAX_TAGS);
+                let mut expected: Vec<String> = Vec::new();
+                for tag in tags {
+                    if !expected.contains(&tag) {
+                        expected.push(tag);
+                    }
+                }
+                prop_assert_eq!(t.to_vec(), expected);
+                let json = serde_json::to_string(&t).unwrap();
+                prop_assert_eq!(serde_json::from_str::<Tags>(&json).unwrap(), t);
             }
             if let Ok(m) = Meta::new(meta.clone()) {
                 prop_assert!(m.len() <= MAX_META_KEYS);
