@@ -183,6 +183,10 @@ fn transport(cfg: &PeerConfig) -> Arc<quinn::TransportConfig> {
     t.stream_receive_window(quinn::VarInt::from_u32(8 * 1024 * 1024));
     t.receive_window(quinn::VarInt::from_u32(16 * 1024 * 1024));
     t.send_window(16 * 1024 * 1024);
+    // The protocol uses one bidirectional stream per connection; a few more are allowed,
+    // unidirectional ones are not.
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(8));
+    t.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
     Arc::new(t)
 }
 
@@ -335,6 +339,7 @@ impl Peer {
             cancel: cancel.clone(),
             link_ids: Arc::new(AtomicU64::new(1)),
             max_frame: cfg.max_payload as u32 + FRAME_OVERHEAD,
+            hello_timeout: cfg.connect_timeout,
             sender_check: sender_check(&cfg, discovery.as_ref().map(|d| d.0.clone())),
         };
         let mut core = Core::new(

@@ -27,6 +27,8 @@ pub(crate) struct LinkCtx {
     pub(crate) cancel: CancellationToken,
     pub(crate) link_ids: Arc<AtomicU64>,
     pub(crate) max_frame: u32,
+    /// Time an inbound stream has to send its hello before the connection is closed.
+    pub(crate) hello_timeout: Duration,
     pub(crate) sender_check: Option<SenderCheck>,
 }
 
@@ -221,6 +223,24 @@ async fn serve_connection(ctx: LinkCtx, conn: Connection) {
     }
 }
 
+/// First frame of an inbound stream; `None` if the stream ended first.
+async fn read_hello(
+    ctx: &LinkCtx,
+    recv: &mut RecvStream,
+    buf: &mut BytesMut,
+) -> Result<Option<Frame>, crate::proto::ProtocolError> {
+    let decoder = Decoder::new(ctx.max_frame);
+    loop {
+        if let Some(frame) = decoder.decode(buf)? {
+            return Ok(Some(frame));
+        }
+        match recv.read_chunk(READ_CHUNK, true).await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
+            _ => return Ok(None),
+        }
+    }
+}
+
 /// Reads the hello, applies the sender check, then hands the stream to the driver.
 async fn serve_stream(
     ctx: LinkCtx,
@@ -229,17 +249,18 @@ async fn serve_stream(
     send: SendStream,
     mut recv: RecvStream,
 ) {
-    let decoder = Decoder::new(ctx.max_frame);
     let mut buf = BytesMut::new();
-    let hello = loop {
-        match decoder.decode(&mut buf) {
-            Ok(Some(frame)) => break frame,
-            Ok(None) => {}
-            Err(e) => return conn.close(VarInt::from(e.code.to_u16()), e.detail.as_bytes()),
-        }
-        match recv.read_chunk(READ_CHUNK, true).await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
-            _ => return,
+    let hello = match tokio::time::timeout(ctx.hello_timeout, read_hello(&ctx, &mut recv, &mut buf))
+        .await
+    {
+        Ok(Ok(Some(frame))) => frame,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => return conn.close(VarInt::from(e.code.to_u16()), e.detail.as_bytes()),
+        Err(_) => {
+            return conn.close(
+                VarInt::from(ErrorCode::UnexpectedFrame.to_u16()),
+                b"no hello in time",
+            );
         }
     };
     let Frame::Hello {

@@ -383,3 +383,72 @@ async fn identity_loaded_from_files_is_the_one_published() {
     assert!(Identity::load(&dir.path().join("missing"), &kp).is_err());
     p.shutdown().await;
 }
+
+/// A raw QUIC client with a valid certificate: lets the tests send arbitrary bytes.
+async fn raw_stream(
+    target: &peer_sdk::Peer,
+) -> (
+    quinn::Endpoint,
+    quinn::Connection,
+    quinn::SendStream,
+    quinn::RecvStream,
+) {
+    let id = Identity::generate().unwrap();
+    let tls = peer_sdk::tls::client_config(&id).unwrap();
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
+    )));
+    let conn = ep
+        .connect(target.local_addr(), &target.fingerprint().server_name())
+        .unwrap()
+        .await
+        .unwrap();
+    let (send, recv) = conn.open_bi().await.unwrap();
+    (ep, conn, send, recv)
+}
+
+#[tokio::test]
+async fn garbage_silent_and_out_of_order_streams_are_closed_and_the_peer_keeps_serving() {
+    let b = peer("sturdy", &[]).await;
+    serve(&b, |m| m.ack());
+    // Garbage: an oversized length prefix.
+    let (_ep1, conn1, mut send1, _r1) = raw_stream(&b).await;
+    send1
+        .write_all(&[0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3])
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(3), conn1.closed())
+        .await
+        .unwrap();
+    assert!(
+        e.to_string().contains("code 2") || format!("{e:?}").contains("error_code: 2"),
+        "{e:?}"
+    );
+    // A message before any hello.
+    let (_ep2, conn2, mut send2, _r2) = raw_stream(&b).await;
+    let msg = peer_sdk::proto::Frame::Message {
+        id: 1,
+        attempt: 1,
+        request: false,
+        key: None,
+        payload: Bytes::new(),
+    };
+    send2.write_all(&msg.to_bytes()).await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(3), conn2.closed())
+        .await
+        .unwrap();
+    assert!(format!("{e:?}").contains("error_code: 5"), "{e:?}");
+    // Silence: a stream that never says hello is closed after the hello timeout (1 s in tests).
+    let (_ep3, conn3, mut send3, _r3) = raw_stream(&b).await;
+    send3.write_all(&[0, 0]).await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(3), conn3.closed())
+        .await
+        .unwrap();
+    assert!(format!("{e:?}").contains("no hello"), "{e:?}");
+    // The peer still works.
+    let a = peer("normal", &[b.info()]).await;
+    a.send("sturdy", &b"fine"[..]).await.unwrap();
+    a.shutdown().await;
+    b.shutdown().await;
+}
