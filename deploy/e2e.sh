@@ -119,12 +119,42 @@ sender_progresses() { # acked grows by at least 5 within 15 s, with no failure m
 receiver_listed_on() { local n; for n in "$@"; do has_instances "$n" echo echo-1 || return 1; done; }
 lookups_survive() { has_instances node1 e2e inst-1 && has_instances node3 e2e inst-1; }
 
+# --- static checks of the other deploy files ---
+k8s_manifests_parse() {
+  python3 - deploy/kubernetes/*.yaml <<'PY'
+import sys, yaml
+for path in sys.argv[1:]:
+    docs = [d for d in yaml.safe_load_all(open(path)) if d]
+    assert docs and all("kind" in d and "metadata" in d for d in docs), path
+PY
+}
+systemd_unit_verifies() { # the unit, pointed at the binary just built and the example env file
+  local dir; dir=$(mktemp -d)
+  sed -e "s#/usr/local/bin/directory#$PWD/target/$target/release/directory#" \
+      -e "s#/etc/directory/directory.env#$PWD/deploy/systemd/directory.env#" \
+      deploy/systemd/directory.service >"$dir/directory.service"
+  local out; out=$(systemd-analyze verify "$dir/directory.service" 2>&1); local rc=$?
+  rm -rf "$dir"; [ -n "$out" ] && say "     $out"
+  [ "$rc" -eq 0 ] && [ -z "$out" ]
+}
+
 # --- build and start ---
 say "building the image $IMAGE"
 bash deploy/build-image.sh || { say "FAIL - image build"; exit 1; }
 target=${STATIC_TARGET:-$(rustc -vV | sed -n 's/^host: //p')}
 CLUSTER_KEY=$("target/$target/release/directory" keygen) || exit 1
 export CLUSTER_KEY
+check "docker-compose.yml is valid" dc config -q
+if python3 -c 'import yaml' 2>/dev/null; then
+  check "the Kubernetes manifests parse as Kubernetes objects" k8s_manifests_parse
+else
+  say "skip - Kubernetes manifests (python3 has no yaml module)"
+fi
+if command -v systemd-analyze >/dev/null 2>&1; then
+  check "the systemd unit passes systemd-analyze verify" systemd_unit_verifies
+else
+  say "skip - systemd unit (no systemd-analyze)"
+fi
 say "starting project $project on $SUBNET_PREFIX.0/24"
 dc up -d || { failed=1; say "FAIL - docker-compose up"; exit 1; }
 
