@@ -6,13 +6,13 @@
 //! transmits (encoded and batched per link, dialing instances that have no link), then
 //! events (deliveries to the application, outcomes to waiting senders, discovery requests).
 
-use crate::endpoint::Message;
 use crate::link::{self, LinkCtx};
 use crate::proto::hash::FastMap as HashMap;
 use crate::proto::{
     AppOutcome, Core, DeadLetter, DeliveryToken, Event, Frame, InstanceInfo, LinkId, LinkKind,
     Outcome, SendRequest, Transmit,
 };
+use crate::received::Message;
 use crate::tls::Fingerprint;
 use bytes::{Bytes, BytesMut};
 use quinn::{Connection, VarInt};
