@@ -169,13 +169,9 @@ impl Peer {
         payload: impl Into<Bytes>,
         opts: SendOptions,
     ) -> Result<(), SendError> {
-        match self
-            .submit(service, None, payload.into(), opts, false)
-            .await?
-        {
-            Outcome::Acked | Outcome::Replied(_) => Ok(()),
-            Outcome::DeadLettered(dl) => Err(SendError::DeadLettered(dl)),
-        }
+        self.submit(service, None, payload.into(), opts, false)
+            .await
+            .map(drop)
     }
 
     /// Sends a request and waits for the reply. Errors are those of `send`.
@@ -195,14 +191,7 @@ impl Peer {
         payload: impl Into<Bytes>,
         opts: SendOptions,
     ) -> Result<Bytes, SendError> {
-        match self
-            .submit(service, None, payload.into(), opts, true)
-            .await?
-        {
-            Outcome::Replied(b) => Ok(b),
-            Outcome::Acked => Ok(Bytes::new()),
-            Outcome::DeadLettered(dl) => Err(SendError::DeadLettered(dl)),
-        }
+        self.submit(service, None, payload.into(), opts, true).await
     }
 
     /// Sends `payload` to every instance of `service`; one outcome per instance.
@@ -212,11 +201,8 @@ impl Peer {
         payload: impl Into<Bytes>,
     ) -> Result<Vec<BroadcastOutcome>, BroadcastError> {
         let payload = payload.into();
-        if payload.len() > self.inner.cfg.max_payload {
-            return Err(BroadcastError::PayloadTooLarge {
-                size: payload.len(),
-                max: self.inner.cfg.max_payload,
-            });
+        if let Some((size, max)) = self.oversized(&payload) {
+            return Err(BroadcastError::PayloadTooLarge { size, max });
         }
         let instances = self
             .instances(service)
@@ -228,20 +214,11 @@ impl Peer {
         let sends = instances.iter().map(|inst| {
             let payload = payload.clone();
             async move {
-                let result = match self
-                    .submit(
-                        service,
-                        Some(inst.clone()),
-                        payload,
-                        SendOptions::default(),
-                        false,
-                    )
+                let target = Some(inst.clone());
+                let result = self
+                    .submit(service, target, payload, SendOptions::default(), false)
                     .await
-                {
-                    Ok(Outcome::DeadLettered(dl)) => Err(SendError::DeadLettered(dl)),
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(e),
-                };
+                    .map(drop);
                 BroadcastOutcome {
                     instance: inst.instance.clone(),
                     addr: inst.addr,
@@ -300,11 +277,16 @@ impl Peer {
         payload: Bytes,
         opts: SendOptions,
         request: bool,
-    ) -> Result<Outcome, SendError> {
+    ) -> Result<Bytes, SendError> {
         self.enqueue_inner(service, target, payload, opts, request)
             .await?
-            .outcome()
             .await
+    }
+
+    /// `(size, max)` when `payload` exceeds the configured maximum payload.
+    fn oversized(&self, payload: &Bytes) -> Option<(usize, usize)> {
+        let max = self.inner.cfg.max_payload;
+        (payload.len() > max).then_some((payload.len(), max))
     }
 
     /// Queues a message as soon as the window has room and returns without waiting for the
@@ -339,12 +321,8 @@ impl Peer {
         opts: SendOptions,
         request: bool,
     ) -> Result<Pending, SendError> {
-        let max = self.inner.cfg.max_payload;
-        if payload.len() > max {
-            return Err(SendError::PayloadTooLarge {
-                size: payload.len(),
-                max,
-            });
+        if let Some((size, max)) = self.oversized(&payload) {
+            return Err(SendError::PayloadTooLarge { size, max });
         }
         if let Some(k) = &opts.key
             && k.len() > MAX_KEY_LEN
@@ -404,12 +382,6 @@ pub struct Pending {
     rx: oneshot::Receiver<Outcome>,
 }
 
-impl Pending {
-    async fn outcome(self) -> Result<Outcome, SendError> {
-        self.rx.await.map_err(|_| SendError::ShutDown)
-    }
-}
-
 impl std::future::Future for Pending {
     type Output = Result<Bytes, SendError>;
     fn poll(
@@ -417,10 +389,18 @@ impl std::future::Future for Pending {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         std::pin::Pin::new(&mut self.rx).poll(cx).map(|r| match r {
-            Ok(Outcome::Acked) => Ok(Bytes::new()),
-            Ok(Outcome::Replied(b)) => Ok(b),
-            Ok(Outcome::DeadLettered(dl)) => Err(SendError::DeadLettered(dl)),
+            Ok(outcome) => reply_of(outcome),
             Err(_) => Err(SendError::ShutDown),
         })
+    }
+}
+
+/// What the sender sees of a resolved message: the reply (empty for an acked one-way
+/// message, or when a handler acked a request) or the dead letter as an error.
+fn reply_of(outcome: Outcome) -> Result<Bytes, SendError> {
+    match outcome {
+        Outcome::Acked => Ok(Bytes::new()),
+        Outcome::Replied(b) => Ok(b),
+        Outcome::DeadLettered(dl) => Err(SendError::DeadLettered(dl)),
     }
 }
