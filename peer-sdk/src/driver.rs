@@ -224,8 +224,7 @@ impl Driver {
             if let Err(e) = self.p.core.handle_frame(now, link, frame) {
                 tracing::warn!(?link, "closing link after protocol error: {e}");
                 if let Some(l) = self.links.get(&link) {
-                    l.conn
-                        .close(VarInt::from(e.code.to_u16()), e.detail.as_bytes());
+                    link::close_on_error(&l.conn, &e);
                 }
                 self.link_down(now, link, &e.to_string());
                 return;

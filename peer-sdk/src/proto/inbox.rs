@@ -216,19 +216,10 @@ impl Inbox {
         sender.last_seen = now;
         let id = delivery.token.id;
         if sender.completed.contains(&id) {
-            let frame = match (delivery.request, sender.replies.get(&id)) {
-                (false, _) => return queue_ack(&mut self.acks, &mut self.dirty, link, id),
-                (true, Some(reply)) => Frame::Reply {
-                    id,
-                    payload: reply.clone(),
-                },
-                (true, None) => Frame::Nack {
-                    id,
-                    action: NackAction::DeadLetter,
-                    reason: "request already handled; its reply is no longer cached".into(),
-                },
-            };
-            io.transmits.push_back(Transmit::ToLink(link, frame));
+            match repeat_answer(id, delivery.request, sender.replies.get(&id)) {
+                Some(frame) => io.transmits.push_back(Transmit::ToLink(link, frame)),
+                None => queue_ack(&mut self.acks, &mut self.dirty, link, id),
+            }
             return;
         }
         if let Some(p) = sender.in_progress.get_mut(&id) {
@@ -337,6 +328,24 @@ impl Inbox {
                 ));
             }
         }
+    }
+}
+
+/// The answer to a message this receiver already handled: `None` for a one-way message
+/// (ack it again), the cached reply for a request, or a dead-letter nack when that reply
+/// is no longer cached.
+fn repeat_answer(id: u64, request: bool, reply: Option<&Bytes>) -> Option<Frame> {
+    match (request, reply) {
+        (false, _) => None,
+        (true, Some(reply)) => Some(Frame::Reply {
+            id,
+            payload: reply.clone(),
+        }),
+        (true, None) => Some(Frame::Nack {
+            id,
+            action: NackAction::DeadLetter,
+            reason: "request already handled; its reply is no longer cached".into(),
+        }),
     }
 }
 
