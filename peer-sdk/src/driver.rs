@@ -101,6 +101,8 @@ pub(crate) struct DriverParts {
     pub(crate) on_need: NeedInstances,
 }
 
+/// The driver task's state: the core and parts, the link table, dials in progress, and
+/// senders waiting for their outcome.
 pub(crate) struct Driver {
     p: DriverParts,
     links: HashMap<LinkId, LinkTx>,
@@ -144,10 +146,7 @@ impl Driver {
         tokio::pin!(sleep);
         let mut armed: Option<Instant> = None;
         loop {
-            let wake = match (self.p.core.poll_timeout(), self.draining) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let wake = self.next_wake();
             if wake != armed {
                 if let Some(at) = wake {
                     sleep.as_mut().reset(at.into());
@@ -180,6 +179,14 @@ impl Driver {
             }
         }
         self.finish().await;
+    }
+
+    /// The earliest of the core's next timer and the drain deadline.
+    fn next_wake(&self) -> Option<Instant> {
+        match (self.p.core.poll_timeout(), self.draining) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn drained(&self, now: Instant) -> bool {

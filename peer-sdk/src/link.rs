@@ -122,32 +122,43 @@ pub(crate) fn spawn_dial(
                 r.unwrap_or_else(|_| Err(format!("handshake timed out after {connect_timeout:?}")))
             }
         };
-        match result {
-            Ok((conn, send, recv)) => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                spawn_writer(&ctx, send, rx);
-                let up = Input::Dialed {
-                    inst,
-                    result: Ok((
-                        link,
-                        LinkTx {
-                            tx,
-                            conn: conn.clone(),
-                        },
-                    )),
-                };
-                if ctx.inputs.send(up).is_ok() {
-                    spawn_reader(&ctx, link, conn, recv, BytesMut::new());
-                }
-            }
-            Err(reason) => {
-                let _ = ctx.inputs.send(Input::Dialed {
-                    inst,
-                    result: Err(reason),
-                });
+        report_dial(&ctx, link, inst, result);
+    });
+}
+
+/// Tells the driver how dialing `inst` went and, on success, starts the link's writer and
+/// reader tasks.
+fn report_dial(
+    ctx: &LinkCtx,
+    link: LinkId,
+    inst: Arc<InstanceInfo>,
+    result: Result<(Connection, SendStream, RecvStream), String>,
+) {
+    match result {
+        Ok((conn, send, recv)) => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            spawn_writer(ctx, send, rx);
+            let up = Input::Dialed {
+                inst,
+                result: Ok((
+                    link,
+                    LinkTx {
+                        tx,
+                        conn: conn.clone(),
+                    },
+                )),
+            };
+            if ctx.inputs.send(up).is_ok() {
+                spawn_reader(ctx, link, conn, recv, BytesMut::new());
             }
         }
-    });
+        Err(reason) => {
+            let _ = ctx.inputs.send(Input::Dialed {
+                inst,
+                result: Err(reason),
+            });
+        }
+    }
 }
 
 async fn dial(

@@ -75,6 +75,8 @@ impl Sender {
     }
 }
 
+/// Every known sender session (dedup window, cached replies, deliveries in progress)
+/// and the acks waiting to be sent per link.
 pub(crate) struct Inbox {
     pub(super) senders: HashMap<u64, Sender>,
     link_sender: HashMap<LinkId, u64>,
@@ -106,10 +108,12 @@ impl Inbox {
         }
     }
 
+    /// Deliveries handed to the application and not yet settled.
     pub(crate) fn pending(&self) -> usize {
         self.pending
     }
 
+    /// A receiver-side frame (hello, message) from a link.
     pub(crate) fn frame(
         &mut self,
         now: Instant,
@@ -251,6 +255,7 @@ impl Inbox {
         io.events.push_back(Event::Deliver(delivery));
     }
 
+    /// The application settled a delivery: ack, reply or nack it to the sender.
     pub(crate) fn app_outcome(
         &mut self,
         _now: Instant,
@@ -292,6 +297,7 @@ impl Inbox {
         }
     }
 
+    /// `link` closed: drop its unsent acks and detach it from its sender.
     pub(crate) fn link_down(&mut self, link: LinkId) {
         self.acks.remove(&link);
         if let Some(session) = self.link_sender.remove(&link)
@@ -301,6 +307,8 @@ impl Inbox {
         }
     }
 
+    /// Sweep timer: forgets senders with no link and nothing in progress that have been
+    /// idle for `sender_idle`.
     pub(crate) fn sweep(&mut self, now: Instant, io: &mut Io) {
         let idle = self.sender_idle;
         self.senders
