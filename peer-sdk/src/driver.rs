@@ -6,13 +6,13 @@
 //! transmits (encoded and batched per link, dialing instances that have no link), then
 //! events (deliveries to the application, outcomes to waiting senders, discovery requests).
 
-use crate::endpoint::Message;
 use crate::link::{self, LinkCtx};
 use crate::proto::hash::FastMap as HashMap;
 use crate::proto::{
     AppOutcome, Core, DeadLetter, DeliveryToken, Event, Frame, InstanceInfo, LinkId, LinkKind,
     Outcome, SendRequest, Transmit,
 };
+use crate::received::Message;
 use crate::tls::Fingerprint;
 use bytes::{Bytes, BytesMut};
 use quinn::{Connection, VarInt};
@@ -101,6 +101,8 @@ pub(crate) struct DriverParts {
     pub(crate) on_need: NeedInstances,
 }
 
+/// The driver task's state: the core and parts, the link table, dials in progress, and
+/// senders waiting for their outcome.
 pub(crate) struct Driver {
     p: DriverParts,
     links: HashMap<LinkId, LinkTx>,
@@ -144,10 +146,7 @@ impl Driver {
         tokio::pin!(sleep);
         let mut armed: Option<Instant> = None;
         loop {
-            let wake = match (self.p.core.poll_timeout(), self.draining) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let wake = self.next_wake();
             if wake != armed {
                 if let Some(at) = wake {
                     sleep.as_mut().reset(at.into());
@@ -180,6 +179,14 @@ impl Driver {
             }
         }
         self.finish().await;
+    }
+
+    /// The earliest of the core's next timer and the drain deadline.
+    fn next_wake(&self) -> Option<Instant> {
+        match (self.p.core.poll_timeout(), self.draining) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn drained(&self, now: Instant) -> bool {
@@ -224,8 +231,7 @@ impl Driver {
             if let Err(e) = self.p.core.handle_frame(now, link, frame) {
                 tracing::warn!(?link, "closing link after protocol error: {e}");
                 if let Some(l) = self.links.get(&link) {
-                    l.conn
-                        .close(VarInt::from(e.code.to_u16()), e.detail.as_bytes());
+                    link::close_on_error(&l.conn, &e);
                 }
                 self.link_down(now, link, &e.to_string());
                 return;

@@ -33,22 +33,28 @@
 //! - `link`: per-stream I/O tasks (dial, accept, reader, writer).
 //! - `driver`: the single task that owns the core and the link table.
 //! - `discovery`: directory client (register, lease, failover, cached blocking lookups).
-//! - `endpoint`: the public async API ([`Peer`], [`PeerBuilder`], [`Message`]).
+//! - `builder`: [`PeerBuilder`] and start-up (validation, QUIC endpoint, registration,
+//!   spawning the driver and link tasks).
+//! - `peer`: the running [`Peer`] and its send side (send, request, broadcast, enqueue
+//!   with a [`Pending`] outcome, [`SendOptions`], windows, shutdown).
+//! - `received`: the receive side ([`Incoming`], [`Message`], [`Nack`], [`DeadLetters`]).
 #![deny(missing_docs)]
 
+mod builder;
 pub mod config;
 mod discovery;
 mod driver;
-mod endpoint;
 pub mod error;
 mod link;
+mod peer;
 pub mod proto;
+mod received;
 pub mod tls;
 
+pub use builder::PeerBuilder;
 pub use config::{DeliveryConfig, PeerConfig};
-pub use endpoint::{
-    BroadcastOutcome, DeadLetters, Incoming, Message, Nack, Peer, PeerBuilder, Pending, SendOptions,
-};
 pub use error::{BroadcastError, DiscoveryError, IdentityError, SendError, StartError};
+pub use peer::{BroadcastOutcome, Peer, Pending, SendOptions};
 pub use proto::{DeadLetter, DeadLetterReason, InstanceInfo};
+pub use received::{DeadLetters, Incoming, Message, Nack};
 pub use tls::{Fingerprint, Identity};

@@ -92,7 +92,7 @@ async fn read_loop(
             return "driver stopped".into();
         }
         if let Some(e) = failure {
-            conn.close(VarInt::from(e.code.to_u16()), e.detail.as_bytes());
+            close_on_error(conn, &e);
             return format!("protocol error: {e}");
         }
         match recv.read_chunk(READ_CHUNK, true).await {
@@ -122,32 +122,43 @@ pub(crate) fn spawn_dial(
                 r.unwrap_or_else(|_| Err(format!("handshake timed out after {connect_timeout:?}")))
             }
         };
-        match result {
-            Ok((conn, send, recv)) => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                spawn_writer(&ctx, send, rx);
-                let up = Input::Dialed {
-                    inst,
-                    result: Ok((
-                        link,
-                        LinkTx {
-                            tx,
-                            conn: conn.clone(),
-                        },
-                    )),
-                };
-                if ctx.inputs.send(up).is_ok() {
-                    spawn_reader(&ctx, link, conn, recv, BytesMut::new());
-                }
-            }
-            Err(reason) => {
-                let _ = ctx.inputs.send(Input::Dialed {
-                    inst,
-                    result: Err(reason),
-                });
+        report_dial(&ctx, link, inst, result);
+    });
+}
+
+/// Tells the driver how dialing `inst` went and, on success, starts the link's writer and
+/// reader tasks.
+fn report_dial(
+    ctx: &LinkCtx,
+    link: LinkId,
+    inst: Arc<InstanceInfo>,
+    result: Result<(Connection, SendStream, RecvStream), String>,
+) {
+    match result {
+        Ok((conn, send, recv)) => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            spawn_writer(ctx, send, rx);
+            let up = Input::Dialed {
+                inst,
+                result: Ok((
+                    link,
+                    LinkTx {
+                        tx,
+                        conn: conn.clone(),
+                    },
+                )),
+            };
+            if ctx.inputs.send(up).is_ok() {
+                spawn_reader(ctx, link, conn, recv, BytesMut::new());
             }
         }
-    });
+        Err(reason) => {
+            let _ = ctx.inputs.send(Input::Dialed {
+                inst,
+                result: Err(reason),
+            });
+        }
+    }
 }
 
 async fn dial(
@@ -204,11 +215,11 @@ fn client_fingerprint(conn: &Connection) -> Option<Fingerprint> {
 
 async fn serve_connection(ctx: LinkCtx, conn: Connection) {
     let Some(fp) = client_fingerprint(&conn) else {
-        conn.close(
-            VarInt::from(ErrorCode::UnauthorizedSender.to_u16()),
+        return close_with(
+            &conn,
+            ErrorCode::UnauthorizedSender,
             b"no client certificate",
         );
-        return;
     };
     loop {
         let (send, recv) = tokio::select! {
@@ -250,37 +261,9 @@ async fn serve_stream(
     mut recv: RecvStream,
 ) {
     let mut buf = BytesMut::new();
-    let hello = match tokio::time::timeout(ctx.hello_timeout, read_hello(&ctx, &mut recv, &mut buf))
-        .await
-    {
-        Ok(Ok(Some(frame))) => frame,
-        Ok(Ok(None)) => return,
-        Ok(Err(e)) => return conn.close(VarInt::from(e.code.to_u16()), e.detail.as_bytes()),
-        Err(_) => {
-            return conn.close(
-                VarInt::from(ErrorCode::UnexpectedFrame.to_u16()),
-                b"no hello in time",
-            );
-        }
+    let Some(hello) = accept_hello(&ctx, &conn, fp, &mut recv, &mut buf).await else {
+        return;
     };
-    let Frame::Hello {
-        service, instance, ..
-    } = &hello
-    else {
-        return conn.close(
-            VarInt::from(ErrorCode::UnexpectedFrame.to_u16()),
-            b"first frame must be hello",
-        );
-    };
-    if let Some(check) = &ctx.sender_check
-        && !check(service.clone(), instance.clone(), fp).await
-    {
-        tracing::warn!(%service, %instance, %fp, "refusing sender: certificate does not match a registered instance");
-        return conn.close(
-            VarInt::from(ErrorCode::UnauthorizedSender.to_u16()),
-            b"sender not registered",
-        );
-    }
     let link = ctx.next_link();
     let (tx, rx) = mpsc::unbounded_channel();
     spawn_writer(&ctx, send, rx);
@@ -304,4 +287,60 @@ async fn serve_stream(
         return;
     }
     spawn_reader(&ctx, link, conn, recv, buf);
+}
+
+/// Reads the stream's hello (within the hello timeout) and applies the sender check.
+/// Returns the hello, or `None` after closing the connection with the reason.
+async fn accept_hello(
+    ctx: &LinkCtx,
+    conn: &Connection,
+    fp: Fingerprint,
+    recv: &mut RecvStream,
+    buf: &mut BytesMut,
+) -> Option<Frame> {
+    let hello = match tokio::time::timeout(ctx.hello_timeout, read_hello(ctx, recv, buf)).await {
+        Ok(Ok(Some(frame))) => frame,
+        Ok(Ok(None)) => return None,
+        Ok(Err(e)) => {
+            close_on_error(conn, &e);
+            return None;
+        }
+        Err(_) => {
+            close_with(conn, ErrorCode::UnexpectedFrame, b"no hello in time");
+            return None;
+        }
+    };
+    let Frame::Hello {
+        service, instance, ..
+    } = &hello
+    else {
+        close_with(
+            conn,
+            ErrorCode::UnexpectedFrame,
+            b"first frame must be hello",
+        );
+        return None;
+    };
+    if let Some(check) = &ctx.sender_check
+        && !check(service.clone(), instance.clone(), fp).await
+    {
+        tracing::warn!(%service, %instance, %fp, "refusing sender: certificate does not match a registered instance");
+        close_with(
+            conn,
+            ErrorCode::UnauthorizedSender,
+            b"sender not registered",
+        );
+        return None;
+    }
+    Some(hello)
+}
+
+/// Closes `conn` with a protocol error code and a short reason for the other side.
+fn close_with(conn: &Connection, code: ErrorCode, reason: &[u8]) {
+    conn.close(VarInt::from(code.to_u16()), reason);
+}
+
+/// Closes `conn` after a protocol error, telling the other side its code and detail.
+pub(crate) fn close_on_error(conn: &Connection, e: &crate::proto::ProtocolError) {
+    close_with(conn, e.code, e.detail.as_bytes());
 }

@@ -192,16 +192,55 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The handshake-signature half shared by both verifiers: TLS 1.3 only (QUIC requires
+/// it), checked with the provider's algorithms against the presented certificate's key.
+#[derive(Debug)]
+struct Tls13Signatures {
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl Tls13Signatures {
+    fn new(provider: &CryptoProvider) -> Self {
+        Self {
+            algs: provider.signature_verification_algorithms,
+        }
+    }
+
+    fn refuse_tls12() -> Result<HandshakeSignatureValid, TlsError> {
+        Err(TlsError::PeerIncompatible(
+            rustls::PeerIncompatible::Tls13RequiredForQuic,
+        ))
+    }
+
+    fn verify(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// The fingerprint of a presented certificate, or the TLS error that ends the handshake.
+fn presented_fingerprint(cert: &CertificateDer<'_>) -> Result<Fingerprint, TlsError> {
+    Fingerprint::of_certificate(cert).map_err(|e| TlsError::General(e.to_string()))
+}
+
 /// Verifies that the server presents the certificate pinned in the server name.
 #[derive(Debug)]
 pub(crate) struct PinnedServerVerifier {
-    algs: WebPkiSupportedAlgorithms,
+    signatures: Tls13Signatures,
 }
 
 impl PinnedServerVerifier {
     pub(crate) fn new(provider: &CryptoProvider) -> Self {
         Self {
-            algs: provider.signature_verification_algorithms,
+            signatures: Tls13Signatures::new(provider),
         }
     }
 }
@@ -217,9 +256,7 @@ impl ServerCertVerifier for PinnedServerVerifier {
     ) -> Result<ServerCertVerified, TlsError> {
         let expected = Fingerprint::from_server_name(server_name)
             .ok_or_else(|| TlsError::General("server name carries no certificate pin".into()))?;
-        let actual = Fingerprint::of_certificate(end_entity)
-            .map_err(|e| TlsError::General(e.to_string()))?;
-        if actual != expected {
+        if presented_fingerprint(end_entity)? != expected {
             return Err(TlsError::InvalidCertificate(
                 rustls::CertificateError::ApplicationVerificationFailure,
             ));
@@ -233,9 +270,7 @@ impl ServerCertVerifier for PinnedServerVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        Err(TlsError::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
+        Tls13Signatures::refuse_tls12()
     }
 
     fn verify_tls13_signature(
@@ -244,11 +279,11 @@ impl ServerCertVerifier for PinnedServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+        self.signatures.verify(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
+        self.signatures.schemes()
     }
 }
 
@@ -256,13 +291,13 @@ impl ServerCertVerifier for PinnedServerVerifier {
 /// is decided after the handshake (by fingerprint, against the directory).
 #[derive(Debug)]
 pub(crate) struct AnyClientCertVerifier {
-    algs: WebPkiSupportedAlgorithms,
+    signatures: Tls13Signatures,
 }
 
 impl AnyClientCertVerifier {
     pub(crate) fn new(provider: &CryptoProvider) -> Self {
         Self {
-            algs: provider.signature_verification_algorithms,
+            signatures: Tls13Signatures::new(provider),
         }
     }
 }
@@ -278,7 +313,7 @@ impl ClientCertVerifier for AnyClientCertVerifier {
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, TlsError> {
-        Fingerprint::of_certificate(end_entity).map_err(|e| TlsError::General(e.to_string()))?;
+        presented_fingerprint(end_entity)?;
         Ok(ClientCertVerified::assertion())
     }
 
@@ -288,9 +323,7 @@ impl ClientCertVerifier for AnyClientCertVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        Err(TlsError::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
+        Tls13Signatures::refuse_tls12()
     }
 
     fn verify_tls13_signature(
@@ -299,11 +332,11 @@ impl ClientCertVerifier for AnyClientCertVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+        self.signatures.verify(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
+        self.signatures.schemes()
     }
 }
 

@@ -246,6 +246,7 @@ impl Frame {
                 put_str16(out, reason);
             }
         }
+        // The length prefix was reserved at `start` above, so this range is in bounds.
         let body_len = len_u32(out.len() - start - LEN_PREFIX);
         out[start..start + LEN_PREFIX].copy_from_slice(&body_len.to_be_bytes());
     }

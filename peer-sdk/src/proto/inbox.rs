@@ -75,6 +75,8 @@ impl Sender {
     }
 }
 
+/// Every known sender session (dedup window, cached replies, deliveries in progress)
+/// and the acks waiting to be sent per link.
 pub(crate) struct Inbox {
     pub(super) senders: HashMap<u64, Sender>,
     link_sender: HashMap<LinkId, u64>,
@@ -106,10 +108,12 @@ impl Inbox {
         }
     }
 
+    /// Deliveries handed to the application and not yet settled.
     pub(crate) fn pending(&self) -> usize {
         self.pending
     }
 
+    /// A receiver-side frame (hello, message) from a link.
     pub(crate) fn frame(
         &mut self,
         now: Instant,
@@ -216,19 +220,10 @@ impl Inbox {
         sender.last_seen = now;
         let id = delivery.token.id;
         if sender.completed.contains(&id) {
-            let frame = match (delivery.request, sender.replies.get(&id)) {
-                (false, _) => return queue_ack(&mut self.acks, &mut self.dirty, link, id),
-                (true, Some(reply)) => Frame::Reply {
-                    id,
-                    payload: reply.clone(),
-                },
-                (true, None) => Frame::Nack {
-                    id,
-                    action: NackAction::DeadLetter,
-                    reason: "request already handled; its reply is no longer cached".into(),
-                },
-            };
-            io.transmits.push_back(Transmit::ToLink(link, frame));
+            match repeat_answer(id, delivery.request, sender.replies.get(&id)) {
+                Some(frame) => io.transmits.push_back(Transmit::ToLink(link, frame)),
+                None => queue_ack(&mut self.acks, &mut self.dirty, link, id),
+            }
             return;
         }
         if let Some(p) = sender.in_progress.get_mut(&id) {
@@ -260,6 +255,7 @@ impl Inbox {
         io.events.push_back(Event::Deliver(delivery));
     }
 
+    /// The application settled a delivery: ack, reply or nack it to the sender.
     pub(crate) fn app_outcome(
         &mut self,
         _now: Instant,
@@ -301,6 +297,7 @@ impl Inbox {
         }
     }
 
+    /// `link` closed: drop its unsent acks and detach it from its sender.
     pub(crate) fn link_down(&mut self, link: LinkId) {
         self.acks.remove(&link);
         if let Some(session) = self.link_sender.remove(&link)
@@ -310,6 +307,8 @@ impl Inbox {
         }
     }
 
+    /// Sweep timer: forgets senders with no link and nothing in progress that have been
+    /// idle for `sender_idle`.
     pub(crate) fn sweep(&mut self, now: Instant, io: &mut Io) {
         let idle = self.sender_idle;
         self.senders
@@ -337,6 +336,24 @@ impl Inbox {
                 ));
             }
         }
+    }
+}
+
+/// The answer to a message this receiver already handled: `None` for a one-way message
+/// (ack it again), the cached reply for a request, or a dead-letter nack when that reply
+/// is no longer cached.
+fn repeat_answer(id: u64, request: bool, reply: Option<&Bytes>) -> Option<Frame> {
+    match (request, reply) {
+        (false, _) => None,
+        (true, Some(reply)) => Some(Frame::Reply {
+            id,
+            payload: reply.clone(),
+        }),
+        (true, None) => Some(Frame::Nack {
+            id,
+            action: NackAction::DeadLetter,
+            reason: "request already handled; its reply is no longer cached".into(),
+        }),
     }
 }
 

@@ -42,6 +42,8 @@ struct ServiceState {
     requested: bool,
 }
 
+/// Every message this peer sent and has not resolved yet, the instances known per
+/// service, and which of them are in flight or avoided as unhealthy.
 pub(crate) struct Outbox {
     next_id: u64,
     msgs: HashMap<u64, Outgoing>,
@@ -74,14 +76,17 @@ impl Outbox {
         }
     }
 
+    /// Messages not yet resolved.
     pub(crate) fn len(&self) -> usize {
         self.msgs.len()
     }
 
+    /// Messages currently in flight to `inst` (the balancer's load figure).
     pub(crate) fn in_flight_to(&self, inst: &Arc<InstanceInfo>) -> usize {
         self.in_flight.get(inst).copied().unwrap_or(0)
     }
 
+    /// The last known instance list of `service` (empty if none was received).
     pub(crate) fn instances_of(&self, service: &str) -> Vec<Arc<InstanceInfo>> {
         self.services
             .get(service)
@@ -89,6 +94,8 @@ impl Outbox {
             .unwrap_or_default()
     }
 
+    /// Accepts a message and dispatches it (or queues it behind its ordering key, or parks
+    /// it until instances are known); returns its id.
     pub(crate) fn send(&mut self, now: Instant, req: SendRequest, io: &mut Io) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -223,6 +230,8 @@ impl Outbox {
         self.set_timer(id, at, io);
     }
 
+    /// The timer of message `id` fired: dead-letter it past its deadline, retry it after an
+    /// ack timeout, or dispatch it after its backoff.
     pub(crate) fn timer(&mut self, now: Instant, id: u64, io: &mut Io) {
         let Some(msg) = self.msgs.get_mut(&id) else {
             return;
@@ -259,6 +268,7 @@ impl Outbox {
         }
     }
 
+    /// `inst` could not be reached: avoid it for a while and retry its in-flight messages.
     pub(crate) fn unreachable(
         &mut self,
         now: Instant,
@@ -285,6 +295,7 @@ impl Outbox {
         }
     }
 
+    /// A new instance list for `service`; dispatches the messages parked waiting for one.
     pub(crate) fn instances(
         &mut self,
         now: Instant,
@@ -306,6 +317,7 @@ impl Outbox {
         }
     }
 
+    /// A sender-side frame (ack, reply, nack) from a link to one of our instances.
     pub(crate) fn frame(
         &mut self,
         now: Instant,
@@ -415,6 +427,7 @@ impl Outbox {
         }
     }
 
+    /// Shutdown: dead-letters every unresolved message.
     pub(crate) fn abandon_all(&mut self, now: Instant, io: &mut Io) {
         self.keys.clear();
         let ids: Vec<u64> = self.msgs.keys().copied().collect();

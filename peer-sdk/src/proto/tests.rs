@@ -231,13 +231,22 @@ fn shutdown_dead_letters_everything_pending() {
     assert_eq!(c.outgoing(), 0);
 }
 
+/// Session id of the sender in the receiver tests.
+const SESSION: u64 = 42;
+
+/// A receiver with the test config whose inbound link 7 has said hello.
 fn receiver() -> (Core, Instant) {
+    receiver_with(DeliveryConfig::for_test())
+}
+
+/// A receiver with `cfg` whose inbound link 7 has said hello (session [`SESSION`]).
+fn receiver_with(cfg: DeliveryConfig) -> (Core, Instant) {
     let t0 = Instant::now();
-    let mut r = core();
+    let mut r = Core::new(cfg, Box::new(LeastInFlight::default()));
     r.handle_link_up(LinkId(7), LinkKind::Inbound);
     let hello = Frame::Hello {
         version: 1,
-        session: 42,
+        session: SESSION,
         service: "src".into(),
         instance: "src-1".into(),
     };
@@ -355,24 +364,11 @@ fn message_before_hello_and_acks_on_inbound_links_are_protocol_errors() {
 
 #[test]
 fn receiver_sheds_load_beyond_max_pending_deliveries() {
-    let t0 = Instant::now();
     let cfg = DeliveryConfig {
         max_pending_deliveries: 1,
         ..DeliveryConfig::for_test()
     };
-    let mut r = Core::new(cfg, Box::new(LeastInFlight::default()));
-    r.handle_link_up(LinkId(7), LinkKind::Inbound);
-    r.handle_frame(
-        t0,
-        LinkId(7),
-        Frame::Hello {
-            version: 1,
-            session: 1,
-            service: "s".into(),
-            instance: "i".into(),
-        },
-    )
-    .unwrap();
+    let (mut r, t0) = receiver_with(cfg);
     r.handle_frame(t0, LinkId(7), msg(1, false)).unwrap();
     r.handle_frame(t0, LinkId(7), msg(2, false)).unwrap();
     assert_eq!(deliveries(events(&mut r)).len(), 1);
@@ -392,31 +388,18 @@ fn receiver_sheds_load_beyond_max_pending_deliveries() {
 
 #[test]
 fn dedup_window_is_bounded_and_idle_senders_are_swept() {
-    let t0 = Instant::now();
     let cfg = DeliveryConfig {
         dedup_window: 4,
         sender_idle: Duration::from_secs(4),
         ..DeliveryConfig::for_test()
     };
-    let mut r = Core::new(cfg, Box::new(LeastInFlight::default()));
-    r.handle_link_up(LinkId(7), LinkKind::Inbound);
-    r.handle_frame(
-        t0,
-        LinkId(7),
-        Frame::Hello {
-            version: 1,
-            session: 1,
-            service: "s".into(),
-            instance: "i".into(),
-        },
-    )
-    .unwrap();
+    let (mut r, t0) = receiver_with(cfg);
     for id in 1..=10 {
         r.handle_frame(t0, LinkId(7), msg(id, false)).unwrap();
         let d = deliveries(events(&mut r));
         r.handle_app_outcome(t0, d[0].token, AppOutcome::Ack);
     }
-    let sender = r.inbox.senders.get(&1).unwrap();
+    let sender = r.inbox.senders.get(&SESSION).unwrap();
     assert_eq!(sender.completed.len(), 4);
     r.handle_link_down(t0, LinkId(7), "closed");
     let later = t0 + Duration::from_secs(10);

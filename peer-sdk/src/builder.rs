@@ -1,0 +1,418 @@
+//! Building and starting a [`Peer`]: the [`PeerBuilder`] knobs, config validation, the
+//! QUIC endpoint, directory registration, and the driver and link tasks.
+
+use crate::config::{PeerConfig, valid_name};
+use crate::discovery::{Discovery, Registration, Timing};
+use crate::driver::{Driver, DriverParts, Input, NeedInstances, SenderCheck};
+use crate::error::StartError;
+use crate::link::{self, LinkCtx};
+use crate::peer::{Inner, Peer};
+use crate::proto::frame::PROTOCOL_VERSION;
+use crate::proto::{Balancer, Core, Frame, InstanceInfo, LeastInFlight};
+use crate::tls::{self, Fingerprint, Identity};
+use bytes::Bytes;
+use dashmap::DashMap;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Room for frame headers on top of the maximum payload.
+const FRAME_OVERHEAD: u32 = 2048;
+
+/// Builds and starts a [`Peer`]. Every setter has a documented default in [`PeerConfig`].
+#[must_use]
+pub struct PeerBuilder {
+    cfg: PeerConfig,
+    listen: Option<String>,
+    identity: Option<Identity>,
+    statics: Vec<InstanceInfo>,
+    balancer: Option<Box<dyn Balancer>>,
+    directory_tls: Option<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for PeerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerBuilder")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PeerBuilder {
+    pub(crate) fn new(cfg: PeerConfig) -> Self {
+        Self {
+            cfg,
+            listen: None,
+            identity: None,
+            statics: Vec::new(),
+            balancer: None,
+            directory_tls: None,
+        }
+    }
+
+    /// Directory base URLs (`http://host:port`), tried in order with failover.
+    pub fn directory<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.cfg.directories = urls.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// QUIC listen address, e.g. `"0.0.0.0:0"`. Default `127.0.0.1:0`.
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = Some(addr.into());
+        self
+    }
+
+    /// Address to publish instead of the bound one (e.g. behind NAT).
+    pub fn advertise(mut self, addr: SocketAddr) -> Self {
+        self.cfg.advertise = Some(addr);
+        self
+    }
+
+    /// Instance name. Default `<service>-<random hex>`.
+    pub fn instance(mut self, name: impl Into<String>) -> Self {
+        self.cfg.instance = Some(name.into());
+        self
+    }
+
+    /// Tags published in the directory.
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.cfg.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// One metadata entry published in the directory.
+    pub fn meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.cfg.meta.insert(key.into(), value.into());
+        self
+    }
+
+    /// Uses this identity instead of generating one.
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Adds a known instance without the directory (tests, fixed topologies). Its
+    /// `fingerprint` is pinned like a directory one; instances without one are not dialed.
+    pub fn static_instance(mut self, instance: InstanceInfo) -> Self {
+        self.statics.push(instance);
+        self
+    }
+
+    /// Instance selection policy. Default [`LeastInFlight`].
+    pub fn balancer(mut self, balancer: impl Balancer + 'static) -> Self {
+        self.balancer = Some(Box::new(balancer));
+        self
+    }
+
+    /// rustls config for `https` directories (plain `http` needs none).
+    pub fn directory_tls(mut self, config: rustls::ClientConfig) -> Self {
+        self.directory_tls = Some(config);
+        self
+    }
+
+    /// Changes any other knob.
+    pub fn configure(mut self, f: impl FnOnce(&mut PeerConfig)) -> Self {
+        f(&mut self.cfg);
+        self
+    }
+
+    /// Binds QUIC, registers in the directory (if any) and starts the background tasks.
+    pub async fn start(self) -> Result<Peer, StartError> {
+        start(self).await
+    }
+}
+
+async fn start(mut b: PeerBuilder) -> Result<Peer, StartError> {
+    validate(&mut b)?;
+    let identity = match b.identity.take() {
+        Some(id) => id,
+        None => Identity::generate()?,
+    };
+    let cfg = b.cfg.clone();
+    // `validate` filled in the instance name, so the default is never used.
+    let instance = cfg.instance.clone().unwrap_or_default();
+    let (endpoint, client, local_addr) = bind(&cfg, &identity)?;
+    let cancel = CancellationToken::new();
+    let advertised = advertised_addr(&cfg, local_addr);
+    let discovery = match start_discovery(
+        &b,
+        &cfg,
+        &instance,
+        advertised,
+        identity.fingerprint(),
+        &cancel,
+    )
+    .await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            endpoint.close(quinn::VarInt::from(0u32), b"start failed");
+            return Err(e);
+        }
+    };
+    let directory = discovery.as_ref().map(|d| d.0.clone());
+    let (inputs, rx) = mpsc::unbounded_channel();
+    let (deliveries_tx, deliveries_rx) = mpsc::unbounded_channel();
+    let (dead_letters, _) = broadcast::channel(cfg.dead_letter_capacity.max(1));
+    let ctx = link_ctx(&cfg, inputs.clone(), &cancel, directory.clone());
+    let parts = DriverParts {
+        core: new_core(&cfg, b.balancer.take(), &b.statics),
+        endpoint: endpoint.clone(),
+        client,
+        ctx: ctx.clone(),
+        deliveries: deliveries_tx,
+        dead_letters: dead_letters.clone(),
+        hello: hello_frame(&cfg, &instance),
+        connect_timeout: cfg.connect_timeout,
+        drain_timeout: cfg.drain_timeout,
+        on_need: need_instances(directory, inputs.clone()),
+    };
+    link::spawn_accept_loop(&ctx, endpoint);
+    let driver = tokio::spawn(Driver::new(parts).run(rx));
+    tracing::info!(service = %cfg.service, %instance, addr = %local_addr, fingerprint = %identity.fingerprint(), "peer started");
+    Ok(Peer::from_inner(Inner {
+        cfg,
+        instance,
+        local_addr,
+        fingerprint: identity.fingerprint(),
+        inputs,
+        incoming: Arc::new(tokio::sync::Mutex::new(deliveries_rx)),
+        dead_letters,
+        windows: DashMap::new(),
+        discovery,
+        cancel,
+        driver: parking_lot::Mutex::new(Some(driver)),
+    }))
+}
+
+fn invalid(msg: impl Into<String>) -> StartError {
+    StartError::InvalidConfig(msg.into())
+}
+
+fn validate(b: &mut PeerBuilder) -> Result<(), StartError> {
+    if let Some(listen) = &b.listen {
+        b.cfg.listen = listen
+            .parse()
+            .map_err(|_| invalid(format!("listen address {listen:?} is not ip:port")))?;
+    }
+    let instance = b
+        .cfg
+        .instance
+        .get_or_insert_with(|| format!("{}-{:08x}", b.cfg.service, rand::random::<u32>()));
+    for (what, name) in [("service", &b.cfg.service), ("instance", instance)] {
+        if !valid_name(name) {
+            return Err(invalid(format!(
+                "{what} name {name:?} must match [a-z0-9][a-z0-9._-]{{0,62}}"
+            )));
+        }
+    }
+    if b.cfg.window == 0 || b.cfg.max_payload == 0 || b.cfg.max_payload > u32::MAX as usize / 2 {
+        return Err(invalid(
+            "window and max_payload must be positive (max_payload below 2 GiB)",
+        ));
+    }
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&b.cfg.ttl) {
+        return Err(invalid("ttl must be between 1s and 1h"));
+    }
+    for url in &b.cfg.directories {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid(format!(
+                "directory URL {url:?} must start with http:// or https://"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn transport(cfg: &PeerConfig) -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(cfg.keep_alive));
+    t.max_idle_timeout(quinn::IdleTimeout::try_from(cfg.idle_timeout).ok());
+    t.stream_receive_window(quinn::VarInt::from_u32(8 * 1024 * 1024));
+    t.receive_window(quinn::VarInt::from_u32(16 * 1024 * 1024));
+    t.send_window(16 * 1024 * 1024);
+    // The protocol uses one bidirectional stream per connection; a few more are allowed,
+    // unidirectional ones are not.
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(8));
+    t.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
+    Arc::new(t)
+}
+
+fn quic_configs(
+    cfg: &PeerConfig,
+    id: &Identity,
+) -> Result<(quinn::ServerConfig, quinn::ClientConfig), StartError> {
+    let tls_err =
+        |e: &dyn std::fmt::Display| StartError::Identity(crate::IdentityError::Tls(e.to_string()));
+    let server_tls = quinn::crypto::rustls::QuicServerConfig::try_from(tls::server_config(id)?)
+        .map_err(|e| tls_err(&e))?;
+    let client_tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls::client_config(id)?)
+        .map_err(|e| tls_err(&e))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_tls));
+    server.transport_config(transport(cfg));
+    let mut client = quinn::ClientConfig::new(Arc::new(client_tls));
+    client.transport_config(transport(cfg));
+    Ok((server, client))
+}
+
+/// Binds the QUIC endpoint; returns it, the client config for dialing and the bound address.
+fn bind(
+    cfg: &PeerConfig,
+    identity: &Identity,
+) -> Result<(quinn::Endpoint, quinn::ClientConfig, SocketAddr), StartError> {
+    let (server, client) = quic_configs(cfg, identity)?;
+    let bind_err = |source| StartError::Bind {
+        addr: cfg.listen,
+        source,
+    };
+    let endpoint = quinn::Endpoint::server(server, cfg.listen).map_err(bind_err)?;
+    let local_addr = endpoint.local_addr().map_err(bind_err)?;
+    Ok((endpoint, client, local_addr))
+}
+
+/// The address published in the directory: the configured one or the bound one, with an
+/// unspecified IP replaced by loopback.
+fn advertised_addr(cfg: &PeerConfig, local_addr: SocketAddr) -> SocketAddr {
+    let mut advertised = cfg.advertise.unwrap_or(local_addr);
+    if advertised.ip().is_unspecified() {
+        advertised.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    advertised
+}
+
+fn link_ctx(
+    cfg: &PeerConfig,
+    inputs: mpsc::UnboundedSender<Input>,
+    cancel: &CancellationToken,
+    directory: Option<Arc<Discovery>>,
+) -> LinkCtx {
+    LinkCtx {
+        inputs,
+        tracker: TaskTracker::new(),
+        writers: TaskTracker::new(),
+        cancel: cancel.clone(),
+        link_ids: Arc::new(AtomicU64::new(1)),
+        max_frame: cfg.max_payload as u32 + FRAME_OVERHEAD,
+        hello_timeout: cfg.connect_timeout,
+        sender_check: sender_check(cfg, directory),
+    }
+}
+
+fn new_core(
+    cfg: &PeerConfig,
+    balancer: Option<Box<dyn Balancer>>,
+    statics: &[InstanceInfo],
+) -> Core {
+    let balancer = balancer.unwrap_or_else(|| Box::new(LeastInFlight::default()));
+    let mut core = Core::new(cfg.delivery.clone(), balancer);
+    seed_static_instances(&mut core, statics);
+    core
+}
+
+/// The hello frame this peer opens every stream with (one random session per start).
+fn hello_frame(cfg: &PeerConfig, instance: &str) -> Bytes {
+    Frame::Hello {
+        version: PROTOCOL_VERSION,
+        session: rand::random(),
+        service: cfg.service.clone(),
+        instance: instance.to_owned(),
+    }
+    .to_bytes()
+}
+
+async fn start_discovery(
+    b: &PeerBuilder,
+    cfg: &PeerConfig,
+    instance: &str,
+    advertised: SocketAddr,
+    fingerprint: Fingerprint,
+    cancel: &CancellationToken,
+) -> Result<Option<(Arc<Discovery>, Registration)>, StartError> {
+    if cfg.directories.is_empty() {
+        return Ok(None);
+    }
+    let timing = Timing {
+        ttl: cfg.ttl,
+        wait: cfg.lookup_wait,
+        timeout: cfg.http_timeout,
+    };
+    let d = Arc::new(Discovery::new(
+        cfg.directories.clone(),
+        timing,
+        b.directory_tls.clone(),
+        cancel.child_token(),
+    )?);
+    let reg = Registration {
+        service: cfg.service.clone(),
+        instance: instance.to_owned(),
+        address: advertised.to_string(),
+        tags: cfg.tags.clone(),
+        meta: cfg.meta.clone(),
+        ttl: humantime::format_duration(cfg.ttl).to_string(),
+        fingerprint: fingerprint.to_string(),
+    };
+    d.register(&reg).await?;
+    d.spawn_lease(reg.clone());
+    Ok(Some((d, reg)))
+}
+
+fn seed_static_instances(core: &mut Core, statics: &[InstanceInfo]) {
+    let mut by_service: HashMap<String, Vec<Arc<InstanceInfo>>> = HashMap::new();
+    for s in statics {
+        by_service
+            .entry(s.service.clone())
+            .or_default()
+            .push(Arc::new(s.clone()));
+    }
+    let now = tokio::time::Instant::now().into_std();
+    for (service, list) in by_service {
+        core.handle_instances(now, &service, list);
+    }
+}
+
+fn need_instances(
+    discovery: Option<Arc<Discovery>>,
+    inputs: mpsc::UnboundedSender<Input>,
+) -> NeedInstances {
+    Box::new(move |service| match &discovery {
+        Some(d) => d.watch(service, inputs.clone()),
+        None => {
+            tracing::warn!(%service, "no directory configured and no static instance for this service")
+        }
+    })
+}
+
+fn sender_check(cfg: &PeerConfig, discovery: Option<Arc<Discovery>>) -> Option<SenderCheck> {
+    if !cfg.verify_senders {
+        return None;
+    }
+    let check: SenderCheck = Arc::new(move |service, instance, fp| {
+        let discovery = discovery.clone();
+        Box::pin(async move {
+            let Some(d) = discovery else { return false };
+            let matches = |list: &[Arc<InstanceInfo>]| {
+                list.iter()
+                    .any(|i| i.instance == instance && i.fingerprint == Some(fp.0))
+            };
+            if d.resolve(&service).await.is_ok_and(|l| matches(&l)) {
+                return true;
+            }
+            d.refresh(&service).await.is_ok_and(|l| matches(&l))
+        })
+    });
+    Some(check)
+}

@@ -1,0 +1,406 @@
+//! The running [`Peer`]: its identity accessors and the send side of the API (send, request,
+//! broadcast, enqueue with a [`Pending`] outcome, per-service windows, shutdown).
+
+use crate::builder::PeerBuilder;
+use crate::config::PeerConfig;
+use crate::discovery::{Discovery, Registration};
+use crate::driver::Input;
+use crate::error::{BroadcastError, SendError};
+use crate::proto::frame::MAX_KEY_LEN;
+use crate::proto::{DeadLetter, InstanceInfo, Outcome, SendRequest};
+use crate::received::{DeadLetters, Incoming, Message};
+use crate::tls::Fingerprint;
+use bytes::Bytes;
+use dashmap::DashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// State shared by every clone of a [`Peer`]; built by [`PeerBuilder::start`].
+pub(crate) struct Inner {
+    pub(crate) cfg: PeerConfig,
+    pub(crate) instance: String,
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) fingerprint: Fingerprint,
+    pub(crate) inputs: mpsc::UnboundedSender<Input>,
+    pub(crate) incoming: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>>,
+    pub(crate) dead_letters: broadcast::Sender<DeadLetter>,
+    pub(crate) windows: DashMap<String, Arc<Semaphore>>,
+    pub(crate) discovery: Option<(Arc<Discovery>, Registration)>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) driver: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// A running peer: registered, listening, sending and receiving. Cheap to clone.
+#[derive(Clone)]
+pub struct Peer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("service", &self.inner.cfg.service)
+            .field("instance", &self.inner.instance)
+            .field("addr", &self.inner.local_addr)
+            .finish()
+    }
+}
+
+/// Options of one message.
+#[derive(Debug, Clone, Default)]
+pub struct SendOptions {
+    /// Ordering key: same key to the same service is delivered in send order.
+    pub key: Option<Bytes>,
+    /// Deadline from now; default the configured one.
+    pub deadline: Option<Duration>,
+}
+
+impl SendOptions {
+    /// Options with an ordering key.
+    pub fn ordered(key: impl Into<Bytes>) -> Self {
+        Self {
+            key: Some(key.into()),
+            deadline: None,
+        }
+    }
+
+    /// Sets the deadline.
+    pub fn deadline(mut self, d: Duration) -> Self {
+        self.deadline = Some(d);
+        self
+    }
+}
+
+/// Outcome of a broadcast for one instance.
+#[derive(Debug)]
+pub struct BroadcastOutcome {
+    /// Instance name.
+    pub instance: String,
+    /// Address.
+    pub addr: SocketAddr,
+    /// Acked, or why not.
+    pub result: Result<(), SendError>,
+}
+
+impl Peer {
+    /// Starts building a peer of `service`.
+    pub fn builder(service: impl Into<String>) -> PeerBuilder {
+        PeerBuilder::new(PeerConfig::new(&service.into()))
+    }
+
+    /// Starts building a peer with test timings ([`PeerConfig::for_test`]).
+    pub fn builder_for_test(service: impl Into<String>) -> PeerBuilder {
+        PeerBuilder::new(PeerConfig::for_test(&service.into()))
+    }
+
+    pub(crate) fn from_inner(inner: Inner) -> Self {
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Bound QUIC address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// Fingerprint of this peer's certificate (published in the directory).
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.inner.fingerprint
+    }
+
+    /// Service name.
+    pub fn service(&self) -> &str {
+        &self.inner.cfg.service
+    }
+
+    /// Instance name.
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
+    /// This peer as an [`InstanceInfo`] (for static wiring).
+    pub fn info(&self) -> InstanceInfo {
+        InstanceInfo::new(
+            &self.inner.cfg.service,
+            &self.inner.instance,
+            self.inner.local_addr,
+            Some(self.inner.fingerprint.0),
+        )
+    }
+
+    /// Whether the last directory request got an answer (`true` without a directory).
+    pub fn directory_available(&self) -> bool {
+        self.inner
+            .discovery
+            .as_ref()
+            .is_none_or(|d| d.0.is_available())
+    }
+
+    /// Received messages. Several `Incoming`s share one queue (work distribution).
+    pub fn incoming(&self) -> Incoming {
+        Incoming::new(self.inner.incoming.clone())
+    }
+
+    /// Dead letters from now on (the same ones `send` returns as errors).
+    pub fn dead_letters(&self) -> DeadLetters {
+        DeadLetters::new(self.inner.dead_letters.subscribe())
+    }
+
+    /// Sends `payload` to one instance of `service`; resolves when a handler acked it.
+    pub async fn send(&self, service: &str, payload: impl Into<Bytes>) -> Result<(), SendError> {
+        self.send_with(service, payload, SendOptions::default())
+            .await
+    }
+
+    /// Sends with an ordering key and/or a deadline.
+    pub async fn send_with(
+        &self,
+        service: &str,
+        payload: impl Into<Bytes>,
+        opts: SendOptions,
+    ) -> Result<(), SendError> {
+        self.submit(service, None, payload.into(), opts, false)
+            .await
+            .map(drop)
+    }
+
+    /// Sends a request and waits for the reply. Errors are those of `send`.
+    pub async fn request(
+        &self,
+        service: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<Bytes, SendError> {
+        self.request_with(service, payload, SendOptions::default())
+            .await
+    }
+
+    /// Request with an ordering key and/or a deadline.
+    pub async fn request_with(
+        &self,
+        service: &str,
+        payload: impl Into<Bytes>,
+        opts: SendOptions,
+    ) -> Result<Bytes, SendError> {
+        self.submit(service, None, payload.into(), opts, true).await
+    }
+
+    /// Sends `payload` to every instance of `service`; one outcome per instance.
+    pub async fn broadcast(
+        &self,
+        service: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<Vec<BroadcastOutcome>, BroadcastError> {
+        let payload = payload.into();
+        if let Some((size, max)) = self.oversized(&payload) {
+            return Err(BroadcastError::PayloadTooLarge { size, max });
+        }
+        let instances = self
+            .instances(service)
+            .await
+            .map_err(|_| BroadcastError::ShutDown)?;
+        if instances.is_empty() {
+            return Err(BroadcastError::NoInstances(service.to_owned()));
+        }
+        let sends = instances.iter().map(|inst| {
+            let payload = payload.clone();
+            async move {
+                let target = Some(inst.clone());
+                let result = self
+                    .submit(service, target, payload, SendOptions::default(), false)
+                    .await
+                    .map(drop);
+                BroadcastOutcome {
+                    instance: inst.instance.clone(),
+                    addr: inst.addr,
+                    result,
+                }
+            }
+        });
+        Ok(futures_util::future::join_all(sends).await)
+    }
+
+    /// Current instances of `service`: the directory view (fetched if not cached) or the
+    /// static ones.
+    pub async fn instances(&self, service: &str) -> Result<Vec<Arc<InstanceInfo>>, SendError> {
+        if let Some((d, _)) = &self.inner.discovery
+            && let Ok(list) = d.resolve(service).await
+        {
+            d.watch(service.to_owned(), self.inner.inputs.clone());
+            return Ok(list);
+        }
+        let (done, rx) = oneshot::channel();
+        let query = Input::KnownInstances {
+            service: service.to_owned(),
+            done,
+        };
+        self.inner
+            .inputs
+            .send(query)
+            .map_err(|_| SendError::ShutDown)?;
+        rx.await.map_err(|_| SendError::ShutDown)
+    }
+
+    /// Messages to `service` accepted and not yet resolved (never more than the window).
+    pub fn in_flight(&self, service: &str) -> usize {
+        self.inner
+            .windows
+            .get(service)
+            .map_or(0, |w| self.inner.cfg.window - w.available_permits())
+    }
+
+    fn window(&self, service: &str) -> Arc<Semaphore> {
+        if let Some(w) = self.inner.windows.get(service) {
+            return w.clone();
+        }
+        let window = self.inner.cfg.window;
+        self.inner
+            .windows
+            .entry(service.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(window)))
+            .clone()
+    }
+
+    async fn submit(
+        &self,
+        service: &str,
+        target: Option<Arc<InstanceInfo>>,
+        payload: Bytes,
+        opts: SendOptions,
+        request: bool,
+    ) -> Result<Bytes, SendError> {
+        self.enqueue_inner(service, target, payload, opts, request)
+            .await?
+            .await
+    }
+
+    /// `(size, max)` when `payload` exceeds the configured maximum payload.
+    fn oversized(&self, payload: &Bytes) -> Option<(usize, usize)> {
+        let max = self.inner.cfg.max_payload;
+        (payload.len() > max).then_some((payload.len(), max))
+    }
+
+    /// Queues a message as soon as the window has room and returns without waiting for the
+    /// ack: await the returned [`Pending`] for the outcome. Messages enqueued one after the
+    /// other with the same key are delivered in that order (pipelining ordered sends).
+    pub async fn enqueue(
+        &self,
+        service: &str,
+        payload: impl Into<Bytes>,
+        opts: SendOptions,
+    ) -> Result<Pending, SendError> {
+        self.enqueue_inner(service, None, payload.into(), opts, false)
+            .await
+    }
+
+    /// Like [`Peer::enqueue`] for a request; the [`Pending`] resolves to the reply.
+    pub async fn enqueue_request(
+        &self,
+        service: &str,
+        payload: impl Into<Bytes>,
+        opts: SendOptions,
+    ) -> Result<Pending, SendError> {
+        self.enqueue_inner(service, None, payload.into(), opts, true)
+            .await
+    }
+
+    async fn enqueue_inner(
+        &self,
+        service: &str,
+        target: Option<Arc<InstanceInfo>>,
+        payload: Bytes,
+        opts: SendOptions,
+        request: bool,
+    ) -> Result<Pending, SendError> {
+        if let Some((size, max)) = self.oversized(&payload) {
+            return Err(SendError::PayloadTooLarge { size, max });
+        }
+        if let Some(k) = &opts.key
+            && k.len() > MAX_KEY_LEN
+        {
+            return Err(SendError::KeyTooLong(k.len()));
+        }
+        let permit = self
+            .window(service)
+            .acquire_owned()
+            .await
+            .map_err(|_| SendError::ShutDown)?;
+        let deadline = tokio::time::Instant::now().into_std()
+            + opts.deadline.unwrap_or(self.inner.cfg.delivery.deadline);
+        let req = SendRequest {
+            service: service.to_owned(),
+            target,
+            key: opts.key,
+            payload,
+            request,
+            deadline,
+        };
+        let (done, rx) = oneshot::channel();
+        self.inner
+            .inputs
+            .send(Input::Send { req, done, permit })
+            .map_err(|_| SendError::ShutDown)?;
+        Ok(Pending { rx })
+    }
+
+    /// Deregisters, stops accepting sends, waits (up to the drain timeout) for in-flight
+    /// messages and deliveries to settle, dead-letters what is left, closes connections.
+    pub async fn shutdown(&self) {
+        if let Some((d, reg)) = &self.inner.discovery {
+            if let Err(e) = d.deregister(reg).await {
+                tracing::warn!("deregistration failed: {e}");
+            }
+            d.stop().await;
+        }
+        let (done, rx) = oneshot::channel();
+        if self.inner.inputs.send(Input::Shutdown { done }).is_ok() {
+            let _ = rx.await;
+        }
+        let driver = self.inner.driver.lock().take();
+        if let Some(driver) = driver {
+            let _ = driver.await;
+        }
+        self.inner.cancel.cancel();
+    }
+}
+
+/// An enqueued message; resolves to the reply (requests) or an empty payload (acked
+/// one-way messages), or the error. The window slot is freed when the outcome is known,
+/// whether or not this is awaited.
+#[derive(Debug)]
+#[must_use = "the message is sent anyway; await this to learn its outcome"]
+pub struct Pending {
+    rx: oneshot::Receiver<Outcome>,
+}
+
+impl std::future::Future for Pending {
+    type Output = Result<Bytes, SendError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.rx).poll(cx).map(|r| match r {
+            Ok(outcome) => reply_of(outcome),
+            Err(_) => Err(SendError::ShutDown),
+        })
+    }
+}
+
+/// What the sender sees of a resolved message: the reply (empty for an acked one-way
+/// message, or when a handler acked a request) or the dead letter as an error.
+fn reply_of(outcome: Outcome) -> Result<Bytes, SendError> {
+    match outcome {
+        Outcome::Acked => Ok(Bytes::new()),
+        Outcome::Replied(b) => Ok(b),
+        Outcome::DeadLettered(dl) => Err(SendError::DeadLettered(dl)),
+    }
+}
