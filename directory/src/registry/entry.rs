@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::names::{Address, Fingerprint, InstanceId, Meta, NodeName, ServiceName, Tags, Ttl};
 use super::version::Version;
+use super::{Address, Fingerprint, InstanceId, Meta, NodeName, ServiceName, Tags, Ttl};
 
 /// What a client asks to register (everything but the key and the server-assigned fields).
 #[derive(Debug, Clone, PartialEq, Eq)]
