@@ -196,6 +196,21 @@ impl Entry {
         matches!(self.state, EntryState::Live(_))
     }
 
+    /// A tombstone entry for `service/instance`.
+    pub(crate) fn tombstone(
+        service: &ServiceName,
+        instance: &InstanceId,
+        version: Version,
+        reason: TombstoneReason,
+    ) -> Self {
+        Self {
+            service: service.clone(),
+            instance: instance.clone(),
+            version,
+            state: EntryState::Tombstone { reason },
+        }
+    }
+
     /// The replication form of a live record with `lease_remaining` left.
     pub(crate) fn live(record: &Record, version: Version, lease_remaining: Duration) -> Self {
         Self {

@@ -127,12 +127,9 @@ impl Slot {
                 self.version,
                 deadline.saturating_duration_since(now),
             ),
-            SlotState::Tombstone { reason } => Entry {
-                service: service.clone(),
-                instance: instance.clone(),
-                version: self.version,
-                state: EntryState::Tombstone { reason: *reason },
-            },
+            SlotState::Tombstone { reason } => {
+                Entry::tombstone(service, instance, self.version, *reason)
+            }
         }
     }
 }

@@ -9,9 +9,7 @@ use tokio::time::Instant;
 
 use super::timers::{Timer, TimerKind};
 use super::{Registry, ServiceState, Slot, SlotState};
-use crate::registry::entry::{
-    ChangeKind, Entry, EntryState, Record, Registration, TombstoneReason,
-};
+use crate::registry::entry::{ChangeKind, Entry, Record, Registration, TombstoneReason};
 use crate::registry::error::{HeartbeatError, RegisterError};
 use crate::registry::names::{InstanceId, ServiceName};
 use crate::registry::version::{Version, unix_millis};
@@ -220,12 +218,7 @@ impl Registry {
     ) {
         let version = self.next_version(svc, instance, SystemTime::now());
         if let Some(tx) = &self.inner.replication {
-            let _ = tx.send(Entry {
-                service: svc.name.clone(),
-                instance: instance.clone(),
-                version,
-                state: EntryState::Tombstone { reason },
-            });
+            let _ = tx.send(Entry::tombstone(&svc.name, instance, version, reason));
         }
         self.store_tombstone(svc, instance, version, reason, now);
     }
