@@ -5,94 +5,21 @@
 //!
 //! Run: `cargo bench -p directory --bench cluster_processes` (optionally `-- 10` nodes).
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-const BIN: &str = env!("CARGO_BIN_EXE_directory");
-
-struct Node {
-    name: String,
-    child: Child,
-    http: String,
-    gossip: String,
-}
-
-async fn spawn(name: &str, gossip_addr: &str, key: &str, join: Option<&str>) -> Result<Node> {
-    let mut cmd = Command::new(BIN);
-    cmd.args([
-        "serve",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-        "--log-filter",
-        "warn,directory=info",
-    ])
-    .args([
-        "--node-name",
-        name,
-        "--gossip-addr",
-        gossip_addr,
-        "--cluster-key",
-        key,
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .kill_on_drop(true);
-    if let Some(seed) = join {
-        cmd.args(["--join", seed]);
-    }
-    let mut child = cmd.spawn()?;
-    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let (mut http, mut gossip) = (None, None);
-    while http.is_none() || gossip.is_none() {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await??
-            .context("exited")?;
-        let Ok(log) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        if let Some(a) = log["fields"]["gossip_addr"].as_str() {
-            gossip = Some(a.to_owned());
-        }
-        if let Some(a) = log["fields"]["http_addr"].as_str() {
-            http = Some(format!("http://{a}"));
-        }
-    }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Node {
-        name: name.into(),
-        child,
-        http: http.unwrap_or_default(),
-        gossip: gossip.unwrap_or_default(),
-    })
-}
+#[path = "../tests/process_support/mod.rs"]
+mod process_support;
+use process_support::{
+    NodeProcess as Node, get_json, member_state as state_of, spawn_node as spawn,
+};
 
 async fn members(client: &reqwest::Client, node: &Node) -> Value {
-    match client
-        .get(format!("{}/v1/cluster/members", node.http))
-        .send()
-        .await
-    {
-        Ok(r) => r.json().await.unwrap_or(Value::Null),
-        Err(_) => Value::Null,
-    }
-}
-
-fn state_of(members: &Value, name: &str) -> Option<String> {
-    members["members"]
-        .as_array()?
-        .iter()
-        .find(|m| m["name"] == name)?["state"]
-        .as_str()
-        .map(str::to_owned)
+    get_json(client, &format!("{}/v1/cluster/members", node.http)).await
 }
 
 async fn wait_all_alive(client: &reqwest::Client, nodes: &[Node]) -> Result<()> {

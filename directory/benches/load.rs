@@ -30,6 +30,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+#[path = "../tests/process_support/mod.rs"]
+mod process_support;
+
 const SERVICES: usize = 100;
 const INSTANCES: usize = 10_000;
 const RSS_INSTANCES: usize = 100_000;
@@ -511,24 +514,11 @@ impl Conn {
 }
 
 async fn spawn_directory() -> Result<(Child, String)> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_directory"));
-    cmd.args([
-        "serve",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-        "--max-instances",
-        "1000000",
-    ]);
-    let (child, first) = spawn_and_read_first_line(cmd).await?;
-    let line: serde_json::Value =
-        serde_json::from_str(&first).with_context(|| format!("first line: {first}"))?;
-    let addr = line["fields"]["http_addr"]
-        .as_str()
-        .context("http_addr in first log line")?
-        .to_owned();
-    Ok((child, addr))
+    let mut cmd = process_support::serve_command(&["--max-instances", "1000000"]);
+    cmd.stderr(Stdio::inherit());
+    let (child, mut addrs) =
+        process_support::spawn_logging(cmd, &["http_addr"], Duration::from_secs(30)).await?;
+    Ok((child, addrs.pop().context("http_addr logged")?))
 }
 
 async fn spawn_baseline() -> Result<(Child, String)> {

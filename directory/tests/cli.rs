@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{client, start};
+use directory::Server;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -56,6 +57,30 @@ fn address_in(line: &str) -> String {
         .collect()
 }
 
+/// `GET /v1/health` of the node at `addr` (`host:port`).
+async fn health_of(addr: &str) -> Value {
+    client()
+        .get(format!("http://{addr}/v1/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Runs a client subcommand against the node at `addr` (appends `--addr addr`).
+async fn run_at(addr: &str, args: &[&str]) -> (bool, String, String) {
+    run(&[args, &["--addr", addr]].concat()).await
+}
+
+/// Starts an in-process node; returns it with its `host:port`.
+async fn start_node() -> (Server, String) {
+    let server = start().await;
+    let addr = server.http_addr().to_string();
+    (server, addr)
+}
+
 async fn sigterm_and_wait(mut child: Child) {
     let pid = child.id().unwrap().to_string();
     let status = Command::new("kill")
@@ -76,14 +101,7 @@ async fn serve_on_port_zero_prints_the_bound_address_first_and_stops_on_sigterm(
     let (child, first) = spawn_node(&["serve", "--http-addr", "127.0.0.1:0"], &[]).await;
     let addr = address_in(&first);
     assert!(!addr.ends_with(":0"), "{first}");
-    let health: Value = client()
-        .get(format!("http://{addr}/v1/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = health_of(&addr).await;
     assert_eq!(health["status"], "ok");
     sigterm_and_wait(child).await;
 }
@@ -99,37 +117,30 @@ async fn plain_directory_serves_with_env_configuration_and_json_logs() {
         serde_json::from_str(&first).unwrap_or_else(|e| panic!("not JSON ({e}): {first}"));
     let addr = line["fields"]["http_addr"].as_str().unwrap().to_owned();
     assert_eq!(line["fields"]["node"], "env-node");
-    let health: Value = client()
-        .get(format!("http://{addr}/v1/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = health_of(&addr).await;
     assert_eq!(health["node"], "env-node");
     sigterm_and_wait(child).await;
 }
 
 #[tokio::test]
 async fn client_subcommands_register_list_look_up_and_deregister() {
-    let server = start().await;
-    let addr = server.http_addr().to_string();
-    let (ok, out, err) = run(&[
-        "register",
-        "orders",
-        "orders-1",
-        "--address",
-        "127.0.0.1:7000",
-        "--tag",
-        "v2",
-        "--meta",
-        "zone=a",
-        "--ttl",
-        "1m",
-        "--addr",
+    let (server, addr) = start_node().await;
+    let (ok, out, err) = run_at(
         &addr,
-    ])
+        &[
+            "register",
+            "orders",
+            "orders-1",
+            "--address",
+            "127.0.0.1:7000",
+            "--tag",
+            "v2",
+            "--meta",
+            "zone=a",
+            "--ttl",
+            "1m",
+        ],
+    )
     .await;
     assert!(ok, "{err}");
     assert!(
@@ -138,7 +149,7 @@ async fn client_subcommands_register_list_look_up_and_deregister() {
     );
     assert_eq!(server.registry().len(), 1);
 
-    let (ok, out, _) = run(&["services", "--addr", &addr]).await;
+    let (ok, out, _) = run_at(&addr, &["services"]).await;
     assert!(ok);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
@@ -150,38 +161,33 @@ async fn client_subcommands_register_list_look_up_and_deregister() {
         ["orders", "1"]
     );
 
-    let (ok, out, _) = run(&["lookup", "orders", "--addr", &addr]).await;
+    let (ok, out, _) = run_at(&addr, &["lookup", "orders"]).await;
     assert!(ok);
     assert!(out.starts_with("INSTANCE"), "{out}");
     assert!(
         out.contains("orders-1") && out.contains("127.0.0.1:7000") && out.contains("zone=a"),
         "{out}"
     );
-    let (ok, out, _) = run(&["lookup", "orders", "--tag", "nope", "--addr", &addr]).await;
+    let (ok, out, _) = run_at(&addr, &["lookup", "orders", "--tag", "nope"]).await;
     assert!(ok);
     assert_eq!(out.lines().count(), 1, "only the header: {out}");
 
-    let (ok, out, _) = run(&[
-        "lookup",
-        "orders",
-        "--json",
-        "--meta",
-        "zone=a",
-        "--addr",
+    let (ok, out, _) = run_at(
         &format!("http://{addr}"),
-    ])
+        &["lookup", "orders", "--json", "--meta", "zone=a"],
+    )
     .await;
     assert!(ok);
     let json: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["instances"][0]["tags"][0], "v2");
-    let (ok, out, _) = run(&["services", "--json", "--addr", &addr]).await;
+    let (ok, out, _) = run_at(&addr, &["services", "--json"]).await;
     assert!(ok);
     assert_eq!(
         serde_json::from_str::<Value>(&out).unwrap()["services"][0]["instances"],
         1
     );
 
-    let (ok, out, _) = run(&["deregister", "orders", "orders-1", "--addr", &addr]).await;
+    let (ok, out, _) = run_at(&addr, &["deregister", "orders", "orders-1"]).await;
     assert!(ok);
     assert_eq!(out.trim(), "deregistered orders/orders-1");
     assert!(server.registry().is_empty());
@@ -190,31 +196,26 @@ async fn client_subcommands_register_list_look_up_and_deregister() {
 
 #[tokio::test]
 async fn client_errors_are_clear_and_exit_non_zero() {
-    let server = start().await;
-    let addr = server.http_addr().to_string();
-    let (ok, _, err) = run(&[
-        "register",
-        "orders",
-        "o-1",
-        "--address",
-        "no-port",
-        "--addr",
+    let (server, addr) = start_node().await;
+    let (ok, _, err) = run_at(
         &addr,
-    ])
+        &["register", "orders", "o-1", "--address", "no-port"],
+    )
     .await;
     assert!(!ok);
     assert!(err.contains("invalid_address"), "{err}");
-    let (ok, _, err) = run(&[
-        "register",
-        "orders",
-        "o-1",
-        "--address",
-        "h:1",
-        "--meta",
-        "novalue",
-        "--addr",
+    let (ok, _, err) = run_at(
         &addr,
-    ])
+        &[
+            "register",
+            "orders",
+            "o-1",
+            "--address",
+            "h:1",
+            "--meta",
+            "novalue",
+        ],
+    )
     .await;
     assert!(!ok);
     assert!(err.contains("key=value"), "{err}");
@@ -226,10 +227,10 @@ async fn client_errors_are_clear_and_exit_non_zero() {
         .local_addr()
         .unwrap()
         .to_string();
-    let (ok, _, err) = run(&["services", "--addr", &free]).await;
+    let (ok, _, err) = run_at(&free, &["services"]).await;
     assert!(!ok);
     assert!(err.contains("cannot reach the directory node"), "{err}");
-    let (ok, _, err) = run(&["health", "--addr", &free]).await;
+    let (ok, _, err) = run_at(&free, &["health"]).await;
     assert!(!ok, "health fails when nothing answers");
     assert!(err.contains("cannot reach the directory node"), "{err}");
     server.shutdown().await;
@@ -237,9 +238,8 @@ async fn client_errors_are_clear_and_exit_non_zero() {
 
 #[tokio::test]
 async fn health_subcommand_succeeds_against_a_live_node() {
-    let server = start().await;
-    let addr = server.http_addr().to_string();
-    let (ok, out, err) = run(&["health", "--addr", &addr]).await;
+    let (server, addr) = start_node().await;
+    let (ok, out, err) = run_at(&addr, &["health"]).await;
     assert!(ok, "{err}");
     assert!(out.starts_with("ok on node "), "{out}");
     server.shutdown().await;

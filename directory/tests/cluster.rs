@@ -14,7 +14,7 @@ use directory::{Config, Server};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use common::{client, url};
+use common::{client, spawn_get_json, url};
 
 async fn node(name: &str, key: &ClusterKey, join: &[SocketAddr]) -> Server {
     let mut config = Config::for_test();
@@ -90,16 +90,7 @@ async fn registrations_heartbeats_and_deletions_replicate_to_every_node() {
             &nodes[2],
             &format!("/v1/services/orders?index={index}&wait=10s"),
         );
-        tokio::spawn(async move {
-            client()
-                .get(u)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        })
+        spawn_get_json(u)
     };
     let registration = Registration::new(Address::new("127.0.0.1:7000").unwrap());
     nodes[0]

@@ -1,21 +1,14 @@
 //! Three real `directory` processes on loopback: replication, SIGKILL detection, restart
 //! catch-up, and the `members` / `keygen` subcommands.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::time::Instant;
 
-const BIN: &str = env!("CARGO_BIN_EXE_directory");
-
-struct Node {
-    child: Child,
-    http: String,
-    gossip: String,
-}
+mod process_support;
+use process_support::{BIN, NodeProcess as Node, get_json, member_state};
 
 fn client() -> reqwest::Client {
     directory::cli::http_client(Duration::from_secs(10)).expect("client builds")
@@ -23,65 +16,13 @@ fn client() -> reqwest::Client {
 
 /// Starts a node and waits for its "gossip started" and "listening" log lines.
 async fn spawn(name: &str, gossip_addr: &str, key: &str, join: Option<&str>) -> Node {
-    let mut cmd = Command::new(BIN);
-    cmd.args([
-        "serve",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-    ])
-    .args(["--node-name", name, "--gossip-addr", gossip_addr])
-    .env("DIRECTORY_CLUSTER_KEY", key)
-    .env_remove("DIRECTORY_HTTP_ADDR")
-    .env_remove("DIRECTORY_JOIN")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .kill_on_drop(true);
-    if let Some(seed) = join {
-        cmd.args(["--join", seed]);
-    }
-    let mut child = cmd.spawn().expect("directory starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (mut http, mut gossip) = (None, None);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http.is_none() || gossip.is_none() {
-        let line = tokio::time::timeout_at(deadline, lines.next_line())
-            .await
-            .expect("start-up log lines in time")
-            .expect("readable stdout")
-            .expect("the node is still running");
-        let Ok(log) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        if let Some(a) = log["fields"]["gossip_addr"].as_str() {
-            gossip = Some(a.to_owned());
-        }
-        if let Some(a) = log["fields"]["http_addr"].as_str() {
-            http = Some(a.to_owned());
-        }
-    }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Node {
-        child,
-        http: format!("http://{}", http.unwrap_or_default()),
-        gossip: gossip.unwrap_or_default(),
-    }
+    process_support::spawn_node(name, gossip_addr, key, join)
+        .await
+        .expect("directory starts and logs its addresses")
 }
 
 async fn get(node: &Node, path: &str) -> Value {
-    match client().get(format!("{}{path}", node.http)).send().await {
-        Ok(r) => r.json().await.unwrap_or(Value::Null),
-        Err(_) => Value::Null,
-    }
-}
-
-fn member_state(members: &Value, name: &str) -> Option<String> {
-    members["members"]
-        .as_array()?
-        .iter()
-        .find(|m| m["name"] == name)
-        .and_then(|m| m["state"].as_str().map(str::to_owned))
+    get_json(&client(), &format!("{}{path}", node.http)).await
 }
 
 async fn eventually<F: AsyncFnMut() -> bool>(what: &str, limit: Duration, mut cond: F) {

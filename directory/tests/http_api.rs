@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{bad_cases, client, snapshot, start, start_with, url, wait_until};
+use common::{bad_cases, client, snapshot, spawn_get_json, start, start_with, url, wait_until};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -303,16 +303,7 @@ async fn blocking_queries_wake_on_change() {
     // Blocking on a service that does not exist yet wakes when it appears.
     let waiting = {
         let target = url(&server, "/v1/services/later?index=0&wait=30s");
-        tokio::spawn(async move {
-            client()
-                .get(target)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        })
+        spawn_get_json(target)
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     put(&server, "later", "x", json!({"address": "h:3"})).await;

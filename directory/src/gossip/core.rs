@@ -576,7 +576,7 @@ impl GossipCore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gossip::wire::{EntryState, EntryVersion, LiveRecord};
+    use crate::gossip::wire::test_live_entry;
 
     fn core(port: u16) -> GossipCore {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -585,20 +585,7 @@ mod tests {
     }
 
     fn entry(instance: &str, hlc: u64) -> WireEntry {
-        WireEntry {
-            key: EntryKey::new("svc", instance),
-            version: EntryVersion { hlc, node: 1 },
-            state: EntryState::Live(LiveRecord {
-                address: "127.0.0.1:1".into(),
-                tags: vec![],
-                meta: vec![],
-                ttl_ms: 60_000,
-                fingerprint: None,
-                owner: "n1".into(),
-                registered_at_ms: 0,
-                lease_remaining_ms: 60_000,
-            }),
-        }
+        test_live_entry(instance, hlc, 60_000)
     }
 
     /// Runs a push-pull session from `a` to `b` the way the driver would.

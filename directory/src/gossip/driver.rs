@@ -178,27 +178,14 @@ impl Gossip {
             addr: settings.bind,
             source,
         })?;
-        let advertise = match settings.advertise {
-            Some(a) => a,
-            None if local_addr.ip().is_unspecified() => {
-                return Err(GossipStartError::NeedAdvertise(local_addr));
-            }
-            None => local_addr,
-        };
+        let advertise = advertise_addr(settings.advertise, local_addr)?;
         if settings.security.key().is_none() {
             tracing::warn!(
                 "gossip runs WITHOUT encryption or authentication (--insecure-no-cluster-key)"
             );
         }
         let node = registry.config().node.clone();
-        let generation = u64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis(),
-        )
-        .unwrap_or(0);
-        let identity = NodeIdentity::new(advertise, node.as_str(), generation);
+        let identity = NodeIdentity::new(advertise, node.as_str(), generation_now());
         let mut gossip = settings.gossip.clone();
         gossip.rng_seed = rand::random();
         let core = GossipCore::new(identity, gossip, Instant::now().into_std())?;
@@ -283,6 +270,30 @@ impl Drop for Gossip {
         // Without a graceful `shutdown`, still stop every task (no leave announcement).
         self.cancel.cancel();
     }
+}
+
+/// The address other nodes should use: `advertise` if set, else the bound address unless
+/// that is a wildcard (which peers cannot dial).
+fn advertise_addr(
+    advertise: Option<SocketAddr>,
+    local_addr: SocketAddr,
+) -> Result<SocketAddr, GossipStartError> {
+    match advertise {
+        Some(a) => Ok(a),
+        None if local_addr.ip().is_unspecified() => {
+            Err(GossipStartError::NeedAdvertise(local_addr))
+        }
+        None => Ok(local_addr),
+    }
+}
+
+/// This incarnation's generation: wall-clock milliseconds, so a restarted node outranks
+/// its previous life (0 if the clock reads before 1970).
+fn generation_now() -> u64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since_epoch.as_millis()).unwrap_or(0)
 }
 
 async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), GossipStartError> {

@@ -230,24 +230,7 @@ fn entry_hash(key: &EntryKey, version: EntryVersion) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gossip::wire::{LiveRecord, TombstoneReason};
-
-    fn live(instance: &str, hlc: u64, lease_ms: u64) -> WireEntry {
-        WireEntry {
-            key: EntryKey::new("svc", instance),
-            version: EntryVersion { hlc, node: 1 },
-            state: EntryState::Live(LiveRecord {
-                address: "127.0.0.1:1".into(),
-                tags: vec![],
-                meta: vec![],
-                ttl_ms: lease_ms,
-                fingerprint: None,
-                owner: "n1".into(),
-                registered_at_ms: 0,
-                lease_remaining_ms: lease_ms,
-            }),
-        }
-    }
+    use crate::gossip::wire::{TombstoneReason, test_live_entry as live};
 
     fn tomb(instance: &str, hlc: u64, age_ms: u64) -> WireEntry {
         WireEntry {

@@ -243,6 +243,26 @@ pub fn entry_size(entry: &WireEntry) -> usize {
     postcard::experimental::serialized_size(entry).unwrap_or(usize::MAX)
 }
 
+/// A minimal live entry of service `svc` for unit tests elsewhere in `gossip`: written by
+/// node 1 (owner `n1`), no tags or meta, `lease_ms` as both TTL and lease remaining.
+#[cfg(test)]
+pub(crate) fn test_live_entry(instance: &str, hlc: u64, lease_ms: u64) -> WireEntry {
+    WireEntry {
+        key: EntryKey::new("svc", instance),
+        version: EntryVersion { hlc, node: 1 },
+        state: EntryState::Live(LiveRecord {
+            address: "127.0.0.1:1".into(),
+            tags: vec![],
+            meta: vec![],
+            ttl_ms: lease_ms,
+            fingerprint: None,
+            owner: "n1".into(),
+            registered_at_ms: 0,
+            lease_remaining_ms: lease_ms,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::names::{Address, Fingerprint, InstanceId, Meta, NodeName, ServiceName, Tags, Ttl};
 use super::version::Version;
+use super::{Address, Fingerprint, InstanceId, Meta, NodeName, ServiceName, Tags, Ttl};
 
 /// What a client asks to register (everything but the key and the server-assigned fields).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,6 +194,21 @@ impl Entry {
     /// Whether this entry is a live record.
     pub fn is_live(&self) -> bool {
         matches!(self.state, EntryState::Live(_))
+    }
+
+    /// A tombstone entry for `service/instance`.
+    pub(crate) fn tombstone(
+        service: &ServiceName,
+        instance: &InstanceId,
+        version: Version,
+        reason: TombstoneReason,
+    ) -> Self {
+        Self {
+            service: service.clone(),
+            instance: instance.clone(),
+            version,
+            state: EntryState::Tombstone { reason },
+        }
     }
 
     /// The replication form of a live record with `lease_remaining` left.

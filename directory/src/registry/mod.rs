@@ -2,13 +2,18 @@
 //! last-writer-wins merging of entries from other nodes.
 //!
 //! Layout:
-//! - `names` — validated newtypes ([`ServiceName`], [`InstanceId`], [`NodeName`], [`Address`],
-//!   [`Ttl`], [`Tags`], [`Meta`], [`Fingerprint`]);
+//! - `names` — the validated name newtypes ([`ServiceName`], [`InstanceId`], [`NodeName`]) and
+//!   [`ValidationError`], shared by every validated type;
+//! - `address` — [`Address`] (`host:port`);
+//! - `ttl` — [`Ttl`], the lease length, and its bounds;
+//! - `labels` — [`Tags`] and [`Meta`];
+//! - `fingerprint` — [`Fingerprint`] (pinned peer identity);
 //! - `version` — [`Version`] and the hybrid logical clock [`Hlc`];
 //! - `entry` — [`Record`] (what clients see), [`Entry`] (what nodes replicate),
 //!   [`ChangeEvent`] (what watchers get);
 //! - `store` — the concurrent [`Registry`] (dashmap of per-service state; one timer queue
-//!   for lease expiry and tombstone collection);
+//!   for lease expiry and tombstone collection), split by concern into writes, lookups,
+//!   timers, replication and waits;
 //! - `config`, `error` — [`RegistryConfig`] and typed errors.
 //!
 //! Replication contract: every local write (register, heartbeat, deregister, expiry) gets a
@@ -16,13 +21,18 @@
 //! [`Registry::merge_remote`] applies a remote [`Entry`] if its version is higher;
 //! [`Registry::entries`] lists every entry including tombstones for anti-entropy.
 
+mod address;
 mod config;
 mod entry;
 mod error;
+mod fingerprint;
+mod labels;
 mod names;
 mod store;
+mod ttl;
 mod version;
 
+pub use address::Address;
 pub use config::{
     DEFAULT_EVENT_BUFFER, DEFAULT_MAX_INSTANCES, DEFAULT_NODE_NAME, DEFAULT_TOMBSTONE_RETENTION,
     RegistryConfig,
@@ -31,11 +41,11 @@ pub use entry::{
     ChangeEvent, ChangeKind, Entry, EntryState, LiveState, Record, Registration, TombstoneReason,
 };
 pub use error::{HeartbeatError, RegisterError};
-pub use names::{
-    Address, DEFAULT_TTL, Fingerprint, InstanceId, MAX_META_KEYS, MAX_TAGS, MAX_TTL, MAX_VALUE_LEN,
-    MIN_TTL, Meta, NodeName, ServiceName, Tags, Ttl, ValidationError,
-};
+pub use fingerprint::Fingerprint;
+pub use labels::{MAX_META_KEYS, MAX_TAGS, MAX_VALUE_LEN, Meta, Tags};
+pub use names::{InstanceId, NodeName, ServiceName, ValidationError};
 pub use store::{Filter, MergeOutcome, ReapStats, Registry, ServiceSummary, ServiceView};
+pub use ttl::{DEFAULT_TTL, MAX_TTL, MIN_TTL, Ttl};
 pub use version::{Hlc, Version};
 
 #[cfg(test)]

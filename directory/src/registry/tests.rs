@@ -1,6 +1,7 @@
 //! Unit tests of the registry as a whole (store + leases + merge).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use proptest::prelude::*;
@@ -24,6 +25,19 @@ fn reg(addr: &str, ttl_secs: u64) -> Registration {
     }
 }
 
+/// Registers `service/instance` at `addr` with a `ttl_secs` lease, expecting success.
+fn put(
+    r: &Registry,
+    service: &str,
+    instance: &str,
+    addr: &str,
+    ttl_secs: u64,
+    now: Instant,
+) -> Arc<Record> {
+    r.register(&svc(service), &inst(instance), reg(addr, ttl_secs), now)
+        .unwrap()
+}
+
 fn registry() -> Registry {
     Registry::new(RegistryConfig::for_test())
 }
@@ -38,14 +52,10 @@ fn drain(rx: &mut broadcast::Receiver<ChangeEvent>) -> Vec<(ChangeKind, String)>
 fn registered_instances_are_found_with_a_fresh_index() {
     let r = registry();
     let now = Instant::now();
-    let rec = r
-        .register(&svc("orders"), &inst("o-1"), reg("10.0.0.1:7000", 10), now)
-        .unwrap();
+    let rec = put(&r, "orders", "o-1", "10.0.0.1:7000", 10, now);
     assert_eq!(rec.index, 1);
     assert_eq!(rec.owner.as_str(), DEFAULT_NODE_NAME);
-    let rec2 = r
-        .register(&svc("orders"), &inst("o-2"), reg("10.0.0.2:7000", 10), now)
-        .unwrap();
+    let rec2 = put(&r, "orders", "o-2", "10.0.0.2:7000", 10, now);
     assert_eq!(rec2.index, 2);
     let view = r.lookup(&svc("orders"), &Filter::default());
     assert_eq!(view.index, 2);
@@ -83,17 +93,8 @@ fn reregistering_identical_content_only_renews_the_lease() {
     let r = registry();
     let mut events = r.subscribe();
     let now = Instant::now();
-    let first = r
-        .register(&svc("a"), &inst("i"), reg("h:1", 5), now)
-        .unwrap();
-    let again = r
-        .register(
-            &svc("a"),
-            &inst("i"),
-            reg("h:1", 5),
-            now + Duration::from_secs(3),
-        )
-        .unwrap();
+    let first = put(&r, "a", "i", "h:1", 5, now);
+    let again = put(&r, "a", "i", "h:1", 5, now + Duration::from_secs(3));
     assert_eq!(again.index, first.index);
     assert_eq!(again.registered_at, first.registered_at);
     assert_eq!(
@@ -110,12 +111,8 @@ fn changing_a_registration_bumps_the_index_and_emits_updated() {
     let r = registry();
     let mut events = r.subscribe();
     let now = Instant::now();
-    let first = r
-        .register(&svc("a"), &inst("i"), reg("h:1", 5), now)
-        .unwrap();
-    let second = r
-        .register(&svc("a"), &inst("i"), reg("h:2", 5), now)
-        .unwrap();
+    let first = put(&r, "a", "i", "h:1", 5, now);
+    let second = put(&r, "a", "i", "h:2", 5, now);
     assert!(second.index > first.index);
     assert_eq!(second.registered_at, first.registered_at);
     assert_eq!(r.len(), 1);
@@ -133,9 +130,7 @@ fn heartbeats_renew_the_lease_without_waking_watchers() {
     let r = registry();
     let mut events = r.subscribe();
     let now = Instant::now();
-    let first = r
-        .register(&svc("a"), &inst("i"), reg("h:1", 5), now)
-        .unwrap();
+    let first = put(&r, "a", "i", "h:1", 5, now);
     let v1 = r.entry(&svc("a"), &inst("i"), now).unwrap().version;
     let (index_before, revision_before) = r.service_revision(&svc("a"));
     let renewed = r
@@ -160,8 +155,7 @@ fn heartbeats_renew_the_lease_without_waking_watchers() {
 fn renewals_keep_one_timer_per_instance() {
     let r = registry();
     let now = Instant::now();
-    r.register(&svc("a"), &inst("i"), reg("h:1", 10), now)
-        .unwrap();
+    put(&r, "a", "i", "h:1", 10, now);
     for ms in 1..=1000 {
         let t = now + Duration::from_millis(ms);
         r.heartbeat(&svc("a"), &inst("i"), t).unwrap();
@@ -174,10 +168,8 @@ fn renewals_keep_one_timer_per_instance() {
     assert_eq!(r.pending_timers(), 1);
     assert_eq!(r.reap(now + Duration::from_secs(11)).expired, 1);
     // A shorter lease arms an earlier timer; the later one becomes stale and is dropped.
-    r.register(&svc("a"), &inst("j"), reg("h:1", 60), now)
-        .unwrap();
-    r.register(&svc("a"), &inst("j"), reg("h:1", 5), now)
-        .unwrap();
+    put(&r, "a", "j", "h:1", 60, now);
+    put(&r, "a", "j", "h:1", 5, now);
     assert_eq!(r.reap(now + Duration::from_secs(5)).expired, 1);
     assert_eq!(r.reap(now + Duration::from_secs(61)).expired, 0);
 }
@@ -190,8 +182,7 @@ fn heartbeats_for_unknown_or_expired_instances_are_not_found() {
         r.heartbeat(&svc("a"), &inst("i"), now),
         Err(HeartbeatError::NotFound { .. })
     ));
-    r.register(&svc("a"), &inst("i"), reg("h:1", 1), now)
-        .unwrap();
+    put(&r, "a", "i", "h:1", 1, now);
     let mut events = r.subscribe();
     // Past the deadline but before the reaper ran: expired on the spot.
     let late = now + Duration::from_secs(2);
@@ -205,10 +196,8 @@ fn heartbeats_for_unknown_or_expired_instances_are_not_found() {
 fn leases_expire_by_the_reaper_and_watchers_see_it() {
     let r = registry();
     let now = Instant::now();
-    r.register(&svc("a"), &inst("short"), reg("h:1", 1), now)
-        .unwrap();
-    r.register(&svc("a"), &inst("long"), reg("h:1", 60), now)
-        .unwrap();
+    put(&r, "a", "short", "h:1", 1, now);
+    put(&r, "a", "long", "h:1", 60, now);
     let mut events = r.subscribe();
     assert_eq!(r.reap(now).expired, 0);
     let index_before = r.lookup(&svc("a"), &Filter::default()).index;
@@ -235,8 +224,7 @@ fn leases_expire_by_the_reaper_and_watchers_see_it() {
 fn deregistering_is_idempotent_and_tombstones_are_collected_after_retention() {
     let r = registry();
     let now = Instant::now();
-    r.register(&svc("a"), &inst("i"), reg("h:1", 60), now)
-        .unwrap();
+    put(&r, "a", "i", "h:1", 60, now);
     let mut events = r.subscribe();
     assert!(r.deregister(&svc("a"), &inst("i"), now));
     assert!(!r.deregister(&svc("a"), &inst("i"), now));
@@ -270,10 +258,8 @@ fn a_full_store_refuses_new_instances_and_changes_nothing() {
     };
     let r = Registry::new(config);
     let now = Instant::now();
-    r.register(&svc("a"), &inst("1"), reg("h:1", 60), now)
-        .unwrap();
-    r.register(&svc("a"), &inst("2"), reg("h:1", 60), now)
-        .unwrap();
+    put(&r, "a", "1", "h:1", 60, now);
+    put(&r, "a", "2", "h:1", 60, now);
     let before = r.entries(now);
     let index = r.index();
     let err = r
@@ -284,11 +270,9 @@ fn a_full_store_refuses_new_instances_and_changes_nothing() {
     assert_eq!(r.index(), index);
     assert_eq!(r.service_revision(&svc("b")), (0, 0));
     // Replacing an existing instance is still allowed, and a freed slot can be reused.
-    r.register(&svc("a"), &inst("2"), reg("h:2", 60), now)
-        .unwrap();
+    put(&r, "a", "2", "h:2", 60, now);
     r.deregister(&svc("a"), &inst("1"), now);
-    r.register(&svc("b"), &inst("3"), reg("h:1", 60), now)
-        .unwrap();
+    put(&r, "b", "3", "h:1", 60, now);
     assert_eq!(r.len(), 2);
 }
 
@@ -388,8 +372,7 @@ async fn the_reaper_task_expires_leases_on_time() {
         async move { r.run_reaper(cancel).await }
     });
     let mut events = r.subscribe();
-    r.register(&svc("a"), &inst("i"), reg("h:1", 2), Instant::now())
-        .unwrap();
+    put(&r, "a", "i", "h:1", 2, Instant::now());
     let start = Instant::now();
     let event = events.recv().await.unwrap();
     assert_eq!(event.kind, ChangeKind::Registered);
@@ -410,12 +393,10 @@ fn every_local_write_reaches_the_replication_hook() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let r = Registry::with_replication(RegistryConfig::for_test(), tx);
     let now = Instant::now();
-    r.register(&svc("a"), &inst("i"), reg("h:1", 1), now)
-        .unwrap();
+    put(&r, "a", "i", "h:1", 1, now);
     r.heartbeat(&svc("a"), &inst("i"), now).unwrap();
     r.deregister(&svc("a"), &inst("i"), now);
-    r.register(&svc("a"), &inst("j"), reg("h:1", 1), now)
-        .unwrap();
+    put(&r, "a", "j", "h:1", 1, now);
     r.reap(now + Duration::from_secs(1));
     let got: Vec<Entry> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
     let shape: Vec<(&str, bool)> = got

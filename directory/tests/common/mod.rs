@@ -30,6 +30,20 @@ pub fn url(server: &Server, path: &str) -> String {
     format!("http://{}{path}", server.http_addr())
 }
 
+/// Starts `GET url` in a task (typically a blocking query) and yields its JSON body.
+pub fn spawn_get_json(url: String) -> tokio::task::JoinHandle<Value> {
+    tokio::spawn(async move {
+        client()
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    })
+}
+
 /// Everything observable about a registry's content, to assert "nothing changed".
 #[derive(Debug, PartialEq)]
 pub struct Snapshot {

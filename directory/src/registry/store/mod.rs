@@ -1,0 +1,186 @@
+//! The concurrent store: per-service state in a [`DashMap`], leases and tombstones on one
+//! timer queue, change index, blocking waits, watch events and the replication hook.
+//!
+//! Layout (all of it `impl Registry`, split by concern):
+//! - this module — the shared state ([`Registry`], per-service state, slots) and accessors;
+//! - `writes` — local writes (register, heartbeat, deregister) and the store primitives they
+//!   share with replication;
+//! - `lookup` — reads ([`Filter`], [`ServiceView`], the catalog);
+//! - `timers` — the timer queue: lease expiry, tombstone collection, the reaper task;
+//! - `replication` — merging remote entries and listing entries for anti-entropy;
+//! - `waits` — blocking waits on a service's change index and the watch event stream.
+
+mod lookup;
+mod replication;
+mod timers;
+mod waits;
+mod writes;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio::time::Instant;
+
+use crate::registry::config::RegistryConfig;
+use crate::registry::entry::{ChangeEvent, Entry, Record, TombstoneReason};
+use crate::registry::names::{InstanceId, ServiceName};
+use crate::registry::version::{Hlc, Version};
+
+pub use lookup::{Filter, ServiceSummary, ServiceView};
+pub use replication::MergeOutcome;
+pub use timers::ReapStats;
+use timers::Timer;
+
+/// The in-memory service registry of one directory node. Cheap to clone (an `Arc` inside).
+///
+/// Driving it: writes ([`register`](Self::register), [`heartbeat`](Self::heartbeat),
+/// [`deregister`](Self::deregister), [`merge_remote`](Self::merge_remote)) and
+/// [`reap`](Self::reap) take the current monotonic time as an argument. A server runs
+/// [`run_reaper`](Self::run_reaper) as a task; tests can call `reap(now)` directly.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RegistryConfig,
+    node_id: u64,
+    services: DashMap<ServiceName, ServiceState>,
+    hlc: Hlc,
+    /// Last change index handed out (global, shared by all services).
+    index: AtomicU64,
+    /// Last revision handed out (global, so a revision is never reused by a service
+    /// whose state was collected and created again).
+    revision: AtomicU64,
+    /// Live instances in the whole store.
+    live: AtomicUsize,
+    timers: Mutex<BinaryHeap<Reverse<Timer>>>,
+    timer_added: Notify,
+    events: broadcast::Sender<ChangeEvent>,
+    replication: Option<mpsc::UnboundedSender<Entry>>,
+}
+
+/// Everything about one service. A lookup locks only this (one dashmap shard).
+struct ServiceState {
+    name: ServiceName,
+    /// Change index of the service's last user-visible change (0 if none yet).
+    index: u64,
+    /// Bumped on every mutation, renewals included; keys caches of rendered lookups.
+    revision: u64,
+    live: usize,
+    slots: BTreeMap<InstanceId, Slot>,
+    /// Carries `index` to blocking queries.
+    changed: watch::Sender<u64>,
+}
+
+impl ServiceState {
+    fn new(name: ServiceName) -> Self {
+        Self {
+            name,
+            index: 0,
+            revision: 0,
+            live: 0,
+            slots: BTreeMap::new(),
+            changed: watch::Sender::new(0),
+        }
+    }
+
+    /// Whether the state holds nothing and nobody waits on it, so it can be dropped.
+    fn is_collectable(&self) -> bool {
+        self.slots.is_empty() && self.changed.receiver_count() == 0
+    }
+
+    fn mark_changed(&mut self, index: u64) {
+        self.index = index;
+        self.changed.send_replace(index);
+    }
+}
+
+struct Slot {
+    version: Version,
+    state: SlotState,
+}
+
+enum SlotState {
+    /// `armed` is the deadline of the one lease timer that stands for this slot on the
+    /// queue. Renewals only move `deadline`; when the armed timer fires early it is re-armed
+    /// at the current deadline, so a slot has one timer however often it is renewed.
+    Live {
+        record: Arc<Record>,
+        deadline: Instant,
+        armed: Instant,
+    },
+    Tombstone {
+        reason: TombstoneReason,
+    },
+}
+
+impl Registry {
+    /// An empty registry without a replication hook.
+    pub fn new(config: RegistryConfig) -> Self {
+        Self::build(config, None)
+    }
+
+    /// An empty registry that sends every local write (register, heartbeat, deregister,
+    /// expiry) as an [`Entry`] to `replication`. Writes merged from other nodes are not sent.
+    pub fn with_replication(
+        config: RegistryConfig,
+        replication: mpsc::UnboundedSender<Entry>,
+    ) -> Self {
+        Self::build(config, Some(replication))
+    }
+
+    fn build(config: RegistryConfig, replication: Option<mpsc::UnboundedSender<Entry>>) -> Self {
+        let (events, _) = broadcast::channel(config.event_buffer.get());
+        let inner = Inner {
+            node_id: config.node.id(),
+            config,
+            services: DashMap::new(),
+            hlc: Hlc::new(),
+            index: AtomicU64::new(0),
+            revision: AtomicU64::new(0),
+            live: AtomicUsize::new(0),
+            timers: Mutex::new(BinaryHeap::new()),
+            timer_added: Notify::new(),
+            events,
+            replication,
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The configuration this registry runs with.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.inner.config
+    }
+
+    /// Live instances in the store.
+    pub fn len(&self) -> usize {
+        self.inner.live.load(Ordering::Acquire)
+    }
+
+    /// Whether no instance is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The last change index handed out, across all services.
+    pub fn index(&self) -> u64 {
+        self.inner.index.load(Ordering::Acquire)
+    }
+}
+
+impl Slot {
+    fn live_record(&self) -> Option<&Arc<Record>> {
+        match &self.state {
+            SlotState::Live { record, .. } => Some(record),
+            SlotState::Tombstone { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Local writes — register, heartbeat, deregister — and the store primitives (versions,
+//! indexes, live and tombstone slots) they share with replication and expiry.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use tokio::time::Instant;
+
+use super::timers::{Timer, TimerKind};
+use super::{Registry, ServiceState, Slot, SlotState};
+use crate::registry::entry::{ChangeKind, Entry, Record, Registration, TombstoneReason};
+use crate::registry::error::{HeartbeatError, RegisterError};
+use crate::registry::names::{InstanceId, ServiceName};
+use crate::registry::version::{Version, unix_millis};
+
+impl Registry {
+    /// Registers or replaces an instance. Re-registering identical content only renews
+    /// the lease (no change index, no event).
+    pub fn register(
+        &self,
+        service: &ServiceName,
+        instance: &InstanceId,
+        registration: Registration,
+        now: Instant,
+    ) -> Result<Arc<Record>, RegisterError> {
+        let mut svc = self
+            .inner
+            .services
+            .entry(service.clone())
+            .or_insert_with(|| ServiceState::new(service.clone()));
+        let previous = svc.slots.get(instance).and_then(Slot::live_record).cloned();
+        if previous.is_none() && !self.reserve_capacity() {
+            drop(svc);
+            self.collect_if_empty(service);
+            return Err(RegisterError::CapacityFull {
+                max: self.inner.config.max_instances,
+            });
+        }
+        let wall = SystemTime::now();
+        let unchanged = previous
+            .as_ref()
+            .is_some_and(|p| p.same_content(&registration));
+        let index = match &previous {
+            Some(p) if unchanged => p.index,
+            _ => self.next_index(),
+        };
+        let record = Arc::new(Record {
+            service: service.clone(),
+            instance: instance.clone(),
+            address: registration.address,
+            tags: registration.tags,
+            meta: registration.meta,
+            ttl: registration.ttl,
+            fingerprint: registration.fingerprint,
+            owner: self.inner.config.node.clone(),
+            index,
+            registered_at: previous.as_ref().map_or(wall, |p| p.registered_at),
+            lease_expires_at: wall + registration.ttl.duration(),
+        });
+        let kind = change_kind(previous.is_some(), unchanged);
+        if previous.is_none() {
+            svc.live += 1;
+        }
+        let version = self.next_version(&svc, instance, wall);
+        self.put_live(&mut svc, record.clone(), version, now, kind);
+        metrics::counter!("directory_registrations_total").increment(1);
+        Ok(record)
+    }
+
+    /// Renews an instance's lease and makes this node its owner. Bumps the version (so the
+    /// renewal replicates) but not the change index, and wakes no watcher.
+    pub fn heartbeat(
+        &self,
+        service: &ServiceName,
+        instance: &InstanceId,
+        now: Instant,
+    ) -> Result<Arc<Record>, HeartbeatError> {
+        let not_found = || HeartbeatError::NotFound {
+            service: service.clone(),
+            instance: instance.clone(),
+        };
+        let mut svc = self.inner.services.get_mut(service).ok_or_else(not_found)?;
+        let (previous, deadline) = match svc.slots.get(instance).map(|s| &s.state) {
+            Some(SlotState::Live {
+                record, deadline, ..
+            }) => (record.clone(), *deadline),
+            _ => return Err(not_found()),
+        };
+        if deadline <= now {
+            // The reaper has not run yet, but the lease is over: expire now, consistently.
+            self.put_tombstone(&mut svc, instance, TombstoneReason::Expired, now);
+            return Err(not_found());
+        }
+        let wall = SystemTime::now();
+        let record = Arc::new(Record {
+            owner: self.inner.config.node.clone(),
+            lease_expires_at: wall + previous.ttl.duration(),
+            ..(*previous).clone()
+        });
+        let version = self.next_version(&svc, instance, wall);
+        self.put_live(&mut svc, record.clone(), version, now, None);
+        Ok(record)
+    }
+
+    /// Removes an instance. Returns whether it was live; removing an absent instance is a
+    /// no-op (idempotent) and leaves no tombstone.
+    pub fn deregister(&self, service: &ServiceName, instance: &InstanceId, now: Instant) -> bool {
+        let Some(mut svc) = self.inner.services.get_mut(service) else {
+            return false;
+        };
+        let live = svc
+            .slots
+            .get(instance)
+            .is_some_and(|s| s.live_record().is_some());
+        if live {
+            self.put_tombstone(&mut svc, instance, TombstoneReason::Deregistered, now);
+            metrics::counter!("directory_deregistrations_total").increment(1);
+        }
+        live
+    }
+
+    /// Takes one unit of capacity; false when the store is full.
+    pub(super) fn reserve_capacity(&self) -> bool {
+        let max = self.inner.config.max_instances;
+        self.inner
+            .live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    pub(super) fn next_revision(&self) -> u64 {
+        self.inner.revision.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    pub(super) fn next_index(&self) -> u64 {
+        self.inner.index.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// A version for a local write: from the clock, and above the slot's current version
+    /// even if that came from a node whose clock runs ahead.
+    pub(super) fn next_version(
+        &self,
+        svc: &ServiceState,
+        instance: &InstanceId,
+        wall: SystemTime,
+    ) -> Version {
+        if let Some(slot) = svc.slots.get(instance) {
+            self.inner.hlc.observe(slot.version.hlc);
+        }
+        Version {
+            hlc: self.inner.hlc.tick(unix_millis(wall)),
+            node: self.inner.node_id,
+        }
+    }
+
+    /// Stores a local live write and replicates it.
+    pub(super) fn put_live(
+        &self,
+        svc: &mut ServiceState,
+        record: Arc<Record>,
+        version: Version,
+        now: Instant,
+        kind: Option<ChangeKind>,
+    ) {
+        let ttl = record.ttl.duration();
+        if let Some(tx) = &self.inner.replication {
+            let _ = tx.send(Entry::live(&record, version, ttl));
+        }
+        self.store_live(svc, record, version, now + ttl, kind);
+    }
+
+    pub(super) fn store_live(
+        &self,
+        svc: &mut ServiceState,
+        record: Arc<Record>,
+        version: Version,
+        deadline: Instant,
+        kind: Option<ChangeKind>,
+    ) {
+        let instance = record.instance.clone();
+        let armed = match svc.slots.get(&instance).map(|s| &s.state) {
+            // The armed timer fires no later than the new deadline and will re-arm.
+            Some(SlotState::Live { armed, .. }) if *armed <= deadline => *armed,
+            _ => {
+                self.push_timer(Timer {
+                    deadline,
+                    kind: TimerKind::LeaseExpiry,
+                    service: svc.name.clone(),
+                    instance: instance.clone(),
+                    version,
+                });
+                deadline
+            }
+        };
+        let state = SlotState::Live {
+            record: record.clone(),
+            deadline,
+            armed,
+        };
+        svc.slots.insert(instance.clone(), Slot { version, state });
+        svc.revision = self.next_revision();
+        if let Some(kind) = kind {
+            svc.mark_changed(record.index);
+            self.emit(kind, &svc.name, &instance, record.index, Some(record));
+        }
+    }
+
+    /// Turns a live slot into a tombstone as a local write and replicates it.
+    pub(super) fn put_tombstone(
+        &self,
+        svc: &mut ServiceState,
+        instance: &InstanceId,
+        reason: TombstoneReason,
+        now: Instant,
+    ) {
+        let version = self.next_version(svc, instance, SystemTime::now());
+        if let Some(tx) = &self.inner.replication {
+            let _ = tx.send(Entry::tombstone(&svc.name, instance, version, reason));
+        }
+        self.store_tombstone(svc, instance, version, reason, now);
+    }
+
+    pub(super) fn store_tombstone(
+        &self,
+        svc: &mut ServiceState,
+        instance: &InstanceId,
+        version: Version,
+        reason: TombstoneReason,
+        now: Instant,
+    ) {
+        let state = SlotState::Tombstone { reason };
+        let previous = svc.slots.insert(instance.clone(), Slot { version, state });
+        svc.revision = self.next_revision();
+        let collect_at = now + self.inner.config.tombstone_retention;
+        self.push_timer(Timer {
+            deadline: collect_at,
+            kind: TimerKind::TombstoneCollection,
+            service: svc.name.clone(),
+            instance: instance.clone(),
+            version,
+        });
+        if previous.is_some_and(|p| p.live_record().is_some()) {
+            svc.live -= 1;
+            self.inner.live.fetch_sub(1, Ordering::AcqRel);
+            let index = self.next_index();
+            svc.mark_changed(index);
+            self.emit(reason.into(), &svc.name, instance, index, None);
+        }
+    }
+}
+
+pub(super) fn change_kind(was_live: bool, unchanged: bool) -> Option<ChangeKind> {
+    match (was_live, unchanged) {
+        (false, _) => Some(ChangeKind::Registered),
+        (true, false) => Some(ChangeKind::Updated),
+        (true, true) => None,
+    }
+}

@@ -1,0 +1,127 @@
+//! Spawning real `directory` processes on loopback. Shared by `tests/cluster_process.rs` and
+//! the `cluster_processes` and `load` benches (which include this file with `#[path]`).
+#![allow(dead_code)] // each target uses a different subset
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// The `directory` binary cargo built for this target.
+pub const BIN: &str = env!("CARGO_BIN_EXE_directory");
+
+/// How long a node may take to log its listening addresses.
+const STARTUP_LIMIT: Duration = Duration::from_secs(20);
+
+/// A running cluster node: the process (killed on drop) and the addresses it logged.
+pub struct NodeProcess {
+    /// The `--node-name` it was started with.
+    pub name: String,
+    /// The process.
+    pub child: Child,
+    /// Base URL of its HTTP API (`http://host:port`).
+    pub http: String,
+    /// Its gossip address (`host:port`).
+    pub gossip: String,
+}
+
+/// `directory serve` on `127.0.0.1:0` with JSON logs and `extra` arguments appended; no
+/// inherited `DIRECTORY_HTTP_ADDR` / `DIRECTORY_JOIN` can change what the caller asked for.
+pub fn serve_command(extra: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+    ])
+    .args(extra)
+    .env_remove("DIRECTORY_HTTP_ADDR")
+    .env_remove("DIRECTORY_JOIN");
+    cmd
+}
+
+/// Spawns `cmd` (stdout piped, killed on drop) and reads its JSON log lines until each of
+/// `fields` (keys of a line's `fields` object) has been logged, within `limit`. Returns the
+/// child and the values in the order of `fields`; stdout keeps being drained afterwards.
+pub async fn spawn_logging(
+    mut cmd: Command,
+    fields: &[&str],
+    limit: Duration,
+) -> Result<(Child, Vec<String>)> {
+    let mut child = cmd.stdout(Stdio::piped()).kill_on_drop(true).spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let mut values: Vec<Option<String>> = vec![None; fields.len()];
+    let deadline = Instant::now() + limit;
+    while values.iter().any(Option::is_none) {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .with_context(|| format!("no {fields:?} logged within {limit:?}"))??
+            .context("the process exited before logging its addresses")?;
+        let Ok(log) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        for (field, value) in fields.iter().zip(&mut values) {
+            if let Some(v) = log["fields"][field].as_str() {
+                *value = Some(v.to_owned());
+            }
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, values.into_iter().flatten().collect()))
+}
+
+/// Starts a cluster node named `name` gossiping on `gossip_addr` with the cluster key `key`
+/// (passed through the environment, as an operator would), optionally joining `join`, and
+/// waits for it to log its HTTP and gossip addresses.
+pub async fn spawn_node(
+    name: &str,
+    gossip_addr: &str,
+    key: &str,
+    join: Option<&str>,
+) -> Result<NodeProcess> {
+    let mut cmd = serve_command(&[
+        "--log-filter",
+        "warn,directory=info",
+        "--node-name",
+        name,
+        "--gossip-addr",
+        gossip_addr,
+    ]);
+    cmd.env("DIRECTORY_CLUSTER_KEY", key).stderr(Stdio::null());
+    if let Some(seed) = join {
+        cmd.args(["--join", seed]);
+    }
+    let (child, addrs) = spawn_logging(cmd, &["http_addr", "gossip_addr"], STARTUP_LIMIT).await?;
+    let [http, gossip] = <[String; 2]>::try_from(addrs)
+        .map_err(|_| anyhow::anyhow!("spawn_logging returns one value per field"))?;
+    Ok(NodeProcess {
+        name: name.to_owned(),
+        child,
+        http: format!("http://{http}"),
+        gossip,
+    })
+}
+
+/// GET `url` as JSON; `Null` if the node is down or the body is not JSON.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    match client.get(url).send().await {
+        Ok(r) => r.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+/// The state (`alive`, `suspect`, ...) of member `name` in a `/v1/cluster/members` body.
+pub fn member_state(members: &Value, name: &str) -> Option<String> {
+    members["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["name"] == name)?["state"]
+        .as_str()
+        .map(str::to_owned)
+}
