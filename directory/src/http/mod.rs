@@ -24,7 +24,6 @@ use dashmap::DashMap;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use instances::RegisterBody;
@@ -124,14 +123,16 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(state.clone(), track_request))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("handler panicked").into_response()
         }))
         .with_state(state)
 }
 
-/// Records request count and latency by route template, method and status.
+/// Records request count and latency by route template, method and status, and logs each
+/// request at debug level (`DIRECTORY_LOG=directory::http=debug`). This replaces
+/// tower-http's `TraceLayer`, whose per-request span cost 5-10% of lookup throughput even
+/// with debug logging off; a disabled `debug!` costs one atomic load.
 async fn track_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = request
@@ -141,9 +142,17 @@ async fn track_request(State(state): State<AppState>, request: Request, next: Ne
     let method = MethodLabel::of(request.method());
     let response = next.run(request).await;
     let status = StatusLabel::of(response.status());
+    let elapsed = start.elapsed();
     state
         .0
         .request_metrics
-        .record(route, method, status, start.elapsed());
+        .record(route, method, status, elapsed);
+    tracing::debug!(
+        ?method,
+        ?route,
+        status = response.status().as_u16(),
+        ?elapsed,
+        "request"
+    );
     response
 }
