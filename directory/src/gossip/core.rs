@@ -288,8 +288,10 @@ impl GossipCore {
         for addr in others {
             self.send_datagram(now, addr, Vec::new(), Some(me.clone()));
         }
-        self.drain_swim(now);
+        // Left before foca's notifications are drained: its "no members left" is then our own
+        // departure, not isolation worth retrying seeds for.
         self.left = true;
+        self.drain_swim(now);
         self.timers
             .cancel(|k| matches!(k, TimerKind::Join | TimerKind::AntiEntropy));
     }
@@ -508,9 +510,10 @@ impl GossipCore {
                 self.events.push_back(GossipEvent::Joined);
                 self.start_sync();
             }
-            OwnedNotification::Idle | OwnedNotification::Defunct => {
+            OwnedNotification::Idle | OwnedNotification::Defunct if !self.left => {
                 self.events.push_back(GossipEvent::Isolated);
             }
+            OwnedNotification::Idle | OwnedNotification::Defunct => {}
             OwnedNotification::Rejoin(id) => {
                 self.identity = id.clone();
                 self.events.push_back(GossipEvent::Rejoined(id));
@@ -679,6 +682,59 @@ mod tests {
         assert_eq!(a.poll_apply().map(|e| e.version.hlc), Some(5));
         assert_eq!(a.poll_apply(), None);
         assert_eq!(a.stats().entries_applied, 1);
+    }
+
+    /// Delivers every datagram either core has to send to the other, until both are quiet.
+    fn exchange(a: &mut GossipCore, b: &mut GossipCore, now: Instant) {
+        for _ in 0..50 {
+            let quiet = !deliver(a, b, now) & !deliver(b, a, now);
+            if quiet {
+                return;
+            }
+        }
+    }
+
+    /// Hands every datagram `from` has to send to `to`; whether there was any.
+    fn deliver(from: &mut GossipCore, to: &mut GossipCore, now: Instant) -> bool {
+        let mut any = false;
+        while let Some(t) = from.poll_transmit() {
+            if let Transmit::Datagram { payload, .. } = t {
+                any = true;
+                let _ = to.handle_datagram(now, &payload);
+            }
+        }
+        any
+    }
+
+    #[test]
+    fn a_leaving_node_does_not_report_itself_isolated() {
+        let (mut a, mut b) = (core(1), core(2));
+        let now = Instant::now();
+        a.set_seeds(vec![([127, 0, 0, 1], 2).into()]);
+        a.handle_timeout(now);
+        exchange(&mut a, &mut b, now);
+        assert_eq!((a.active_members(), b.active_members()), (1, 1), "joined");
+        while a.poll_event().is_some() {}
+        while b.poll_event().is_some() {}
+
+        a.leave(now);
+        let events: Vec<_> = std::iter::from_fn(|| a.poll_event()).collect();
+        assert!(
+            !events.iter().any(|e| matches!(e, GossipEvent::Isolated)),
+            "{events:?}"
+        );
+        exchange(&mut a, &mut b, now);
+        let events: Vec<_> = std::iter::from_fn(|| b.poll_event()).collect();
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, GossipEvent::MemberLeft(_))),
+            "the other side sees it leave: {events:?}"
+        );
+        assert!(
+            events.iter().any(|e| matches!(e, GossipEvent::Isolated)),
+            "and, now alone, is isolated: {events:?}"
+        );
     }
 
     #[test]
