@@ -37,7 +37,8 @@
 //!   spawning the driver and link tasks).
 //! - `peer`: the running [`Peer`] and its send side (send, request, broadcast, enqueue
 //!   with a [`Pending`] outcome, [`SendOptions`], windows, shutdown).
-//! - `received`: the receive side ([`Incoming`], [`Message`], [`Nack`], [`DeadLetters`]).
+//! - `received`: the receive side ([`Incoming`], [`Message`] with its [`Progress`] signal,
+//!   [`Nack`], [`DeadLetters`]).
 #![deny(missing_docs)]
 
 mod builder;
@@ -55,6 +56,6 @@ pub use builder::PeerBuilder;
 pub use config::{DeliveryConfig, PeerConfig};
 pub use error::{BroadcastError, DiscoveryError, IdentityError, SendError, StartError};
 pub use peer::{BroadcastOutcome, Peer, Pending, SendOptions};
-pub use proto::{DeadLetter, DeadLetterReason, InstanceInfo};
-pub use received::{DeadLetters, Incoming, Message, Nack};
+pub use proto::{Cause, DeadLetter, DeadLetterReason, InstanceInfo};
+pub use received::{DeadLetters, Incoming, Message, Nack, Progress};
 pub use tls::{Fingerprint, Identity};

@@ -13,6 +13,7 @@ use crate::tls::Fingerprint;
 use bytes::Bytes;
 use dashmap::DashMap;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
@@ -62,6 +63,12 @@ pub struct SendOptions {
     pub key: Option<Bytes>,
     /// Deadline from now; default the configured one.
     pub deadline: Option<Duration>,
+    /// Time to wait for an ack or a progress signal before the next attempt; default
+    /// [`crate::DeliveryConfig::ack_timeout`].
+    pub ack_timeout: Option<Duration>,
+    /// Attempts after which the message is dead-lettered even before its deadline;
+    /// default [`crate::DeliveryConfig::max_attempts`].
+    pub max_attempts: Option<NonZeroU32>,
 }
 
 impl SendOptions {
@@ -69,13 +76,25 @@ impl SendOptions {
     pub fn ordered(key: impl Into<Bytes>) -> Self {
         Self {
             key: Some(key.into()),
-            deadline: None,
+            ..Self::default()
         }
     }
 
     /// Sets the deadline.
     pub fn deadline(mut self, d: Duration) -> Self {
         self.deadline = Some(d);
+        self
+    }
+
+    /// Sets the ack timeout of every attempt.
+    pub fn ack_timeout(mut self, d: Duration) -> Self {
+        self.ack_timeout = Some(d);
+        self
+    }
+
+    /// Sets the maximum number of attempts.
+    pub fn max_attempts(mut self, n: NonZeroU32) -> Self {
+        self.max_attempts = Some(n);
         self
     }
 }
@@ -343,6 +362,8 @@ impl Peer {
             payload,
             request,
             deadline,
+            ack_timeout: opts.ack_timeout,
+            max_attempts: opts.max_attempts,
         };
         let (done, rx) = oneshot::channel();
         self.inner

@@ -4,12 +4,13 @@ use super::backoff::Backoff;
 use super::hash::FastMap as HashMap;
 use super::timers::TimerKey;
 use super::{
-    Balancer, Candidate, DeadLetter, DeadLetterReason, ErrorCode, Event, Frame, InstanceInfo, Io,
-    NackAction, Outcome, ProtocolError, SendRequest, Transmit,
+    Balancer, Candidate, Cause, DeadLetter, DeadLetterReason, ErrorCode, Event, Frame,
+    InstanceInfo, Io, NackAction, Outcome, ProtocolError, SendRequest, Transmit,
 };
 use crate::config::DeliveryConfig;
 use bytes::Bytes;
 use std::collections::VecDeque;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,7 @@ struct Outgoing {
     state: State,
     timer: Option<Instant>,
     last_instance: Option<Arc<InstanceInfo>>,
-    last_error: Option<String>,
+    last_error: Option<Cause>,
 }
 
 #[derive(Debug, Default)]
@@ -40,6 +41,8 @@ struct ServiceState {
     instances: Vec<Arc<InstanceInfo>>,
     parked: VecDeque<u64>,
     requested: bool,
+    /// Why the service has no usable instance list (empty list, directory down), if known.
+    lookup_error: Option<Cause>,
 }
 
 /// Every message this peer sent and has not resolved yet, the instances known per
@@ -53,6 +56,7 @@ pub(crate) struct Outbox {
     unhealthy: HashMap<Arc<InstanceInfo>, Instant>,
     balancer: Box<dyn Balancer>,
     ack_timeout: Duration,
+    max_attempts: Option<NonZeroU32>,
     unhealthy_for: Duration,
     backoff: Backoff,
 }
@@ -68,6 +72,7 @@ impl Outbox {
             unhealthy: HashMap::default(),
             balancer,
             ack_timeout: cfg.ack_timeout,
+            max_attempts: cfg.max_attempts,
             unhealthy_for: cfg.unhealthy_for,
             backoff: Backoff {
                 initial: cfg.backoff_initial,
@@ -169,10 +174,11 @@ impl Outbox {
             self.park(id, io);
             return;
         };
-        let ack_timeout = self.ack_timeout;
+        let default_timeout = self.ack_timeout;
         let Some(msg) = self.msgs.get_mut(&id) else {
             return;
         };
+        let ack_timeout = msg.req.ack_timeout.unwrap_or(default_timeout);
         msg.attempts += 1;
         msg.state = State::InFlight(inst.clone());
         msg.last_instance = Some(inst.clone());
@@ -196,6 +202,9 @@ impl Outbox {
         msg.state = State::Parked;
         let deadline = msg.req.deadline;
         let service = self.services.entry(msg.req.service.clone()).or_default();
+        if let Some(cause) = &service.lookup_error {
+            msg.last_error = Some(cause.clone());
+        }
         service.parked.push_back(id);
         if !service.requested {
             service.requested = true;
@@ -219,12 +228,21 @@ impl Outbox {
         }
     }
 
-    fn schedule_retry(&mut self, now: Instant, id: u64, error: String, io: &mut Io) {
+    /// The current attempt of `id` failed with `cause`: retry after a backoff, or
+    /// dead-letter it when its attempts are used up.
+    fn schedule_retry(&mut self, now: Instant, id: u64, cause: Cause, io: &mut Io) {
         self.leave_in_flight(id);
+        let max_attempts = self.max_attempts;
         let Some(msg) = self.msgs.get_mut(&id) else {
             return;
         };
-        msg.last_error = Some(error);
+        let limit = msg.req.max_attempts.or(max_attempts);
+        if limit.is_some_and(|max| msg.attempts >= max.get()) {
+            let reason = DeadLetterReason::AttemptsExhausted { last_error: cause };
+            self.dead_letter(now, id, reason, io);
+            return;
+        }
+        msg.last_error = Some(cause);
         msg.state = State::Backoff;
         let at = (now + self.backoff.delay(msg.attempts, &mut io.rng)).min(msg.req.deadline);
         self.set_timer(id, at, io);
@@ -250,15 +268,17 @@ impl Outbox {
         match &msg.state {
             State::InFlight(inst) => {
                 // An instance that stops answering is avoided for a while, like one that
-                // refused the connection; a merely slow handler costs one retry elsewhere.
+                // refused the connection; a slow handler that does not signal progress
+                // costs one retry elsewhere.
                 let inst = inst.clone();
+                let after = msg.req.ack_timeout.unwrap_or(self.ack_timeout);
                 self.unhealthy
                     .insert(inst.clone(), now + self.unhealthy_for);
-                let error = format!(
-                    "no ack from {} within {:?}",
-                    inst.instance, self.ack_timeout
-                );
-                self.schedule_retry(now, id, error, io);
+                let cause = Cause::AckTimeout {
+                    instance: inst.instance.clone(),
+                    after,
+                };
+                self.schedule_retry(now, id, cause, io);
             }
             State::Backoff => self.dispatch(now, id, io),
             State::Blocked | State::Parked => {
@@ -268,12 +288,13 @@ impl Outbox {
         }
     }
 
-    /// `inst` could not be reached: avoid it for a while and retry its in-flight messages.
+    /// `inst` could not be reached: avoid it for a while and retry its in-flight messages,
+    /// or dead-letter them at once when it failed to prove its identity.
     pub(crate) fn unreachable(
         &mut self,
         now: Instant,
         inst: &Arc<InstanceInfo>,
-        reason: &str,
+        cause: Cause,
         io: &mut Io,
     ) {
         self.unhealthy
@@ -286,12 +307,30 @@ impl Outbox {
             .map(|(id, _)| *id)
             .collect();
         for id in affected {
-            self.schedule_retry(
-                now,
-                id,
-                format!("{} unreachable: {reason}", inst.instance),
-                io,
-            );
+            match &cause {
+                Cause::IdentityMismatch { instance, detail } => {
+                    let reason = DeadLetterReason::IdentityMismatch {
+                        instance: instance.clone(),
+                        detail: detail.clone(),
+                    };
+                    self.dead_letter(now, id, reason, io);
+                }
+                _ => self.schedule_retry(now, id, cause.clone(), io),
+            }
+        }
+    }
+
+    /// Looking `service` up failed: its waiting messages remember why.
+    pub(crate) fn lookup_failed(&mut self, service: &str, cause: Cause) {
+        let state = self.services.entry(service.to_owned()).or_default();
+        if !state.instances.is_empty() {
+            return;
+        }
+        state.lookup_error = Some(cause.clone());
+        for id in &state.parked {
+            if let Some(msg) = self.msgs.get_mut(id) {
+                msg.last_error = Some(cause.clone());
+            }
         }
     }
 
@@ -307,8 +346,15 @@ impl Outbox {
         state.requested = true;
         state.instances = list;
         if state.instances.is_empty() {
+            state.lookup_error = Some(Cause::NoInstances);
+            for id in &state.parked {
+                if let Some(msg) = self.msgs.get_mut(id) {
+                    msg.last_error = Some(Cause::NoInstances);
+                }
+            }
             return;
         }
+        state.lookup_error = None;
         let parked: Vec<u64> = state.parked.drain(..).collect();
         for id in parked {
             if matches!(self.msgs.get(&id).map(|m| &m.state), Some(State::Parked)) {
@@ -317,10 +363,11 @@ impl Outbox {
         }
     }
 
-    /// A sender-side frame (ack, reply, nack) from a link to one of our instances.
+    /// A sender-side frame (ack, reply, nack, progress) from the link to `inst`.
     pub(crate) fn frame(
         &mut self,
         now: Instant,
+        inst: &Arc<InstanceInfo>,
         frame: Frame,
         io: &mut Io,
     ) -> Result<(), ProtocolError> {
@@ -355,7 +402,11 @@ impl Outbox {
                 reason,
             } => {
                 if self.msgs.contains_key(&id) {
-                    self.schedule_retry(now, id, format!("nacked: {reason}"), io);
+                    let cause = Cause::Nacked {
+                        instance: inst.instance.clone(),
+                        reason,
+                    };
+                    self.schedule_retry(now, id, cause, io);
                 }
             }
             Frame::Nack {
@@ -365,6 +416,7 @@ impl Outbox {
             } => {
                 self.dead_letter(now, id, DeadLetterReason::Rejected { reason }, io);
             }
+            Frame::Progress { id } => self.progress(now, inst, id, io),
             Frame::Close { .. } => {}
             Frame::Hello { .. } | Frame::Message { .. } => {
                 return Err(ProtocolError::new(
@@ -374,6 +426,20 @@ impl Outbox {
             }
         }
         Ok(())
+    }
+
+    /// `inst` is still handling `id`: restart the attempt's ack timeout (never past the
+    /// deadline). Progress from an instance the message is no longer in flight to is stale.
+    fn progress(&mut self, now: Instant, inst: &Arc<InstanceInfo>, id: u64, io: &mut Io) {
+        let default_timeout = self.ack_timeout;
+        let Some(msg) = self.msgs.get(&id) else {
+            return;
+        };
+        if !matches!(&msg.state, State::InFlight(i) if i == inst) {
+            return;
+        }
+        let at = (now + msg.req.ack_timeout.unwrap_or(default_timeout)).min(msg.req.deadline);
+        self.set_timer(id, at, io);
     }
 
     fn remove(&mut self, id: u64, io: &mut Io) -> Option<Outgoing> {
