@@ -69,6 +69,8 @@ struct Sim {
     slow: Option<SlowHandler>,
     /// id -> times a handler started on it, on any receiver
     started: HashMap<u64, u32>,
+    /// id -> the `attempt` field of every `Message` frame the sender transmitted for it
+    attempts_sent: HashMap<u64, Vec<u32>>,
 }
 
 impl Sim {
@@ -120,6 +122,7 @@ impl Sim {
             nack_every: None,
             slow: None,
             started: HashMap::new(),
+            attempts_sent: HashMap::new(),
         }
     }
 
@@ -154,6 +157,9 @@ impl Sim {
         while let Some(t) = self.nodes[node].poll_transmit() {
             match t {
                 Transmit::ToInstance(inst, frame) => {
+                    if let Frame::Message { id, attempt, .. } = &frame {
+                        self.attempts_sent.entry(*id).or_default().push(*attempt);
+                    }
                     let r = self.instances.iter().position(|i| *i == inst).unwrap() + 1;
                     self.net(r, INBOUND_LINK, frame);
                 }
@@ -364,6 +370,16 @@ fn perfect_network_needs_one_attempt_per_message() {
     sim.run(100_000);
     assert_eq!(sim.delivered.len(), ids.len());
     assert!(sim.delivered.values().all(|n| *n == 1));
+    // Dedup would hide a needless retry from the counts above: look at the wire instead.
+    for id in &ids {
+        let sent = sim.attempts_sent.get(id).cloned().unwrap_or_default();
+        assert_eq!(sent, vec![1], "message {id}: attempts sent {sent:?}");
+        assert!(
+            matches!(sim.outcomes.get(id), Some(Outcome::Acked)),
+            "message {id}: {:?}",
+            sim.outcomes.get(id)
+        );
+    }
 }
 
 /// Two receivers, a handler three times slower than the 50 ms ack timeout, a network that
