@@ -27,6 +27,7 @@ fn req(t0: Instant, key: Option<&'static str>) -> SendRequest {
         payload: Bytes::from_static(b"hi"),
         request: false,
         deadline: t0 + Duration::from_secs(10),
+        no_responders: false,
     }
 }
 
