@@ -160,6 +160,8 @@ impl Driver {
         let sleep = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(sleep);
         let mut armed: Option<Instant> = None;
+        // Outputs of the start-up inputs (a durable peer's first outbox loads).
+        self.drain_outputs();
         loop {
             let wake = self.next_wake();
             if wake != armed {
