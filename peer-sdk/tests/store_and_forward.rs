@@ -220,11 +220,14 @@ async fn a_full_quota_fails_or_waits_as_configured_and_loses_nothing() {
         .await
         .unwrap();
     let opts = SendOptions::default().deadline(Duration::from_secs(3600));
+    let mut accepted = Vec::new();
     for i in 0..3 {
-        let _ = failing
-            .enqueue("sink", format!("{i}"), opts.clone())
-            .await
-            .unwrap();
+        accepted.push(
+            failing
+                .enqueue("sink", format!("{i}"), opts.clone())
+                .await
+                .unwrap(),
+        );
     }
     let err = failing
         .enqueue("sink", "3", opts.clone())
@@ -232,6 +235,7 @@ async fn a_full_quota_fails_or_waits_as_configured_and_loses_nothing() {
         .unwrap_err();
     assert!(matches!(err, SendError::StoreFull { .. }), "{err:?}");
     failing.shutdown().await;
+    drop(accepted);
     let usage = Store::open(failing_dir.path()).unwrap().usage().unwrap();
     assert_eq!((usage.messages, usage.bytes), (3, 3 * cost));
 
