@@ -39,6 +39,9 @@
 //!   with a [`Pending`] outcome, [`SendOptions`], windows, shutdown).
 //! - `received`: the receive side ([`Incoming`], [`Message`] with its [`Progress`] signal,
 //!   [`Nack`], [`DeadLetters`]).
+//! - [`store`]: the durable store ([`Store`]): outbox, dead letters, receiver records,
+//!   identity; its group committer executes the core's [`proto::StoreOp`]s.
+//! - `quota`: the store quota that bounds what a durable peer accepts.
 #![deny(missing_docs)]
 
 mod builder;
@@ -49,13 +52,16 @@ pub mod error;
 mod link;
 mod peer;
 pub mod proto;
+mod quota;
 mod received;
+pub mod store;
 pub mod tls;
 
 pub use builder::PeerBuilder;
-pub use config::{DeliveryConfig, PeerConfig};
+pub use config::{DeliveryConfig, PeerConfig, StoreConfig, WhenFull};
 pub use error::{BroadcastError, DiscoveryError, IdentityError, SendError, StartError};
 pub use peer::{BroadcastOutcome, Peer, Pending, SendOptions};
 pub use proto::{Cause, DeadLetter, DeadLetterReason, InstanceInfo};
 pub use received::{DeadLetters, Incoming, Message, Nack, Progress};
+pub use store::{Store, StoreError};
 pub use tls::{Fingerprint, Identity};

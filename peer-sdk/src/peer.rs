@@ -7,8 +7,9 @@ use crate::discovery::{Discovery, Registration};
 use crate::driver::Input;
 use crate::error::{BroadcastError, SendError};
 use crate::proto::frame::MAX_KEY_LEN;
-use crate::proto::{DeadLetter, InstanceInfo, Outcome, SendRequest};
-use crate::received::{DeadLetters, Incoming, Message};
+use crate::proto::{DeadLetterReason, InstanceInfo, Outcome, SendRequest, message_cost};
+use crate::quota::Quota;
+use crate::received::{DeadLetterQueue, DeadLetters, Incoming, Message};
 use crate::tls::Fingerprint;
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -16,7 +17,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// State shared by every clone of a [`Peer`]; built by [`PeerBuilder::start`].
@@ -27,7 +28,9 @@ pub(crate) struct Inner {
     pub(crate) fingerprint: Fingerprint,
     pub(crate) inputs: mpsc::UnboundedSender<Input>,
     pub(crate) incoming: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>>,
-    pub(crate) dead_letters: broadcast::Sender<DeadLetter>,
+    pub(crate) dead_letters: Arc<DeadLetterQueue>,
+    /// Durable peers: the store quota (which bounds accepted messages instead of the window).
+    pub(crate) quota: Option<Arc<Quota>>,
     pub(crate) windows: DashMap<String, Arc<Semaphore>>,
     pub(crate) discovery: Option<(Arc<Discovery>, Registration)>,
     pub(crate) cancel: CancellationToken,
@@ -61,7 +64,8 @@ impl std::fmt::Debug for Peer {
 pub struct SendOptions {
     /// Ordering key: same key to the same service is delivered in send order.
     pub key: Option<Bytes>,
-    /// Deadline from now; default the configured one.
+    /// Deadline from now; default the configured one. It may be hours or days: while it
+    /// lasts, a service with no instance is not an error; the message waits for one.
     pub deadline: Option<Duration>,
     /// Time to wait for an ack or a progress signal before the next attempt; default
     /// [`crate::DeliveryConfig::ack_timeout`].
@@ -69,6 +73,9 @@ pub struct SendOptions {
     /// Attempts after which the message is dead-lettered even before its deadline;
     /// default [`crate::DeliveryConfig::max_attempts`].
     pub max_attempts: Option<NonZeroU32>,
+    /// Fail at once with [`SendError::NoResponders`] when the directory (or the static
+    /// configuration) says the service has no instance, instead of waiting for one.
+    pub no_responders: bool,
 }
 
 impl SendOptions {
@@ -95,6 +102,12 @@ impl SendOptions {
     /// Sets the maximum number of attempts.
     pub fn max_attempts(mut self, n: NonZeroU32) -> Self {
         self.max_attempts = Some(n);
+        self
+    }
+
+    /// Fails at once when the service has no instance ("no responders").
+    pub fn no_responders(mut self) -> Self {
+        self.no_responders = true;
         self
     }
 }
@@ -170,9 +183,11 @@ impl Peer {
         Incoming::new(self.inner.incoming.clone())
     }
 
-    /// Dead letters from now on (the same ones `send` returns as errors).
+    /// Dead letters (the same ones `send` returns as errors), held in memory up to
+    /// `dead_letter_capacity` until read; all handles take from one queue. With a store they
+    /// are also kept on disk ([`crate::Store::dead_letters`]).
     pub fn dead_letters(&self) -> DeadLetters {
-        DeadLetters::new(self.inner.dead_letters.subscribe())
+        DeadLetters::new(self.inner.dead_letters.clone())
     }
 
     /// Sends `payload` to one instance of `service`; resolves when a handler acked it.
@@ -270,6 +285,8 @@ impl Peer {
     }
 
     /// Messages to `service` accepted and not yet resolved (never more than the window).
+    /// Peers without a store only (a durable peer is bounded by its store quota: see
+    /// [`crate::Store::usage`]); 0 with a store.
     pub fn in_flight(&self, service: &str) -> usize {
         self.inner
             .windows
@@ -348,11 +365,20 @@ impl Peer {
         {
             return Err(SendError::KeyTooLong(k.len()));
         }
-        let permit = self
-            .window(service)
-            .acquire_owned()
-            .await
-            .map_err(|_| SendError::ShutDown)?;
+        let key_len = opts.key.as_ref().map_or(0, Bytes::len);
+        let cost = message_cost(service.len(), key_len, payload.len());
+        let permit = match &self.inner.quota {
+            Some(quota) => {
+                quota.take(cost).await?;
+                None
+            }
+            None => Some(
+                self.window(service)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| SendError::ShutDown)?,
+            ),
+        };
         let deadline = tokio::time::Instant::now().into_std()
             + opts.deadline.unwrap_or(self.inner.cfg.delivery.deadline);
         let req = SendRequest {
@@ -364,12 +390,32 @@ impl Peer {
             deadline,
             ack_timeout: opts.ack_timeout,
             max_attempts: opts.max_attempts,
+            no_responders: opts.no_responders,
         };
         let (done, rx) = oneshot::channel();
-        self.inner
-            .inputs
-            .send(Input::Send { req, done, permit })
-            .map_err(|_| SendError::ShutDown)?;
+        let (accepted, persisted) = match self.inner.quota {
+            Some(_) => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        let input = Input::Send {
+            req,
+            done,
+            permit,
+            accepted,
+        };
+        if self.inner.inputs.send(input).is_err() {
+            if let Some(q) = &self.inner.quota {
+                q.give_back(cost);
+            }
+            return Err(SendError::ShutDown);
+        }
+        if let Some(persisted) = persisted {
+            // Acceptance is reported only once the message is durable.
+            persisted.await.map_err(|_| SendError::ShutDown)?;
+        }
         Ok(Pending { rx })
     }
 
@@ -422,6 +468,9 @@ fn reply_of(outcome: Outcome) -> Result<Bytes, SendError> {
     match outcome {
         Outcome::Acked => Ok(Bytes::new()),
         Outcome::Replied(b) => Ok(b),
+        Outcome::DeadLettered(dl) if dl.reason == DeadLetterReason::NoResponders => {
+            Err(SendError::NoResponders(dl.service))
+        }
         Outcome::DeadLettered(dl) => Err(SendError::DeadLettered(dl)),
     }
 }

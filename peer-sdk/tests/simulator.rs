@@ -176,7 +176,7 @@ impl Sim {
                     self.outcomes.insert(id, o).is_none(),
                     "two outcomes for {id}"
                 ),
-                Event::NeedInstances(_) => {}
+                Event::NeedInstances(_) | Event::Accepted(_) => {}
             }
         }
     }
@@ -264,6 +264,7 @@ impl Sim {
             deadline: self.now + Duration::from_secs(600),
             ack_timeout: None,
             max_attempts: None,
+            no_responders: false,
         };
         let id = self.nodes[SENDER].handle_send(self.now, req);
         self.drain(SENDER);

@@ -109,8 +109,12 @@ pub enum DeadLetterReason {
         /// Handler's reason.
         reason: String,
     },
-    /// The peer shut down before it was acked.
+    /// The peer shut down before it was acked (peers without a store only: with a store,
+    /// unresolved messages stay in the outbox and resume at the next start).
     ShuttingDown,
+    /// The service had no registered instance and the sender asked to fail at once
+    /// (`SendOptions::no_responders`) instead of waiting for one.
+    NoResponders,
 }
 
 impl DeadLetterReason {
@@ -122,6 +126,7 @@ impl DeadLetterReason {
             Self::IdentityMismatch { .. } => "identity_mismatch",
             Self::Rejected { .. } => "rejected",
             Self::ShuttingDown => "shutting_down",
+            Self::NoResponders => "no_responders",
         }
     }
 
@@ -150,6 +155,9 @@ impl std::fmt::Display for DeadLetterReason {
             }
             Self::Rejected { reason } => write!(f, "rejected by the handler: {reason}"),
             Self::ShuttingDown => write!(f, "the peer shut down"),
+            Self::NoResponders => {
+                write!(f, "no responders: the service has no registered instance")
+            }
         }
     }
 }

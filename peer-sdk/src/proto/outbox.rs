@@ -2,10 +2,12 @@
 
 use super::backoff::Backoff;
 use super::hash::FastMap as HashMap;
+use super::persist::Gated;
 use super::timers::TimerKey;
 use super::{
     Balancer, Candidate, Cause, DeadLetter, DeadLetterReason, ErrorCode, Event, Frame,
-    InstanceInfo, Io, NackAction, Outcome, ProtocolError, SendRequest, Transmit,
+    InstanceInfo, Io, NackAction, Outcome, ProtocolError, SendRequest, StoreOp, Transmit,
+    message_cost,
 };
 use crate::config::DeliveryConfig;
 use bytes::Bytes;
@@ -43,6 +45,19 @@ struct ServiceState {
     requested: bool,
     /// Why the service has no usable instance list (empty list, directory down), if known.
     lookup_error: Option<Cause>,
+    /// An instance list was received (an empty one means "no instances").
+    known: bool,
+    /// Messages of this service held in memory.
+    resident: usize,
+    /// Durable peers: the store holds messages of this service not in memory, all with
+    /// ids above `cursor`.
+    backlog: bool,
+    /// Highest id of this service that was held in memory.
+    cursor: u64,
+    /// A `Load` is outstanding.
+    loading: bool,
+    /// A message spilled to the store while the `Load` was outstanding.
+    spilled_during_load: bool,
 }
 
 /// Every message this peer sent and has not resolved yet, the instances known per
@@ -59,6 +74,7 @@ pub(crate) struct Outbox {
     max_attempts: Option<NonZeroU32>,
     unhealthy_for: Duration,
     backoff: Backoff,
+    memory_window: usize,
 }
 
 impl Outbox {
@@ -78,6 +94,7 @@ impl Outbox {
                 initial: cfg.backoff_initial,
                 max: cfg.backoff_max,
             },
+            memory_window: cfg.memory_window.max(2),
         }
     }
 
@@ -100,10 +117,106 @@ impl Outbox {
     }
 
     /// Accepts a message and dispatches it (or queues it behind its ordering key, or parks
-    /// it until instances are known); returns its id.
+    /// it until instances are known); returns its id. A durable peer writes it first and
+    /// keeps it on disk only when the service already has `memory_window` in memory.
     pub(crate) fn send(&mut self, now: Instant, req: SendRequest, io: &mut Io) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
+        if io.persist.durable {
+            let seq = io.persist.write(StoreOp::Put {
+                id,
+                req: req.clone(),
+            });
+            io.persist.after(seq, Gated::Accepted(id));
+            if self.spill(&req.service) {
+                return id;
+            }
+        }
+        self.admit(now, id, req, io);
+        id
+    }
+
+    /// Durable peers: whether a new message of `service` stays on disk only (the service has
+    /// a backlog on disk, or a full memory window). Marks the backlog.
+    fn spill(&mut self, service: &str) -> bool {
+        let window = self.memory_window;
+        let state = self.service_mut(service);
+        if !state.backlog && state.resident < window {
+            return false;
+        }
+        state.backlog = true;
+        state.spilled_during_load |= state.loading;
+        true
+    }
+
+    fn service_mut(&mut self, service: &str) -> &mut ServiceState {
+        if !self.services.contains_key(service) {
+            self.services
+                .insert(service.to_owned(), ServiceState::default());
+        }
+        // Inserted just above when missing.
+        self.services
+            .get_mut(service)
+            .expect("service state exists")
+    }
+
+    /// Durable peers at start: ids continue from `next_id`; the outbox of each service is
+    /// loaded page by page.
+    pub(crate) fn restore(&mut self, next_id: u64, services: Vec<String>, io: &mut Io) {
+        self.next_id = self.next_id.max(next_id);
+        for service in services {
+            self.service_mut(&service).backlog = true;
+            self.maybe_load(&service, io);
+        }
+    }
+
+    /// Asks the store for the next page of `service` when its memory is at most half full.
+    fn maybe_load(&mut self, service: &str, io: &mut Io) {
+        let window = self.memory_window;
+        let Some(state) = self.services.get_mut(service) else {
+            return;
+        };
+        if !state.backlog || state.loading || state.resident > window / 2 {
+            return;
+        }
+        state.loading = true;
+        state.spilled_during_load = false;
+        io.persist.read(StoreOp::Load {
+            service: service.to_owned(),
+            after: state.cursor,
+            max: window - state.resident,
+        });
+    }
+
+    /// A page of `service`'s messages from the store, in id order.
+    pub(crate) fn loaded(
+        &mut self,
+        now: Instant,
+        service: &str,
+        messages: Vec<(u64, SendRequest)>,
+        exhausted: bool,
+        io: &mut Io,
+    ) {
+        let cursor = self.service_mut(service).cursor;
+        for (id, req) in messages {
+            if id > cursor && !self.msgs.contains_key(&id) {
+                self.admit(now, id, req, io);
+            }
+        }
+        let state = self.service_mut(service);
+        state.loading = false;
+        if exhausted && !state.spilled_during_load {
+            state.backlog = false;
+        }
+        self.maybe_load(service, io);
+    }
+
+    /// Holds message `id` in memory and dispatches it (or queues it behind its ordering
+    /// key); dead-letters it at once when its deadline has passed (loaded late).
+    fn admit(&mut self, now: Instant, id: u64, req: SendRequest, io: &mut Io) {
+        let state = self.service_mut(&req.service);
+        state.resident += 1;
+        state.cursor = state.cursor.max(id);
         let blocked = match &req.key {
             Some(key) => {
                 let queue = self
@@ -125,12 +238,19 @@ impl Outbox {
             last_error: None,
         };
         self.msgs.insert(id, msg);
-        if blocked {
+        if now >= deadline {
+            let last_error = None;
+            self.dead_letter(
+                now,
+                id,
+                DeadLetterReason::DeadlineExceeded { last_error },
+                io,
+            );
+        } else if blocked {
             self.set_timer(id, deadline, io);
         } else {
             self.dispatch(now, id, io);
         }
-        id
     }
 
     fn set_timer(&mut self, id: u64, at: Instant, io: &mut Io) {
@@ -171,7 +291,7 @@ impl Outbox {
 
     fn dispatch(&mut self, now: Instant, id: u64, io: &mut Io) {
         let Some(inst) = self.choose(now, id) else {
-            self.park(id, io);
+            self.park(now, id, io);
             return;
         };
         let default_timeout = self.ack_timeout;
@@ -195,10 +315,18 @@ impl Outbox {
         self.set_timer(id, at, io);
     }
 
-    fn park(&mut self, id: u64, io: &mut Io) {
+    fn park(&mut self, now: Instant, id: u64, io: &mut Io) {
         let Some(msg) = self.msgs.get_mut(&id) else {
             return;
         };
+        let known_empty = self
+            .services
+            .get(&msg.req.service)
+            .is_some_and(|s| s.known && s.instances.is_empty());
+        if msg.req.no_responders && known_empty && msg.req.target.is_none() {
+            self.dead_letter(now, id, DeadLetterReason::NoResponders, io);
+            return;
+        }
         msg.state = State::Parked;
         let deadline = msg.req.deadline;
         let service = self.services.entry(msg.req.service.clone()).or_default();
@@ -342,24 +470,37 @@ impl Outbox {
         list: Vec<Arc<InstanceInfo>>,
         io: &mut Io,
     ) {
-        let state = self.services.entry(service.to_owned()).or_default();
+        let state = self.service_mut(service);
         state.requested = true;
+        state.known = true;
         state.instances = list;
-        if state.instances.is_empty() {
-            state.lookup_error = Some(Cause::NoInstances);
-            for id in &state.parked {
-                if let Some(msg) = self.msgs.get_mut(id) {
+        let empty = state.instances.is_empty();
+        state.lookup_error = empty.then_some(Cause::NoInstances);
+        let parked: Vec<u64> = if empty {
+            state.parked.iter().copied().collect()
+        } else {
+            state.parked.drain(..).collect()
+        };
+        for id in parked {
+            let Some(msg) = self.msgs.get(&id) else {
+                continue;
+            };
+            if !matches!(msg.state, State::Parked) {
+                continue;
+            }
+            let fail_fast = msg.req.no_responders && msg.req.target.is_none();
+            if !empty {
+                self.dispatch(now, id, io);
+            } else if !fail_fast {
+                if let Some(msg) = self.msgs.get_mut(&id) {
                     msg.last_error = Some(Cause::NoInstances);
                 }
+            } else {
+                self.dead_letter(now, id, DeadLetterReason::NoResponders, io);
             }
-            return;
         }
-        state.lookup_error = None;
-        let parked: Vec<u64> = state.parked.drain(..).collect();
-        for id in parked {
-            if matches!(self.msgs.get(&id).map(|m| &m.state), Some(State::Parked)) {
-                self.dispatch(now, id, io);
-            }
+        if empty && let Some(state) = self.services.get_mut(service) {
+            state.parked.retain(|id| self.msgs.contains_key(id));
         }
     }
 
@@ -442,15 +583,31 @@ impl Outbox {
         self.set_timer(id, at, io);
     }
 
-    fn remove(&mut self, id: u64, io: &mut Io) -> Option<Outgoing> {
+    /// Forgets message `id` (resolved): its timer, its in-flight slot and its memory slot;
+    /// a durable peer deletes it from the store (keeping `dead`) and frees its quota.
+    fn remove(&mut self, id: u64, dead: Option<&DeadLetter>, io: &mut Io) -> Option<Outgoing> {
         self.leave_in_flight(id);
         let msg = self.msgs.remove(&id)?;
         io.timers.cancel(TimerKey::Message(id), msg.timer);
+        let service = &msg.req.service;
+        if let Some(state) = self.services.get_mut(service) {
+            state.resident = state.resident.saturating_sub(1);
+        }
+        if io.persist.durable {
+            io.persist.write(StoreOp::Resolve {
+                service: service.clone(),
+                id,
+                dead: dead.map(|d| Box::new(d.clone())),
+            });
+            let key_len = msg.req.key.as_ref().map_or(0, Bytes::len);
+            io.persist.freed += message_cost(service.len(), key_len, msg.req.payload.len());
+            self.maybe_load(&msg.req.service, io);
+        }
         Some(msg)
     }
 
     fn complete(&mut self, now: Instant, id: u64, outcome: Outcome, io: &mut Io) {
-        let Some(msg) = self.remove(id, io) else {
+        let Some(msg) = self.remove(id, None, io) else {
             return;
         };
         io.events.push_back(Event::Outcome(id, outcome));
@@ -458,7 +615,7 @@ impl Outbox {
     }
 
     fn dead_letter(&mut self, now: Instant, id: u64, reason: DeadLetterReason, io: &mut Io) {
-        let Some(msg) = self.remove(id, io) else {
+        let Some(msg) = self.msgs.get(&id) else {
             return;
         };
         let letter = DeadLetter {
@@ -469,6 +626,9 @@ impl Outbox {
             reason,
             attempts: msg.attempts,
             last_instance: msg.last_instance.as_ref().map(|i| i.instance.clone()),
+        };
+        let Some(msg) = self.remove(id, Some(&letter), io) else {
+            return;
         };
         io.events
             .push_back(Event::Outcome(id, Outcome::DeadLettered(Box::new(letter))));
@@ -493,9 +653,19 @@ impl Outbox {
         }
     }
 
-    /// Shutdown: dead-letters every unresolved message.
+    /// Shutdown: dead-letters every unresolved message (peers without a store).
+    /// A durable peer keeps every unresolved message in the store for its next start and
+    /// reports no outcome (its waiters learn that the peer shut down).
     pub(crate) fn abandon_all(&mut self, now: Instant, io: &mut Io) {
         self.keys.clear();
+        if io.persist.durable {
+            for (id, msg) in self.msgs.drain() {
+                io.timers.cancel(TimerKey::Message(id), msg.timer);
+            }
+            self.in_flight.clear();
+            self.services.clear();
+            return;
+        }
         let ids: Vec<u64> = self.msgs.keys().copied().collect();
         for id in ids {
             self.dead_letter(now, id, DeadLetterReason::ShuttingDown, io);

@@ -29,6 +29,7 @@ fn req(t0: Instant, key: Option<&'static str>) -> SendRequest {
         deadline: t0 + Duration::from_secs(10),
         ack_timeout: None,
         max_attempts: None,
+        no_responders: false,
     }
 }
 
