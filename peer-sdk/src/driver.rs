@@ -269,7 +269,7 @@ impl Driver {
 
     fn store_report(&mut self, now: Instant, report: StoreReport) {
         match report {
-            StoreReport::Persisted(seq) => self.p.core.handle_persisted(seq),
+            StoreReport::Persisted(seq) => self.p.core.handle_persisted(now, seq),
             StoreReport::Loaded {
                 service,
                 messages,

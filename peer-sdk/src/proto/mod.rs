@@ -380,11 +380,15 @@ impl Core {
     }
 
     /// Every store write up to number `seq` (counting [`StoreOp`] writes from 1 in poll
-    /// order) is durable: releases the acceptances, acks and replies that waited for it.
-    pub fn handle_persisted(&mut self, seq: u64) {
+    /// order) is durable: releases the acceptances (and first sends), acks and replies that
+    /// waited for it.
+    pub fn handle_persisted(&mut self, now: Instant, seq: u64) {
         for gated in self.io.persist.committed(seq) {
             match gated {
-                persist::Gated::Accepted(id) => self.io.events.push_back(Event::Accepted(id)),
+                persist::Gated::Accepted(id) => {
+                    self.outbox.persisted(now, id, &mut self.io);
+                    self.io.events.push_back(Event::Accepted(id));
+                }
                 persist::Gated::Ack(link, id) => self.inbox.ack_now(link, id),
                 persist::Gated::Transmit(t) => self.io.transmits.push_back(t),
             }

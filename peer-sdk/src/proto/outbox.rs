@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 enum State {
+    /// Durable peers: waiting for its store write; it goes on the wire only once durable
+    /// (an id the store has not recorded could be handed out again after a crash).
+    Unpersisted,
     /// Waiting behind an earlier message with the same ordering key.
     Blocked,
     /// Waiting for the service to have instances.
@@ -132,8 +135,33 @@ impl Outbox {
                 return id;
             }
         }
-        self.admit(now, id, req, io);
+        let durable = io.persist.durable;
+        self.admit(now, id, req, !durable, io);
         id
+    }
+
+    /// Durable peers: message `id` is persisted. It goes out unless an earlier message with
+    /// its key is unresolved (or it is on disk only: it goes out when loaded).
+    pub(crate) fn persisted(&mut self, now: Instant, id: u64, io: &mut Io) {
+        let Some(msg) = self.msgs.get_mut(&id) else {
+            return;
+        };
+        if !matches!(msg.state, State::Unpersisted) {
+            return;
+        }
+        msg.state = State::Blocked;
+        let head = match &msg.req.key {
+            Some(key) => {
+                self.keys
+                    .get(&(msg.req.service.clone(), key.clone()))
+                    .and_then(|q| q.front())
+                    == Some(&id)
+            }
+            None => true,
+        };
+        if head {
+            self.dispatch(now, id, io);
+        }
     }
 
     /// Durable peers: whether a new message of `service` stays on disk only (the service has
@@ -200,7 +228,7 @@ impl Outbox {
         let cursor = self.service_mut(service).cursor;
         for (id, req) in messages {
             if id > cursor && !self.msgs.contains_key(&id) {
-                self.admit(now, id, req, io);
+                self.admit(now, id, req, true, io);
             }
         }
         let state = self.service_mut(service);
@@ -212,8 +240,9 @@ impl Outbox {
     }
 
     /// Holds message `id` in memory and dispatches it (or queues it behind its ordering
-    /// key); dead-letters it at once when its deadline has passed (loaded late).
-    fn admit(&mut self, now: Instant, id: u64, req: SendRequest, io: &mut Io) {
+    /// key, or waits for its store write when not `persisted`); dead-letters it at once
+    /// when its deadline has passed (loaded late).
+    fn admit(&mut self, now: Instant, id: u64, req: SendRequest, persisted: bool, io: &mut Io) {
         let state = self.service_mut(&req.service);
         state.resident += 1;
         state.cursor = state.cursor.max(id);
@@ -232,7 +261,11 @@ impl Outbox {
         let msg = Outgoing {
             req,
             attempts: 0,
-            state: State::Blocked,
+            state: if persisted {
+                State::Blocked
+            } else {
+                State::Unpersisted
+            },
             timer: None,
             last_instance: None,
             last_error: None,
@@ -246,7 +279,7 @@ impl Outbox {
                 DeadLetterReason::DeadlineExceeded { last_error },
                 io,
             );
-        } else if blocked {
+        } else if blocked || !persisted {
             self.set_timer(id, deadline, io);
         } else {
             self.dispatch(now, id, io);
@@ -409,7 +442,7 @@ impl Outbox {
                 self.schedule_retry(now, id, cause, io);
             }
             State::Backoff => self.dispatch(now, id, io),
-            State::Blocked | State::Parked => {
+            State::Unpersisted | State::Blocked | State::Parked => {
                 let deadline = msg.req.deadline;
                 self.set_timer(id, deadline, io);
             }
@@ -648,7 +681,14 @@ impl Outbox {
         if queue.is_empty() {
             self.keys.remove(&map_key);
         }
-        if let (true, Some(next)) = (was_head, next) {
+        let ready = |id| {
+            self.msgs
+                .get(&id)
+                .is_some_and(|m| !matches!(m.state, State::Unpersisted))
+        };
+        if let (true, Some(next)) = (was_head, next)
+            && ready(next)
+        {
             self.dispatch(now, next, io);
         }
     }
