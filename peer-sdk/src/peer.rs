@@ -294,6 +294,13 @@ impl Peer {
             .map_or(0, |w| self.inner.cfg.window - w.available_permits())
     }
 
+    /// Durable peers: bytes ([`crate::proto::message_cost`] each) of accepted messages not
+    /// yet resolved, including those resumed from the store at start. 0 means every message
+    /// this peer holds has been acked or dead-lettered. Always 0 without a store.
+    pub fn unresolved_bytes(&self) -> u64 {
+        self.inner.quota.as_ref().map_or(0, |q| q.used())
+    }
+
     fn window(&self, service: &str) -> Arc<Semaphore> {
         if let Some(w) = self.inner.windows.get(service) {
             return w.clone();
