@@ -26,6 +26,64 @@ pub enum Command {
     Request(RequestArgs),
     /// Measure acked latency and throughput against SERVICE or an in-process receiver.
     Bench(BenchArgs),
+    /// List, replay or purge the outbox of a stopped peer's store.
+    Outbox(StoreArgs),
+    /// List, replay or purge the dead letters of a stopped peer's store.
+    DeadLetters(StoreArgs),
+}
+
+/// `peer outbox` / `peer dead-letters`.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: StoreAction,
+}
+
+/// What to do with the messages of a store.
+#[derive(Debug, Subcommand)]
+pub enum StoreAction {
+    /// Print one JSON line per message.
+    List(StoreDir),
+    /// Dead letters: move them back to the outbox (original id, payload and key, a new
+    /// deadline); the next start of the peer sends them again. Outbox: start a peer on the
+    /// store and deliver everything it holds, then stop.
+    Replay(ReplayArgs),
+    /// Delete them.
+    Purge(StoreDir),
+}
+
+/// The store of a stopped peer.
+#[derive(Debug, Args)]
+pub struct StoreDir {
+    /// Store directory (the `--store` of the peer).
+    #[arg(long, env = "PEER_STORE")]
+    pub store: PathBuf,
+}
+
+/// `replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The store.
+    #[command(flatten)]
+    pub dir: StoreDir,
+    /// Only this message id (dead letters).
+    #[arg(long)]
+    pub id: Option<u64>,
+    /// Deadline of the replayed dead letters, from now.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
+    pub deadline: Duration,
+    /// Outbox: directory base URLs to deliver through.
+    #[arg(
+        long,
+        env = "PEER_DIRECTORY",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:7700"
+    )]
+    pub directory: Vec<String>,
+    /// Outbox: QUIC listen address of the resuming peer.
+    #[arg(long, env = "PEER_LISTEN", default_value = "127.0.0.1:0")]
+    pub listen: String,
 }
 
 /// How to reach the directory and how this peer presents itself.
@@ -42,9 +100,13 @@ pub struct PeerArgs {
     /// QUIC listen address; `0.0.0.0:0` to be reachable from other hosts.
     #[arg(long, env = "PEER_LISTEN", default_value = "127.0.0.1:0")]
     pub listen: String,
-    /// Instance name; default `<service>-<random hex>`.
+    /// Instance name; default `<service>-<random hex>` (with `--store`, the stored one).
     #[arg(long, env = "PEER_INSTANCE")]
     pub instance: Option<String>,
+    /// Make the peer durable with a store in this directory: accepted messages survive a
+    /// crash and resume at the next start, handled ones are recorded, dead letters kept.
+    #[arg(long)]
+    pub store: Option<PathBuf>,
 }
 
 /// How messages are sent.
@@ -59,6 +121,10 @@ pub struct DeliveryArgs {
     /// Dead-letter a message after this many attempts, even before its deadline.
     #[arg(long)]
     pub max_attempts: Option<NonZeroU32>,
+    /// Fail at once ("no responders") when the service has no registered instance, instead
+    /// of waiting for one until the deadline.
+    #[arg(long)]
+    pub no_responders: bool,
 }
 
 /// `peer listen`.

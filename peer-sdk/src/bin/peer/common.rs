@@ -19,6 +19,9 @@ pub async fn start_peer(service: &str, args: &PeerArgs, window: usize) -> anyhow
     if let Some(instance) = &args.instance {
         builder = builder.instance(instance.clone());
     }
+    if let Some(dir) = &args.store {
+        builder = builder.store(dir.clone());
+    }
     builder
         .start()
         .await
@@ -34,6 +37,7 @@ pub fn send_options(args: &DeliveryArgs) -> SendOptions {
         deadline: args.deadline,
         ack_timeout: args.ack_timeout,
         max_attempts: args.max_attempts,
+        no_responders: args.no_responders,
         ..SendOptions::default()
     }
 }

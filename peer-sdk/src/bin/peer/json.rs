@@ -3,6 +3,7 @@
 //! field with a `_base64` suffix, so a script never has to guess.
 
 use base64::Engine;
+use peer_sdk::store::{StoredDeadLetter, StoredMessage};
 use peer_sdk::{DeadLetter, Message};
 use serde::Serialize;
 
@@ -104,6 +105,76 @@ impl DeadLetterLine {
             reason: dl.reason.code(),
             cause: dl.reason.last_error().map(|c| c.code()),
             detail: dl.reason.to_string(),
+        }
+    }
+}
+
+/// One message of a store, as `peer outbox list` and `peer dead-letters list` print it.
+#[derive(Debug, Serialize)]
+pub struct StoredLine {
+    /// Message id (stable across restarts and replays).
+    pub id: u64,
+    /// Destination service.
+    pub destination: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_base64: Option<String>,
+    /// A reply is expected.
+    pub request: bool,
+    /// When it is (or was) given up, RFC 3339.
+    pub deadline: String,
+    /// Attempts made (dead letters: the store does not count the attempts of a message
+    /// still in the outbox).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// Dead letters: stable name of the reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// Dead letters: stable name of the last failure behind the reason, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<&'static str>,
+    /// Dead letters: the reason for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl StoredLine {
+    /// The line of an outbox message.
+    pub fn message(m: &StoredMessage) -> Self {
+        let (key, key_base64) = match &m.key {
+            Some(k) => text_or_base64(k),
+            None => (None, None),
+        };
+        let (payload, payload_base64) = text_or_base64(&m.payload);
+        Self {
+            id: m.id,
+            destination: m.service.clone(),
+            key,
+            key_base64,
+            payload,
+            payload_base64,
+            request: m.request,
+            deadline: humantime::format_rfc3339_millis(m.deadline).to_string(),
+            attempts: None,
+            reason: None,
+            cause: None,
+            detail: None,
+        }
+    }
+
+    /// The line of a dead letter.
+    pub fn dead_letter(d: &StoredDeadLetter) -> Self {
+        Self {
+            attempts: Some(d.attempts),
+            reason: Some(d.reason.code()),
+            cause: d.reason.last_error().map(|c| c.code()),
+            detail: Some(d.reason.to_string()),
+            ..Self::message(&d.message)
         }
     }
 }

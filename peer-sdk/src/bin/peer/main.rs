@@ -6,6 +6,7 @@
 //! - `common`: starting a peer from the flags, waiting for Ctrl-C / SIGTERM.
 //! - `json`: the JSON lines printed per delivery and per dead letter.
 //! - `listen`, `send`, `request`, `bench`: one subcommand each.
+//! - `store`: `outbox` and `dead-letters` on a stopped peer's store.
 
 mod args;
 mod bench;
@@ -14,6 +15,7 @@ mod json;
 mod listen;
 mod request;
 mod send;
+mod store;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -32,6 +34,8 @@ async fn main() -> ExitCode {
         args::Command::Send(a) => send::run(a).await,
         args::Command::Request(a) => request::run(a).await,
         args::Command::Bench(a) => bench::run(a).await,
+        args::Command::Outbox(a) => store::outbox(a).await,
+        args::Command::DeadLetters(a) => store::dead_letters(a).await,
     };
     match result {
         Ok(code) => code,

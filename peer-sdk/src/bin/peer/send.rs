@@ -8,7 +8,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use peer_sdk::{Pending, SendError, SendOptions};
+use peer_sdk::{Peer, Pending, SendError, SendOptions};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
@@ -72,22 +72,23 @@ fn generated_payload(seq: u64, keys: u64) -> Bytes {
     })
 }
 
-/// How the sent messages ended.
+/// How the messages sent in this run ended (dead letters are counted from the peer's
+/// dead-letter stream instead, which also carries those of resumed messages).
 #[derive(Debug, Default)]
 struct Tally {
     acked: u64,
+    /// Dead letters among this run's sends (printed by `print_dead_letters`).
     dead_lettered: u64,
     failed: u64,
+    /// Messages resumed from the store at start.
+    resumed: u64,
 }
 
 impl Tally {
     fn record(&mut self, outcome: Result<Bytes, SendError>) {
         match outcome {
             Ok(_) => self.acked += 1,
-            Err(SendError::DeadLettered(dl)) => {
-                self.dead_lettered += 1;
-                println!("{}", json::line(&DeadLetterLine::new(&dl)));
-            }
+            Err(SendError::DeadLettered(_)) => self.dead_lettered += 1,
             Err(e) => {
                 self.failed += 1;
                 eprintln!("send failed: {e}");
@@ -95,6 +96,110 @@ impl Tally {
         }
     }
 }
+
+/// Prints every dead letter of `peer` as a JSON line until the peer stops; returns how many
+/// there were (including any the bounded queue had to drop).
+fn print_dead_letters(peer: &Peer) -> tokio::task::JoinHandle<u64> {
+    let mut letters = peer.dead_letters();
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(dl) = letters.next().await {
+            n += 1;
+            println!("{}", json::line(&DeadLetterLine::new(&dl)));
+        }
+        n + letters.dropped()
+    })
+}
+
+/// Waits until a durable peer holds nothing unresolved (at once without a store), or a
+/// signal comes; returns whether everything was resolved.
+async fn wait_resolved(peer: &Peer) -> bool {
+    let signal = common::shutdown_signal();
+    tokio::pin!(signal);
+    while peer.unresolved_bytes() > 0 {
+        tokio::select! {
+            _ = &mut signal => return false,
+            _ = tokio::time::sleep(RESOLVED_POLL) => {}
+        }
+    }
+    true
+}
+
+/// How often `wait_resolved` looks at the store quota.
+const RESOLVED_POLL: Duration = Duration::from_millis(50);
+
+/// Messages in the outbox of the store in `dir` (0 when there is no store yet).
+fn stored_messages(dir: &std::path::Path) -> anyhow::Result<u64> {
+    if !dir.join(peer_sdk::store::FILE_NAME).exists() {
+        return Ok(0);
+    }
+    let store = peer_sdk::Store::open(dir).context("opening the store")?;
+    Ok(store.usage().context("reading the store")?.messages)
+}
+
+/// Starts a sending peer; with a store, says how many stored messages it resumes.
+async fn start_sender(peer: &crate::args::PeerArgs, window: usize) -> anyhow::Result<(Peer, u64)> {
+    let mut resumed = 0;
+    if let Some(dir) = &peer.store {
+        resumed = stored_messages(dir)?;
+        if resumed > 0 {
+            eprintln!("resuming {resumed} message(s) from {}", dir.display());
+        }
+    }
+    Ok((
+        common::start_peer(common::SENDER_SERVICE, peer, window).await?,
+        resumed,
+    ))
+}
+
+/// After the last send: waits for everything to resolve, stops the peer, prints the
+/// summary; exit 1 if anything was dead-lettered or not resolved.
+async fn finish(
+    peer: Peer,
+    letters: tokio::task::JoinHandle<u64>,
+    what: String,
+    tally: Tally,
+    started: Instant,
+) -> anyhow::Result<ExitCode> {
+    let resolved = wait_resolved(&peer).await;
+    let left = peer.unresolved_bytes();
+    peer.shutdown().await;
+    let dead = letters.await.context("the dead-letter printer failed")?;
+    let secs = started.elapsed().as_secs_f64();
+    let resumed_dead = dead.saturating_sub(tally.dead_lettered);
+    let acked = match resolved {
+        true => tally.acked + tally.resumed.saturating_sub(resumed_dead),
+        false => tally.acked,
+    };
+    eprintln!(
+        "{what}: {acked} acked, {} dead-lettered in {secs:.2}s ({:.0} msg/s)",
+        dead + tally.failed,
+        acked as f64 / secs.max(1e-9)
+    );
+    if !resolved {
+        eprintln!("stopped with {left} bytes of messages unresolved; they stay in the store");
+    }
+    if dead + tally.failed > 0 || !resolved {
+        return Ok(ExitCode::from(EXIT_DEAD_LETTERED));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `peer outbox replay`: starts a durable peer on the store, which resumes its outbox, and
+/// waits until every message is acked or dead-lettered.
+pub async fn resume_outbox(peer_args: &crate::args::PeerArgs) -> anyhow::Result<ExitCode> {
+    let (peer, resumed) = start_sender(peer_args, DEFAULT_WINDOW).await?;
+    let letters = print_dead_letters(&peer);
+    let what = format!("resumed {resumed}");
+    let tally = Tally {
+        resumed,
+        ..Tally::default()
+    };
+    finish(peer, letters, what, tally, Instant::now()).await
+}
+
+/// The window of `peer outbox replay` (resumed messages are bounded by the store).
+const DEFAULT_WINDOW: usize = 256;
 
 /// Awaits every pending message handed over on `rx`, in whatever order they resolve.
 async fn collect(mut rx: mpsc::Receiver<Pending>) -> Tally {
@@ -147,28 +252,28 @@ async fn produce(
     Ok(sent)
 }
 
-/// Sends, waits for every outcome, prints the summary.
+/// Resumes the store (if any), sends, waits for every outcome, prints the summary.
 pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
-    let peer = common::start_peer(common::SENDER_SERVICE, &args.peer, args.window.max(1)).await?;
+    let (peer, resumed) = start_sender(&args.peer, args.window.max(1)).await?;
+    let letters = print_dead_letters(&peer);
     let started = Instant::now();
     let (tx, rx) = mpsc::channel(args.window.max(1));
     let collector = tokio::spawn(collect(rx));
     let sent = produce(&peer, &args, tx).await;
-    let tally = collector.await.context("the outcome collector failed")?;
-    peer.shutdown().await;
-    let sent = sent?;
-    let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "sent {sent} to {}: {} acked, {} dead-lettered in {secs:.2}s ({:.0} msg/s)",
-        args.service,
-        tally.acked,
-        tally.dead_lettered + tally.failed,
-        tally.acked as f64 / secs.max(1e-9)
-    );
-    if tally.dead_lettered + tally.failed > 0 {
-        return Ok(ExitCode::from(EXIT_DEAD_LETTERED));
-    }
-    Ok(ExitCode::SUCCESS)
+    let mut tally = collector.await.context("the outcome collector failed")?;
+    tally.resumed = resumed;
+    let sent = match sent {
+        Ok(n) => n,
+        Err(e) => {
+            peer.shutdown().await;
+            return Err(e);
+        }
+    };
+    let what = match resumed {
+        0 => format!("sent {sent} to {}", args.service),
+        n => format!("resumed {n}, sent {sent} to {}", args.service),
+    };
+    finish(peer, letters, what, tally, started).await
 }
 
 #[cfg(test)]
