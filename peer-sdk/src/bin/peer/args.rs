@@ -155,6 +155,10 @@ pub struct SendArgs {
     /// every line of stdin is one payload.
     #[arg(long)]
     pub count: Option<u64>,
+    /// Number of the first generated message (to continue a numbering across runs).
+    #[arg(long, default_value_t = 1, requires = "count",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub first_seq: u64,
     /// Ordering keys: message N gets key `k{N % K}`; 0 sends without a key.
     #[arg(long, default_value_t = 1)]
     pub keys: u64,

@@ -26,6 +26,15 @@ pub async fn run(args: RequestArgs) -> anyhow::Result<ExitCode> {
             eprintln!("{}", json::line(&DeadLetterLine::new(&dl)));
             Ok(ExitCode::from(EXIT_DEAD_LETTERED))
         }
+        Err(e @ SendError::NoResponders(_)) => {
+            let line = serde_json::json!({
+                "destination": args.service,
+                "reason": "no_responders",
+                "detail": e.to_string(),
+            });
+            eprintln!("{line}");
+            Ok(ExitCode::from(EXIT_DEAD_LETTERED))
+        }
         Err(e) => Err(e.into()),
     }
 }

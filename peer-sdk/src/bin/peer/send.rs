@@ -16,8 +16,8 @@ use tokio::sync::mpsc;
 
 /// Where payloads come from.
 enum Source {
-    /// `{"seq":N,"key":"kM"}` for N in `next..=count`.
-    Generated { next: u64, count: u64 },
+    /// `{"seq":N,"key":"kM"}` for N in `next..=last`.
+    Generated { next: u64, last: u64 },
     /// One payload per line.
     Stdin {
         lines: Lines<BufReader<Stdin>>,
@@ -26,9 +26,12 @@ enum Source {
 }
 
 impl Source {
-    fn new(count: Option<u64>) -> Self {
+    fn new(count: Option<u64>, first: u64) -> Self {
         match count {
-            Some(count) => Self::Generated { next: 1, count },
+            Some(count) => Self::Generated {
+                next: first,
+                last: (first + count).saturating_sub(1),
+            },
             None => Self::Stdin {
                 lines: BufReader::new(tokio::io::stdin()).lines(),
                 seq: 0,
@@ -39,8 +42,8 @@ impl Source {
     /// The next `(seq, payload)`; `None` when done.
     async fn next(&mut self, keys: u64) -> anyhow::Result<Option<(u64, Bytes)>> {
         match self {
-            Self::Generated { next, count } => {
-                if *next > *count {
+            Self::Generated { next, last } => {
+                if *next > *last {
                     return Ok(None);
                 }
                 let seq = *next;
@@ -88,7 +91,8 @@ impl Tally {
     fn record(&mut self, outcome: Result<Bytes, SendError>) {
         match outcome {
             Ok(_) => self.acked += 1,
-            Err(SendError::DeadLettered(_)) => self.dead_lettered += 1,
+            // Both are also dead letters, printed from the peer's dead-letter stream.
+            Err(SendError::DeadLettered(_) | SendError::NoResponders(_)) => self.dead_lettered += 1,
             Err(e) => {
                 self.failed += 1;
                 eprintln!("send failed: {e}");
@@ -214,42 +218,111 @@ async fn collect(mut rx: mpsc::Receiver<Pending>) -> Tally {
     }
 }
 
+/// Most lanes of acceptance (see [`produce`]).
+const MAX_LANES: u64 = 64;
+
+/// The lane of message `seq`: its key's lane (so one key is always accepted in order), or
+/// spread over [`MAX_LANES`] without keys.
+fn lane_of(seq: u64, keys: u64) -> usize {
+    let lanes = if keys > 0 {
+        keys.min(MAX_LANES)
+    } else {
+        MAX_LANES
+    };
+    let spread = if keys > 0 { seq % keys } else { seq };
+    usize::try_from(spread % lanes).unwrap_or(0)
+}
+
+/// One lane: accepts its messages one after the other and hands their outcomes on.
+fn spawn_lane(
+    peer: &Peer,
+    service: &str,
+    outcomes: mpsc::Sender<Pending>,
+) -> (
+    mpsc::Sender<(Bytes, SendOptions)>,
+    tokio::task::JoinHandle<anyhow::Result<u64>>,
+) {
+    let (tx, mut rx) = mpsc::channel::<(Bytes, SendOptions)>(LANE_QUEUE);
+    let (peer, service) = (peer.clone(), service.to_owned());
+    let task = tokio::spawn(async move {
+        let mut sent = 0;
+        while let Some((payload, opts)) = rx.recv().await {
+            let pending = peer.enqueue(&service, payload, opts).await?;
+            sent += 1;
+            if outcomes.send(pending).await.is_err() {
+                break;
+            }
+        }
+        Ok(sent)
+    });
+    (tx, task)
+}
+
+/// Messages queued per lane ahead of acceptance.
+const LANE_QUEUE: usize = 16;
+
 /// Sends every payload of the source (paced by `--rate`) until it ends or a signal comes.
+///
+/// A durable peer reports acceptance only once a message is on disk, so one sequential
+/// sender would pay one fsync per message. Messages are therefore accepted in lanes that
+/// run concurrently (one group commit covers a message of each lane); a key always uses the
+/// same lane, so messages of one key are still accepted, and delivered, in send order.
 async fn produce(
-    peer: &peer_sdk::Peer,
+    peer: &Peer,
     args: &SendArgs,
-    tx: mpsc::Sender<Pending>,
+    outcomes: mpsc::Sender<Pending>,
 ) -> anyhow::Result<u64> {
-    let mut source = Source::new(args.count);
+    let mut source = Source::new(args.count, args.first_seq);
     let mut pace = (args.rate > 0.0).then(|| {
         let mut i = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
         i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         i
     });
     let base = common::send_options(&args.delivery);
-    let mut sent = 0;
+    let mut lanes: Vec<_> = Vec::new();
     let signal = common::shutdown_signal();
     tokio::pin!(signal);
+    let mut failure = None;
     loop {
         let next = tokio::select! {
             _ = &mut signal => break,
-            n = source.next(args.keys) => n?,
+            n = source.next(args.keys) => n,
         };
-        let Some((seq, payload)) = next else { break };
+        let (seq, payload) = match next {
+            Ok(Some(item)) => item,
+            Ok(None) => break,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
         if let Some(pace) = &mut pace {
             pace.tick().await;
+        }
+        let lane = lane_of(seq, args.keys);
+        while lanes.len() <= lane {
+            lanes.push(spawn_lane(peer, &args.service, outcomes.clone()));
         }
         let opts = SendOptions {
             key: key_of(seq, args.keys).map(Bytes::from),
             ..base.clone()
         };
-        let pending = peer.enqueue(&args.service, payload, opts).await?;
-        sent += 1;
-        if tx.send(pending).await.is_err() {
+        if lanes[lane].0.send((payload, opts)).await.is_err() {
             break;
         }
     }
-    Ok(sent)
+    let mut sent = 0;
+    for (tx, task) in lanes {
+        drop(tx);
+        match task.await.context("a sending lane failed")? {
+            Ok(n) => sent += n,
+            Err(e) => failure = failure.or(Some(e)),
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(sent),
+    }
 }
 
 /// Resumes the store (if any), sends, waits for every outcome, prints the summary.
@@ -286,5 +359,16 @@ mod tests {
         assert_eq!(generated_payload(4, 0), r#"{"seq":4}"#);
         assert_eq!(key_of(11, 8).as_deref(), Some("k3"));
         assert_eq!(key_of(11, 0), None);
+    }
+
+    #[test]
+    fn a_key_always_uses_the_same_lane() {
+        for keys in [1, 8, 100, 130] {
+            for seq in 1..1000 {
+                assert_eq!(lane_of(seq, keys), lane_of(seq + keys, keys), "keys {keys}");
+                assert!((lane_of(seq, keys) as u64) < MAX_LANES);
+            }
+        }
+        assert_ne!(lane_of(1, 0), lane_of(2, 0));
     }
 }
