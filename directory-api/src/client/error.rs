@@ -28,7 +28,7 @@ pub enum ClientError {
     TlsConfig(String),
     /// Nothing listens at the URL (connection refused). Remedy: start the node or fix the
     /// address.
-    #[error("connection refused by {url}: is a directory node running there?")]
+    #[error("connection refused by {url} (is the node running?)")]
     Refused {
         /// The URL tried.
         url: String,
