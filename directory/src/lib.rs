@@ -4,6 +4,8 @@
 //! filter them and watch them over HTTP. Start a node with [`Server::start`].
 //!
 //! # Layout
+//! - `directory_api` (a crate of its own) — the HTTP API's request and response types and
+//!   the validated names; re-exported through [`registry`] and [`http`].
 //! - [`registry`] — the in-memory store: validated records, leases, tombstones, change
 //!   index, watch events, last-writer-wins merge for replication.
 //! - [`gossip`] — cluster membership (SWIM via foca) and replication of registrations:

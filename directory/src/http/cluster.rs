@@ -4,51 +4,22 @@ use std::time::SystemTime;
 
 use axum::Json;
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
+use directory_api::{MemberRow, MembersResponse};
 
 use super::AppState;
-
-/// One cluster member.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct MemberRow {
-    /// Node name.
-    pub name: String,
-    /// Gossip address (`host:port`); `null` for a node running without a cluster.
-    pub address: Option<String>,
-    /// `alive`, `suspect`, `dead` or `left`.
-    #[schema(example = "alive")]
-    pub state: String,
-    /// SWIM incarnation (raised by the member to refute a suspicion).
-    pub incarnation: u16,
-    /// Per-start generation of the member's identity (a restart gets a higher one).
-    pub generation: u64,
-    /// When the state last changed as seen by this node (RFC 3339 UTC).
-    pub last_change: String,
-    /// Whether this row is the node that answered.
-    pub local: bool,
-}
-
-/// `GET /v1/cluster/members` response.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct MembersResponse {
-    /// The node that answered.
-    pub node: String,
-    /// Every member it knows, itself first; dead and left members stay listed until reaped.
-    pub members: Vec<MemberRow>,
-}
 
 /// Cluster members as seen by this node (a single-node directory lists only itself).
 #[utoipa::path(
     get,
     path = "/v1/cluster/members",
-    responses((status = 200, body = MembersResponse)),
+    responses((status = 200, description = "every member this node knows, itself first", body = MembersResponse)),
     tag = "cluster"
 )]
 pub async fn members(State(state): State<AppState>) -> Json<MembersResponse> {
-    let node = state.0.config.node_name.to_string();
+    let node = state.config().node_name.to_string();
     let now = SystemTime::now();
     let stamp = |ago| humantime::format_rfc3339_millis(now - ago).to_string();
-    let members = match &state.0.gossip {
+    let members = match state.gossip() {
         None => vec![MemberRow {
             name: node.clone(),
             address: None,

@@ -8,14 +8,12 @@ use futures_util::{Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
+use directory_api::{ErrorBody, LAGGED_EVENT, Lagged};
+
 use super::AppState;
-use super::error::{ApiError, ErrorBody};
+use super::error::ApiError;
 use super::query::WatchQuery;
 use crate::registry::{ChangeEvent, ServiceName};
-
-/// SSE event name sent when the watcher fell behind and missed events; it should
-/// resynchronise with a lookup. Its data is `{"missed": N}`.
-pub const LAGGED_EVENT: &str = "lagged";
 
 /// Stream change events (`registered`, `updated`, `expired`, `deregistered`).
 #[utoipa::path(
@@ -36,14 +34,14 @@ pub async fn watch(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let query = WatchQuery::parse(raw.as_deref())?;
     let gauge = WatcherGauge::new();
-    let events = BroadcastStream::new(state.0.registry.subscribe())
-        .take_until(state.0.cancel.clone().cancelled_owned())
+    let events = BroadcastStream::new(state.registry().subscribe())
+        .take_until(state.shutdown().clone().cancelled_owned())
         .filter_map(move |item| {
             let _alive = &gauge; // dropped with the stream, when the client goes away
             std::future::ready(to_sse(item, query.service.as_ref()))
         })
         .map(Ok);
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(state.0.config.sse_keep_alive)))
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(state.config().sse_keep_alive)))
 }
 
 fn to_sse(
@@ -61,11 +59,10 @@ fn to_sse(
             )
         }
         Ok(_) => None,
-        Err(BroadcastStreamRecvError::Lagged(missed)) => Some(
-            Event::default()
-                .event(LAGGED_EVENT)
-                .data(format!("{{\"missed\":{missed}}}")),
-        ),
+        Err(BroadcastStreamRecvError::Lagged(missed)) => {
+            let data = serde_json::to_string(&Lagged { missed }).ok()?;
+            Some(Event::default().event(LAGGED_EVENT).data(data))
+        }
     }
 }
 
