@@ -81,7 +81,7 @@ async fn has_instance(node: &Node, instance: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_processes_replicate_detect_a_killed_node_catch_it_up_and_list_a_terminated_one_as_left() {
+async fn three_processes_replicate_catch_up_a_killed_node_and_list_a_terminated_one_as_left() {
     let keygen = output(Command::new(BIN).arg("keygen")).await;
     assert!(keygen.status.success());
     let key = String::from_utf8(keygen.stdout).unwrap().trim().to_owned();
