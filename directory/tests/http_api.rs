@@ -398,7 +398,15 @@ async fn read_events(resp: &mut reqwest::Response, count: usize) -> Vec<(String,
                 .map(str::to_owned);
             let data = frame.lines().find_map(|l| l.strip_prefix("data: "));
             if let (Some(name), Some(data)) = (name, data) {
-                events.push((name, serde_json::from_str(data).unwrap()));
+                let data: Value = serde_json::from_str(data).unwrap();
+                // The README's `id:` line: the event's index, for `Last-Event-ID` resumption.
+                let id = frame.lines().find_map(|l| l.strip_prefix("id: "));
+                assert_eq!(
+                    id.and_then(|i| i.parse::<u64>().ok()),
+                    data["index"].as_u64(),
+                    "SSE id line of {frame:?}"
+                );
+                events.push((name, data));
             }
         }
     }
