@@ -35,6 +35,8 @@
 
 mod backoff;
 mod balance;
+#[cfg(test)]
+mod durable_tests;
 pub mod frame;
 pub mod hash;
 mod inbox;
