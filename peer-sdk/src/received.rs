@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{Notify, mpsc};
 
-/// Received messages; see [`Peer::incoming`].
+/// Received messages; see [`Peer::incoming`](crate::Peer::incoming).
 #[derive(Debug, Clone)]
 pub struct Incoming {
     rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>>,

@@ -100,7 +100,10 @@ fn restored_ids_continue_from_the_store_and_a_backlog_loads_at_start() {
     ));
     let id = c.handle_send(t0, req(t0, None));
     assert_eq!(id, 41);
-    assert!(matches!(&store_ops(&mut c)[..], [StoreOp::Put { id: 41, .. }]));
+    assert!(matches!(
+        &store_ops(&mut c)[..],
+        [StoreOp::Put { id: 41, .. }]
+    ));
     // The backlog is on disk: a new message queues behind it there.
     c.handle_persisted(t0, 1);
     assert_eq!(c.outgoing(), 0);

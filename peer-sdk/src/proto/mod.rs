@@ -48,7 +48,7 @@ mod timers;
 
 pub use balance::{Balancer, Candidate, LeastInFlight, RoundRobin};
 pub use frame::{Decoder, ErrorCode, Frame, NackAction, ProtocolError};
-pub use persist::{StoreOp, message_cost};
+pub use persist::{MESSAGE_OVERHEAD, StoreOp, message_cost};
 
 use crate::config::DeliveryConfig;
 use bytes::Bytes;
