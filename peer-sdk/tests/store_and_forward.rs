@@ -368,3 +368,37 @@ async fn a_message_to_a_service_without_instances_waits_for_one_or_fails_fast_wh
     sender.shutdown().await;
     receiver.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_checked_whole_then_accepted_and_delivered_in_key_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Peer::builder_for_test("sink").start().await.unwrap();
+    let log = record_all(&receiver);
+    let sender = Peer::builder_for_test("source")
+        .store(dir.path())
+        .static_instance(receiver.info())
+        .configure(|c| c.max_payload = 64)
+        .start()
+        .await
+        .unwrap();
+    let ordered = || SendOptions::ordered("k");
+    let bad = vec![
+        (Bytes::from_static(b"fine"), ordered()),
+        (Bytes::from(vec![0u8; 65]), ordered()),
+    ];
+    let err = sender.enqueue_batch("sink", bad).await.unwrap_err();
+    assert!(matches!(err, SendError::PayloadTooLarge { .. }), "{err:?}");
+    let batch = (0..50).map(|i| (Bytes::from(format!("{i}")), ordered()));
+    let pending = sender.enqueue_batch("sink", batch).await.unwrap();
+    for p in pending {
+        p.await.unwrap();
+    }
+    let payloads: Vec<Bytes> = log.lock().iter().map(|(_, _, p)| p.clone()).collect();
+    let expected: Vec<Bytes> = (0..50).map(|i| Bytes::from(format!("{i}"))).collect();
+    assert_eq!(
+        payloads, expected,
+        "the rejected batch sent nothing; the other in order"
+    );
+    sender.shutdown().await;
+    receiver.shutdown().await;
+}
