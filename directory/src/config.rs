@@ -2,6 +2,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::gossip::GossipSettings;
@@ -71,6 +72,9 @@ pub struct Config {
     /// Cluster membership and replication. `None` (the default) runs a single node without
     /// gossip; `Some` joins a cluster (see [`GossipSettings`] for each knob).
     pub cluster: Option<GossipSettings>,
+    /// ACL file enforced on the HTTP API (format in [`crate::acl::AclFile`]). `None` (the
+    /// default) leaves the API open to anyone who can reach it, and the node warns at start.
+    pub acl_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -89,6 +93,7 @@ impl Default for Config {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             lookup_cache_bytes: DEFAULT_LOOKUP_CACHE_BYTES,
             cluster: None,
+            acl_file: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! filter them and watch them over HTTP. Start a node with [`Server::start`].
 //!
 //! # Layout
+//! - [`acl`] — access control: tokens with rules from an ACL file, reloadable.
 //! - [`registry`] — the in-memory store: validated records, leases, tombstones, change
 //!   index, watch events, last-writer-wins merge for replication.
 //! - [`gossip`] — cluster membership (SWIM via foca) and replication of registrations:
@@ -14,6 +15,7 @@
 //! - `metrics` — the Prometheus recorder behind `GET /metrics`.
 //! - [`cli`] — the `directory` command line (server and client subcommands).
 
+pub mod acl;
 pub mod cli;
 mod config;
 pub mod gossip;

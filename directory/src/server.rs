@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Config;
+use crate::acl::{Acl, AclFileError};
 use crate::gossip::{Gossip, GossipStartError};
 use crate::http::{self, AppState};
 use crate::metrics::prometheus_handle;
@@ -40,6 +41,9 @@ pub enum StartError {
     /// address, bad settings). Remedy: see the message.
     #[error("cannot start gossip: {0}")]
     Gossip(#[from] GossipStartError),
+    /// The ACL file cannot be read or is invalid. Remedy: see the message (file, line).
+    #[error("{0}")]
+    Acl(#[from] AclFileError),
 }
 
 /// A running directory node. Dropping it without [`Server::shutdown`] cancels its tasks
@@ -48,6 +52,7 @@ pub struct Server {
     http_addr: SocketAddr,
     registry: Registry,
     gossip: Option<Arc<Gossip>>,
+    acl: Option<Arc<Acl>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -56,6 +61,7 @@ impl Server {
     /// Binds the listeners and starts every task of a node.
     pub async fn start(config: Config) -> Result<Self, StartError> {
         let config = Arc::new(config);
+        let acl = load_acl(&config)?;
         let listener = bind_http(config.http_addr).await?;
         let http_addr = listener
             .local_addr()
@@ -80,7 +86,8 @@ impl Server {
         tracker.spawn(run_reaper(registry.clone(), cancel.clone()));
         tracker.spawn(run_metrics_upkeep(metrics.clone(), cancel.clone()));
         let state = AppState::new(registry.clone(), config.clone(), metrics, cancel.clone())
-            .with_gossip(gossip.clone());
+            .with_gossip(gossip.clone())
+            .with_acl(acl.clone());
         tracker.spawn(run_http(
             listener,
             state,
@@ -90,10 +97,23 @@ impl Server {
         tracker.close();
 
         tracing::info!(http_addr = %http_addr, node = %config.node_name, "directory node listening");
+        // After the address line, which scripts and tests read first.
+        match &acl {
+            Some(acl) => tracing::info!(
+                file = %acl.path().display(),
+                acl_hash = %acl.file_hash(),
+                "ACL file loaded"
+            ),
+            None => tracing::warn!(
+                "the HTTP API is OPEN: no --acl-file, so anyone who can reach it may register, \
+                 replace and delete any service"
+            ),
+        }
         Ok(Self {
             http_addr,
             registry,
             gossip,
+            acl,
             cancel,
             tracker,
         })
@@ -117,6 +137,17 @@ impl Server {
     /// The gossip layer (membership, counters), when clustering is enabled.
     pub fn gossip(&self) -> Option<&Gossip> {
         self.gossip.as_deref()
+    }
+
+    /// The enforced ACL, when started with an ACL file.
+    pub fn acl(&self) -> Option<&Acl> {
+        self.acl.as_deref()
+    }
+
+    /// Reloads what can change without a restart (the ACL file); what SIGHUP does. A file
+    /// that fails to load is logged and the previous rules stay in force.
+    pub fn reload(&self) {
+        reload_acl(self.acl.as_deref());
     }
 
     /// A token that, when cancelled, shuts the node down (e.g. from a signal handler).
@@ -145,6 +176,28 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.cancel.cancel();
+    }
+}
+
+/// Loads the ACL file if one is configured.
+fn load_acl(config: &Config) -> Result<Option<Arc<Acl>>, StartError> {
+    let Some(path) = &config.acl_file else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(Acl::load(path)?)))
+}
+
+fn reload_acl(acl: Option<&Acl>) {
+    let Some(acl) = acl else { return };
+    match acl.reload() {
+        Ok(hash) => tracing::info!(
+            file = %acl.path().display(),
+            acl_hash = %hex::encode(hash),
+            "ACL file reloaded"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "ACL file NOT reloaded; the previous rules stay in force")
+        }
     }
 }
 

@@ -122,7 +122,7 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
             instance,
         } => deregister(&client, &service, &instance).await,
         Command::Members { client } => members(&client).await,
-        Command::Serve(_) | Command::Keygen => {
+        Command::Serve(_) | Command::Keygen | Command::Acl(_) => {
             Err(ClientError::Usage("not a client command".into()))
         }
     }

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -79,6 +80,10 @@ pub struct ServeArgs {
         conflicts_with = "cluster_key"
     )]
     pub insecure_no_cluster_key: bool,
+    /// ACL file to enforce on the HTTP API (JSON; create tokens with `directory acl token
+    /// create`). Without one the API is open to anyone who reaches it. SIGHUP reloads it.
+    #[arg(long, env = "DIRECTORY_ACL_FILE")]
+    pub acl_file: Option<PathBuf>,
     /// Memory budget in bytes of the cache of rendered service lookups (0 disables it).
     #[arg(long, env = "DIRECTORY_LOOKUP_CACHE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub lookup_cache_bytes: usize,
@@ -111,6 +116,7 @@ impl ServeArgs {
             shutdown_grace: self.shutdown_grace.into(),
             lookup_cache_bytes: self.lookup_cache_bytes,
             cluster: self.cluster_settings(),
+            acl_file: self.acl_file.clone(),
         }
     }
 
@@ -178,19 +184,52 @@ pub fn host_node_name() -> NodeName {
         .unwrap_or_else(|_| unreachable!("the default node name is valid"))
 }
 
-/// Runs a node until Ctrl-C or SIGTERM.
+/// Runs a node until Ctrl-C or SIGTERM; SIGHUP reloads the ACL file.
 pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format, &args.log_filter)?;
     args.check()?;
-    // Installed before the node announces itself, so an early SIGTERM is handled gracefully.
+    // Installed before the node announces itself, so an early SIGTERM is handled gracefully
+    // and an early SIGHUP does not kill the process (its default action).
     let signal = shutdown_signal();
+    let mut hangup = Hangup::install()?;
     let server = Server::start(args.to_config()).await?;
-    tokio::select! {
-        () = signal => {}
-        () = server.cancelled() => {}
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            () = &mut signal => break,
+            () = server.cancelled() => break,
+            () = hangup.recv() => {
+                tracing::info!("SIGHUP received; reloading");
+                server.reload();
+            }
+        }
     }
     server.shutdown().await;
     Ok(())
+}
+
+/// SIGHUP, on Unix; never fires elsewhere.
+struct Hangup {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Hangup {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Self {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("cannot listen for SIGHUP")?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if self.signal.recv().await.is_some() {
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
 }
 
 fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {

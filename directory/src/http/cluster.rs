@@ -7,6 +7,8 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use crate::acl::Access;
 
 /// One cluster member.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -26,6 +28,9 @@ pub struct MemberRow {
     pub last_change: String,
     /// Whether this row is the node that answered.
     pub local: bool,
+    /// SHA-256 (hex) of the ACL file the member enforces; `null` when it runs without one
+    /// (or has not told yet). Members showing different values enforce different rules.
+    pub acl_hash: Option<String>,
 }
 
 /// `GET /v1/cluster/members` response.
@@ -41,11 +46,20 @@ pub struct MembersResponse {
 #[utoipa::path(
     get,
     path = "/v1/cluster/members",
-    responses((status = 200, body = MembersResponse)),
+    responses(
+        (status = 200, body = MembersResponse),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "forbidden: needs the operator rule", body = ErrorBody),
+    ),
     tag = "cluster"
 )]
-pub async fn members(State(state): State<AppState>) -> Json<MembersResponse> {
+pub async fn members(
+    State(state): State<AppState>,
+    access: Access,
+) -> Result<Json<MembersResponse>, ApiError> {
+    access.operator()?;
     let node = state.0.config.node_name.to_string();
+    let local_acl = state.0.acl.as_ref().map(|acl| acl.file_hash());
     let now = SystemTime::now();
     let stamp = |ago| humantime::format_rfc3339_millis(now - ago).to_string();
     let members = match &state.0.gossip {
@@ -57,6 +71,7 @@ pub async fn members(State(state): State<AppState>) -> Json<MembersResponse> {
             generation: 0,
             last_change: stamp(std::time::Duration::ZERO),
             local: true,
+            acl_hash: local_acl,
         }],
         Some(gossip) => gossip
             .members()
@@ -73,8 +88,9 @@ pub async fn members(State(state): State<AppState>) -> Json<MembersResponse> {
                 generation: m.identity.generation,
                 last_change: stamp(m.since),
                 local: m.is_local,
+                acl_hash: if m.is_local { local_acl.clone() } else { None },
             })
             .collect(),
     };
-    Json(MembersResponse { node, members })
+    Ok(Json(MembersResponse { node, members }))
 }

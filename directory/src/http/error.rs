@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use crate::acl::Denied;
 use crate::registry::{HeartbeatError, RegisterError, ValidationError};
 
 /// An API error. Handlers return `Result<_, ApiError>` and use `?`.
@@ -141,6 +142,19 @@ impl From<HeartbeatError> for ApiError {
         match e {
             HeartbeatError::NotFound { .. } => {
                 Self::new(StatusCode::NOT_FOUND, "instance_not_found", e.to_string())
+            }
+        }
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(e: Denied) -> Self {
+        match e {
+            Denied::Forbidden { .. } => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+            }
+            Denied::TokenRequired(_) | Denied::UnknownToken | Denied::Malformed(_) => {
+                Self::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
             }
         }
     }

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
+use crate::acl::Access;
 use crate::registry::{
     Address, Fingerprint, InstanceId, Meta, Record, Registration, ServiceName, Tags, Ttl,
 };
@@ -75,6 +76,8 @@ pub(super) fn key(service: &str, instance: &str) -> Result<(ServiceName, Instanc
     responses(
         (status = 200, description = "the stored record", body = Record),
         (status = 400, description = "invalid name, body, address, ttl, tags, meta or fingerprint", body = ErrorBody),
+        (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
+        (status = 403, description = "forbidden: the token may not write this service", body = ErrorBody),
         (status = 413, description = "body over the size limit", body = ErrorBody),
         (status = 507, description = "capacity_full: the node holds its maximum of instances", body = ErrorBody),
     ),
@@ -82,10 +85,12 @@ pub(super) fn key(service: &str, instance: &str) -> Result<(ServiceName, Instanc
 )]
 pub async fn register(
     State(state): State<AppState>,
+    access: Access,
     Path((service, instance)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Arc<Record>>, ApiError> {
     let (service, instance) = key(&service, &instance)?;
+    access.write(service.as_str())?;
     let body: RegisterBody = serde_json::from_slice(&body?).map_err(ApiError::invalid_json)?;
     let registration = body.into_registration()?;
     let record = state
@@ -103,15 +108,19 @@ pub async fn register(
     responses(
         (status = 200, description = "the renewed record", body = Record),
         (status = 400, description = "invalid service name or instance id", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "forbidden: the token may not write this service", body = ErrorBody),
         (status = 404, description = "instance_not_found: unknown or already expired; register again", body = ErrorBody),
     ),
     tag = "instances"
 )]
 pub async fn heartbeat(
     State(state): State<AppState>,
+    access: Access,
     Path((service, instance)): Path<(String, String)>,
 ) -> Result<Json<Arc<Record>>, ApiError> {
     let (service, instance) = key(&service, &instance)?;
+    access.write(service.as_str())?;
     let record = state
         .0
         .registry
@@ -127,14 +136,18 @@ pub async fn heartbeat(
     responses(
         (status = 204, description = "gone (whether or not it existed)"),
         (status = 400, description = "invalid name", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "forbidden: the token may not write this service", body = ErrorBody),
     ),
     tag = "instances"
 )]
 pub async fn deregister(
     State(state): State<AppState>,
+    access: Access,
     Path((service, instance)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let (service, instance) = key(&service, &instance)?;
+    access.write(service.as_str())?;
     state
         .0
         .registry
@@ -150,15 +163,19 @@ pub async fn deregister(
     responses(
         (status = 200, description = "the record", body = Record),
         (status = 400, description = "invalid service name or instance id", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "forbidden: the token may not read this service", body = ErrorBody),
         (status = 404, description = "instance_not_found", body = ErrorBody),
     ),
     tag = "instances"
 )]
 pub async fn get_instance(
     State(state): State<AppState>,
+    access: Access,
     Path((service, instance)): Path<(String, String)>,
 ) -> Result<Json<Arc<Record>>, ApiError> {
     let (service_name, instance_id) = key(&service, &instance)?;
+    access.read(service_name.as_str())?;
     metrics::counter!("directory_lookups_total").increment(1);
     state
         .0

@@ -1,6 +1,7 @@
 //! The HTTP API: router, shared state and middleware. Handlers live in one module per
 //! resource; [`ApiError`] is the one error type they return.
 
+mod auth;
 mod cluster;
 mod error;
 mod instances;
@@ -25,6 +26,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub use auth::TOKEN_HEADER;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use instances::RegisterBody;
 pub use openapi::ApiDoc;
@@ -34,6 +36,7 @@ pub use services::{INDEX_HEADER, ServiceCount, ServiceResponse, ServicesResponse
 pub use watch::LAGGED_EVENT;
 
 use crate::Config;
+use crate::acl::Acl;
 use crate::registry::{Registry, ServiceName};
 use request_metrics::{MethodLabel, RequestMetrics, Route, StatusLabel};
 use services::CachedLookup;
@@ -53,6 +56,8 @@ struct StateInner {
     lookup_cache_used: AtomicUsize,
     request_metrics: RequestMetrics,
     gossip: Option<Arc<crate::gossip::Gossip>>,
+    /// The rules enforced; `None` without an ACL file (everything allowed).
+    acl: Option<Arc<Acl>>,
 }
 
 impl AppState {
@@ -73,6 +78,7 @@ impl AppState {
             lookup_cache_used: AtomicUsize::new(0),
             request_metrics: RequestMetrics::default(),
             gossip: None,
+            acl: None,
         }))
     }
 
@@ -94,8 +100,32 @@ impl AppState {
                 lookup_cache_used: AtomicUsize::new(0),
                 request_metrics: RequestMetrics::default(),
                 gossip,
+                acl: shared.acl.clone(),
             })),
         }
+    }
+
+    /// The same state enforcing `acl` (`None`: no access control).
+    #[must_use]
+    pub fn with_acl(self, acl: Option<Arc<Acl>>) -> Self {
+        let mut inner = self.into_inner();
+        inner.acl = acl;
+        Self(Arc::new(inner))
+    }
+
+    /// The inner state, or a twin of it when shared (with an empty lookup cache).
+    fn into_inner(self) -> StateInner {
+        Arc::try_unwrap(self.0).unwrap_or_else(|shared| StateInner {
+            registry: shared.registry.clone(),
+            config: shared.config.clone(),
+            metrics: shared.metrics.clone(),
+            cancel: shared.cancel.clone(),
+            lookup_cache: DashMap::new(),
+            lookup_cache_used: AtomicUsize::new(0),
+            request_metrics: RequestMetrics::default(),
+            gossip: shared.gossip.clone(),
+            acl: shared.acl.clone(),
+        })
     }
 }
 
@@ -121,6 +151,10 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(ops::openapi))
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), track_request))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(|_| {

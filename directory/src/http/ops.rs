@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
 use super::AppState;
+use super::error::{ApiError, ErrorBody};
 use super::openapi::ApiDoc;
+use crate::acl::Access;
 
 /// `GET /v1/health` response.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -36,18 +38,35 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
 #[utoipa::path(
     get,
     path = "/metrics",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)),
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "forbidden: needs the operator rule", body = ErrorBody),
+    ),
     tag = "ops"
 )]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(
+    State(state): State<AppState>,
+    access: Access,
+) -> Result<impl IntoResponse, ApiError> {
+    access.operator()?;
     #[allow(clippy::cast_precision_loss)] // instance counts are far below 2^52
     metrics::gauge!("directory_instances").set(state.0.registry.len() as f64);
     let text = state.0.metrics.render();
-    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 
 /// The OpenAPI document of this API.
-#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3 document")), tag = "ops")]
-pub async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    responses(
+        (status = 200, description = "OpenAPI 3 document"),
+        (status = 401, description = "unauthorized: ACLs are on and the request has no token", body = ErrorBody),
+    ),
+    tag = "ops"
+)]
+pub async fn openapi(access: Access) -> Result<impl IntoResponse, ApiError> {
+    access.any()?;
+    Ok(Json(ApiDoc::openapi()))
 }

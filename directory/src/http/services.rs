@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::query::LookupQuery;
+use crate::acl::Access;
 use crate::registry::{Filter, Record, ServiceName};
 
 /// Header carrying the service's change index on lookups.
@@ -60,19 +61,28 @@ struct ServiceResponseRef<'a> {
 #[utoipa::path(
     get,
     path = "/v1/services",
-    responses((status = 200, description = "the catalog", body = ServicesResponse)),
+    responses(
+        (status = 200, description = "the catalog: only the services the token may read", body = ServicesResponse),
+        (status = 401, description = "unauthorized: the request may read no service", body = ErrorBody),
+        (status = 403, description = "forbidden: the token may read no service", body = ErrorBody),
+    ),
     tag = "services"
 )]
-pub async fn list(State(state): State<AppState>) -> Json<ServicesResponse> {
+pub async fn list(
+    State(state): State<AppState>,
+    access: Access,
+) -> Result<Json<ServicesResponse>, ApiError> {
+    access.list()?;
     let (index, services) = state.0.registry.services();
     let services = services
         .into_iter()
+        .filter(|s| access.can_read(s.service.as_str()))
         .map(|s| ServiceCount {
             service: s.service.to_string(),
             instances: s.instances,
         })
         .collect();
-    Json(ServicesResponse { index, services })
+    Ok(Json(ServicesResponse { index, services }))
 }
 
 /// Live instances of a service, optionally filtered; a blocking query when `index` is given.
@@ -90,15 +100,19 @@ pub async fn list(State(state): State<AppState>) -> Json<ServicesResponse> {
         (status = 200, description = "live instances; an unknown service is an empty list",
          body = ServiceResponse, headers(("X-Directory-Index" = u64, description = "the service's change index"))),
         (status = 400, description = "invalid service name or query", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "forbidden: the token may not read this service", body = ErrorBody),
     ),
     tag = "services"
 )]
 pub async fn lookup(
     State(state): State<AppState>,
+    access: Access,
     Path(service): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let service = ServiceName::new(&service)?;
+    access.read(service.as_str())?;
     let query = LookupQuery::parse(raw.as_deref())?;
     if let Some(after) = query.index {
         block(&state, &service, after, &query).await;

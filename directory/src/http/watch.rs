@@ -11,6 +11,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::query::WatchQuery;
+use crate::acl::Access;
 use crate::registry::{ChangeEvent, ServiceName};
 
 /// SSE event name sent when the watcher fell behind and missed events; it should
@@ -27,20 +28,38 @@ pub const LAGGED_EVENT: &str = "lagged";
           A `lagged` event with data {\"missed\":N} means events were dropped for a slow reader: resynchronise with a lookup.",
          body = ChangeEvent, content_type = "text/event-stream"),
         (status = 400, description = "invalid service name or query", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "forbidden: the token may not read this service (or any)", body = ErrorBody),
     ),
     tag = "watch"
 )]
 pub async fn watch(
     State(state): State<AppState>,
+    access: Access,
     RawQuery(raw): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let query = WatchQuery::parse(raw.as_deref())?;
+    match &query.service {
+        Some(service) => access.read(service.as_str())?,
+        None => access.list()?,
+    }
+    // A stream keeps the rights it started with, so it ends when the ACL file is reloaded
+    // and the client reconnects under the new rules.
+    let reloaded: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+        match &state.0.acl {
+            Some(acl) => Box::pin(acl.reloaded()),
+            None => Box::pin(std::future::pending()),
+        };
     let gauge = WatcherGauge::new();
     let events = BroadcastStream::new(state.0.registry.subscribe())
         .take_until(state.0.cancel.clone().cancelled_owned())
+        .take_until(reloaded)
         .filter_map(move |item| {
             let _alive = &gauge; // dropped with the stream, when the client goes away
-            std::future::ready(to_sse(item, query.service.as_ref()))
+            let visible = item
+                .as_ref()
+                .map_or(true, |e| access.can_read(e.service.as_str()));
+            std::future::ready(to_sse(item, query.service.as_ref()).filter(|_| visible))
         })
         .map(Ok);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(state.0.config.sse_keep_alive)))
