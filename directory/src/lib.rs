@@ -5,6 +5,8 @@
 //!
 //! # Layout
 //! - [`acl`] — access control: tokens with rules from an ACL file, reloadable.
+//! - `directory_api` (a crate of its own) — the HTTP API's request and response types and
+//!   the validated names; re-exported through [`registry`] and [`http`].
 //! - [`registry`] — the in-memory store: validated records, leases, tombstones, change
 //!   index, watch events, last-writer-wins merge for replication.
 //! - [`gossip`] — cluster membership (SWIM via foca) and replication of registrations:

@@ -115,7 +115,7 @@ impl Acl {
 
     /// Resolves at the next successful reload: long-lived streams end then, so their
     /// clients reconnect under the new rules.
-    pub fn reloaded(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+    pub fn reloaded(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
         let mut rx = self.changed.subscribe();
         async move {
             // An error means the Acl was dropped: the node is going away.

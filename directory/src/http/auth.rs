@@ -24,7 +24,7 @@ pub(super) async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let access = match &state.0.acl {
+    let access = match state.acl() {
         None => Ok(Access::open()),
         Some(acl) => token(request.headers()).and_then(|t| Ok(acl.authenticate(t)?)),
     };

@@ -4,32 +4,20 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use serde::{Deserialize, Serialize};
+use directory_api::{ErrorBody, Health};
 use utoipa::OpenApi;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody};
+use super::error::ApiError;
 use super::openapi::ApiDoc;
 use crate::acl::Access;
-
-/// `GET /v1/health` response.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Health {
-    /// Always `ok` when the node answers.
-    #[schema(example = "ok")]
-    pub status: String,
-    /// This node's name.
-    pub node: String,
-    /// Version of the directory software.
-    pub version: String,
-}
 
 /// Liveness: answers while the node runs.
 #[utoipa::path(get, path = "/v1/health", responses((status = 200, body = Health)), tag = "ops")]
 pub async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok".into(),
-        node: state.0.config.node_name.to_string(),
+        node: state.config().node_name.to_string(),
         version: env!("CARGO_PKG_VERSION").into(),
     })
 }
@@ -40,8 +28,8 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
     path = "/metrics",
     responses(
         (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
-        (status = 401, description = "unauthorized", body = ErrorBody),
-        (status = 403, description = "forbidden: needs the operator rule", body = ErrorBody),
+        (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
+        (status = 403, description = "forbidden: the token may not use operator endpoints (needs the operator rule)", body = ErrorBody),
     ),
     tag = "ops"
 )]
@@ -51,8 +39,8 @@ pub async fn metrics(
 ) -> Result<impl IntoResponse, ApiError> {
     access.operator()?;
     #[allow(clippy::cast_precision_loss)] // instance counts are far below 2^52
-    metrics::gauge!("directory_instances").set(state.0.registry.len() as f64);
-    let text = state.0.metrics.render();
+    metrics::gauge!("directory_instances").set(state.registry().len() as f64);
+    let text = state.render_metrics();
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 
@@ -62,7 +50,7 @@ pub async fn metrics(
     path = "/openapi.json",
     responses(
         (status = 200, description = "OpenAPI 3 document"),
-        (status = 401, description = "unauthorized: ACLs are on and the request has no token", body = ErrorBody),
+        (status = 401, description = "unauthorized: ACLs are on, the request has no token and anonymous requests may do nothing", body = ErrorBody),
     ),
     tag = "ops"
 )]

@@ -3,7 +3,7 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use super::names::NodeName;
+use super::NodeName;
 
 /// Default capacity: a million live instances fit in well under 1 GiB of memory.
 pub const DEFAULT_MAX_INSTANCES: usize = 1_000_000;

@@ -29,6 +29,19 @@ pub struct NodeProcess {
     pub gossip: String,
 }
 
+/// How long a one-shot subcommand (`keygen`, `members`, a refused `serve`) may run.
+pub const ONE_SHOT_LIMIT: Duration = Duration::from_secs(30);
+
+/// Runs `cmd` to completion within `limit`, killing it if it runs longer: a regression that
+/// made `serve` accept bad arguments fails the test instead of hanging the run.
+pub async fn output_within(cmd: &mut Command, limit: Duration) -> Result<std::process::Output> {
+    let run = cmd.kill_on_drop(true).output();
+    tokio::time::timeout(limit, run)
+        .await
+        .with_context(|| format!("{cmd:?} still running after {limit:?}"))?
+        .context("spawn")
+}
+
 /// `directory serve` on `127.0.0.1:0` with JSON logs and `extra` arguments appended; no
 /// inherited `DIRECTORY_HTTP_ADDR` / `DIRECTORY_JOIN` can change what the caller asked for.
 pub fn serve_command(extra: &[&str]) -> Command {

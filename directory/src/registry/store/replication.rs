@@ -9,9 +9,9 @@ use tokio::time::Instant;
 
 use super::writes::change_kind;
 use super::{Registry, ServiceState, Slot, SlotState};
-use crate::registry::entry::{Entry, EntryState, LiveState, Record};
-use crate::registry::names::{InstanceId, ServiceName};
 use crate::registry::version::Version;
+use crate::registry::{Entry, EntryState, LiveState, Record};
+use crate::registry::{InstanceId, ServiceName};
 
 /// Result of [`Registry::merge_remote`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,8 +6,8 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::{Registry, ServiceState};
-use crate::registry::entry::{ChangeEvent, ChangeKind, Record};
-use crate::registry::names::{InstanceId, ServiceName};
+use crate::registry::{ChangeEvent, ChangeKind, Record};
+use crate::registry::{InstanceId, ServiceName};
 
 impl Registry {
     /// Subscribes to user-visible changes. A receiver that falls more than the configured
