@@ -13,6 +13,8 @@
 //!   sans-IO core, wire codec, encryption envelope, simulator, tokio driver.
 //! - [`http`] — the axum router and handlers (one error type, OpenAPI document).
 //! - `config` — [`Config`], every knob with its default.
+//! - [`listener`] — the HTTP accept loop: connection cap, header-read timeout, TLS
+//!   (rustls, reloadable), accept-error backoff.
 //! - `server` — [`Server`]: start, bound addresses, graceful shutdown.
 //! - `metrics` — the Prometheus recorder behind `GET /metrics`.
 //! - [`cli`] — the `directory` command line (server and client subcommands).
@@ -22,6 +24,7 @@ pub mod cli;
 mod config;
 pub mod gossip;
 pub mod http;
+pub mod listener;
 mod metrics;
 pub mod registry;
 mod server;

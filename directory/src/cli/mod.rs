@@ -30,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a directory node (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// List services and their instance counts (like `consul catalog services`).
     Services {
         /// Connection options.
@@ -112,7 +112,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         None => serve::run(cli.serve).await,
-        Some(Command::Serve(args)) => serve::run(args).await,
+        Some(Command::Serve(args)) => serve::run(*args).await,
         Some(Command::Keygen) => {
             println!("{}", crate::gossip::ClusterKey::generate().to_base64());
             Ok(())

@@ -11,6 +11,7 @@ mod auth;
 mod cluster;
 mod error;
 mod instances;
+mod limits;
 mod lookup_cache;
 mod openapi;
 mod ops;
@@ -211,6 +212,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::request_timeout,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), track_request))
         .layer(DefaultBodyLimit::max(body_limit))
