@@ -133,6 +133,8 @@ pub(crate) struct Driver {
     outbound: HashMap<Arc<InstanceInfo>, Outbound>,
     outbound_links: HashMap<LinkId, Arc<InstanceInfo>>,
     waiting: HashMap<u64, Waiter>,
+    /// Size of `waiting` after the last pruning of abandoned waiters.
+    waiting_pruned: usize,
     draining: Option<Instant>,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
     out_bufs: HashMap<LinkId, BytesMut>,
@@ -151,6 +153,7 @@ impl Driver {
             outbound: HashMap::default(),
             outbound_links: HashMap::default(),
             waiting: HashMap::default(),
+            waiting_pruned: 0,
             draining: None,
             shutdown_waiters: Vec::new(),
             out_bufs: HashMap::default(),
@@ -238,6 +241,7 @@ impl Driver {
                         _permit: permit,
                     };
                     self.waiting.insert(id, waiter);
+                    self.prune_waiters();
                 }
             }
             Input::Store(report) => self.store_report(now, report),
@@ -265,6 +269,18 @@ impl Driver {
                 self.draining.get_or_insert(now + self.p.drain_timeout);
             }
         }
+    }
+
+    /// Drops waiters whose [`crate::Pending`] was dropped after acceptance: a durable peer
+    /// may hold far more accepted messages (on disk) than the window, and a fire-and-forget
+    /// sender must not cost memory per message. Amortised: runs when the table doubled.
+    fn prune_waiters(&mut self) {
+        if self.waiting.len() < 2 * self.waiting_pruned.max(1024) {
+            return;
+        }
+        self.waiting
+            .retain(|_, w| w.accepted.is_some() || !w.done.is_closed());
+        self.waiting_pruned = self.waiting.len();
     }
 
     fn store_report(&mut self, now: Instant, report: StoreReport) {

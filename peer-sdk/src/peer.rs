@@ -364,28 +364,88 @@ impl Peer {
         opts: SendOptions,
         request: bool,
     ) -> Result<Pending, SendError> {
-        if let Some((size, max)) = self.oversized(&payload) {
+        let (pending, persisted) = self
+            .hand_over(service, target, payload, opts, request)
+            .await?;
+        accepted(persisted).await?;
+        Ok(pending)
+    }
+
+    /// Enqueues many one-way messages to `service` and returns once every one is accepted
+    /// (with a store: durable; the whole batch costs one group commit instead of one per
+    /// message when enqueued from one task). Payloads and keys are checked before anything
+    /// is enqueued; a failure after that (shutdown, a full quota with [`WhenFull::Fail`])
+    /// is returned, and the messages before it may have been accepted.
+    ///
+    /// [`WhenFull::Fail`]: crate::WhenFull::Fail
+    pub async fn enqueue_batch<I, P>(
+        &self,
+        service: &str,
+        messages: I,
+    ) -> Result<Vec<Pending>, SendError>
+    where
+        I: IntoIterator<Item = (P, SendOptions)>,
+        P: Into<Bytes>,
+    {
+        let messages: Vec<(Bytes, SendOptions)> =
+            messages.into_iter().map(|(p, o)| (p.into(), o)).collect();
+        for (payload, opts) in &messages {
+            self.check(payload, opts)?;
+        }
+        let mut handed = Vec::with_capacity(messages.len());
+        for (payload, opts) in messages {
+            handed.push(self.hand_over(service, None, payload, opts, false).await?);
+        }
+        let mut out = Vec::with_capacity(handed.len());
+        for (pending, persisted) in handed {
+            accepted(persisted).await?;
+            out.push(pending);
+        }
+        Ok(out)
+    }
+
+    /// Rejects an oversized payload or ordering key; nothing is sent.
+    fn check(&self, payload: &Bytes, opts: &SendOptions) -> Result<(), SendError> {
+        if let Some((size, max)) = self.oversized(payload) {
             return Err(SendError::PayloadTooLarge { size, max });
         }
-        if let Some(k) = &opts.key
-            && k.len() > MAX_KEY_LEN
-        {
-            return Err(SendError::KeyTooLong(k.len()));
+        match &opts.key {
+            Some(k) if k.len() > MAX_KEY_LEN => Err(SendError::KeyTooLong(k.len())),
+            _ => Ok(()),
         }
+    }
+
+    /// Room for the message: a slot of the window, or (durable peers) its cost in the quota.
+    async fn room(
+        &self,
+        service: &str,
+        cost: u64,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, SendError> {
+        match &self.inner.quota {
+            Some(quota) => quota.take(cost).await.map(|()| None),
+            None => self
+                .window(service)
+                .acquire_owned()
+                .await
+                .map(Some)
+                .map_err(|_| SendError::ShutDown),
+        }
+    }
+
+    /// Checks the message, takes room for it and hands it to the driver. Returns its
+    /// [`Pending`] and, for a durable peer, the signal of its acceptance.
+    async fn hand_over(
+        &self,
+        service: &str,
+        target: Option<Arc<InstanceInfo>>,
+        payload: Bytes,
+        opts: SendOptions,
+        request: bool,
+    ) -> Result<(Pending, Option<oneshot::Receiver<()>>), SendError> {
+        self.check(&payload, &opts)?;
         let key_len = opts.key.as_ref().map_or(0, Bytes::len);
         let cost = message_cost(service.len(), key_len, payload.len());
-        let permit = match &self.inner.quota {
-            Some(quota) => {
-                quota.take(cost).await?;
-                None
-            }
-            None => Some(
-                self.window(service)
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| SendError::ShutDown)?,
-            ),
-        };
+        let permit = self.room(service, cost).await?;
         let deadline = tokio::time::Instant::now().into_std()
             + opts.deadline.unwrap_or(self.inner.cfg.delivery.deadline);
         let req = SendRequest {
@@ -419,11 +479,7 @@ impl Peer {
             }
             return Err(SendError::ShutDown);
         }
-        if let Some(persisted) = persisted {
-            // Acceptance is reported only once the message is durable.
-            persisted.await.map_err(|_| SendError::ShutDown)?;
-        }
-        Ok(Pending { rx })
+        Ok((Pending { rx }, persisted))
     }
 
     /// Deregisters, stops accepting sends, waits (up to the drain timeout) for in-flight
@@ -444,6 +500,15 @@ impl Peer {
             let _ = driver.await;
         }
         self.inner.cancel.cancel();
+    }
+}
+
+/// Waits for a durable peer to report that a handed-over message is persisted (acceptance is
+/// reported only then); immediate without a store.
+async fn accepted(persisted: Option<oneshot::Receiver<()>>) -> Result<(), SendError> {
+    match persisted {
+        Some(rx) => rx.await.map_err(|_| SendError::ShutDown),
+        None => Ok(()),
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{Notify, mpsc};
 
-/// Received messages; see [`Peer::incoming`].
+/// Received messages; see [`Peer::incoming`](crate::Peer::incoming).
 #[derive(Debug, Clone)]
 pub struct Incoming {
     rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>>,
@@ -247,5 +247,41 @@ impl Drop for Message {
                 outcome,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::DeadLetterReason;
+
+    fn letter(id: u64) -> DeadLetter {
+        DeadLetter {
+            id,
+            service: "s".into(),
+            key: None,
+            payload: Bytes::new(),
+            reason: DeadLetterReason::ShuttingDown,
+            attempts: 1,
+            last_instance: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn dead_letters_past_the_bound_are_counted_not_lost_silently() {
+        let queue = Arc::new(DeadLetterQueue::new(2));
+        let mut reader = DeadLetters::new(queue.clone());
+        for id in 1..=5 {
+            queue.push(letter(id));
+        }
+        assert_eq!(reader.dropped(), 3);
+        assert_eq!(reader.next().await.map(|d| d.id), Some(1));
+        assert_eq!(reader.next().await.map(|d| d.id), Some(2));
+        let waiting = tokio::spawn(async move { reader.next().await.map(|d| d.id) });
+        tokio::task::yield_now().await;
+        queue.push(letter(6));
+        assert_eq!(waiting.await.unwrap(), Some(6));
+        queue.close();
+        assert!(DeadLetters::new(queue).next().await.is_none());
     }
 }

@@ -368,3 +368,99 @@ async fn a_message_to_a_service_without_instances_waits_for_one_or_fails_fast_wh
     sender.shutdown().await;
     receiver.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_checked_whole_then_accepted_and_delivered_in_key_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Peer::builder_for_test("sink").start().await.unwrap();
+    let log = record_all(&receiver);
+    let sender = Peer::builder_for_test("source")
+        .store(dir.path())
+        .static_instance(receiver.info())
+        .configure(|c| c.max_payload = 64)
+        .start()
+        .await
+        .unwrap();
+    let ordered = || SendOptions::ordered("k");
+    let bad = vec![
+        (Bytes::from_static(b"fine"), ordered()),
+        (Bytes::from(vec![0u8; 65]), ordered()),
+    ];
+    let err = sender.enqueue_batch("sink", bad).await.unwrap_err();
+    assert!(matches!(err, SendError::PayloadTooLarge { .. }), "{err:?}");
+    let batch = (0..50).map(|i| (Bytes::from(format!("{i}")), ordered()));
+    let pending = sender.enqueue_batch("sink", batch).await.unwrap();
+    for p in pending {
+        p.await.unwrap();
+    }
+    let payloads: Vec<Bytes> = log.lock().iter().map(|(_, _, p)| p.clone()).collect();
+    let expected: Vec<Bytes> = (0..50).map(|i| Bytes::from(format!("{i}"))).collect();
+    assert_eq!(
+        payloads, expected,
+        "the rejected batch sent nothing; the other in order"
+    );
+    sender.shutdown().await;
+    receiver.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_is_kept_in_the_store_and_replayed_with_its_original_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let identity = Identity::generate().unwrap();
+    let proxy = Proxy::start(NOWHERE.parse().unwrap(), NO_FAULTS, 4).await;
+    let view = static_view(&proxy, &identity, "sink");
+    let refusing = Peer::builder_for_test("sink")
+        .identity(identity.clone())
+        .start()
+        .await
+        .unwrap();
+    serve(&refusing, |m| {
+        m.nack(peer_sdk::Nack::DeadLetter("not today".into()))
+    });
+    proxy.set_target(refusing.local_addr());
+    let sender = durable_sender(dir.path(), &view, 8).await;
+    let mut letters = sender.dead_letters();
+    let err = sender
+        .send_with("sink", "keep me", SendOptions::ordered("k"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SendError::DeadLettered(_)), "{err:?}");
+    let live = letters.next().await.unwrap();
+    sender.shutdown().await;
+    refusing.shutdown().await;
+
+    let store = Store::open(dir.path()).unwrap();
+    let stored: Vec<_> = store.dead_letters().unwrap().map(Result::unwrap).collect();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].message.id, live.id);
+    assert_eq!(stored[0].message.payload, Bytes::from_static(b"keep me"));
+    assert_eq!(stored[0].message.key, Some(Bytes::from_static(b"k")));
+    assert!(matches!(
+        &stored[0].reason,
+        peer_sdk::DeadLetterReason::Rejected { reason } if reason == "not today"
+    ));
+    assert!(store.replay_dead_letters(Duration::from_secs(60)).unwrap() == 1);
+    assert_eq!(store.dead_letters().unwrap().count(), 0);
+    drop(store);
+
+    let accepting = Peer::builder_for_test("sink")
+        .identity(identity)
+        .start()
+        .await
+        .unwrap();
+    let log = record_all(&accepting);
+    proxy.set_target(accepting.local_addr());
+    let sender = durable_sender(dir.path(), &view, 8).await;
+    assert!(wait_for(Duration::from_secs(20), || async { !log.lock().is_empty() }).await);
+    let (id, key, payload) = log.lock()[0].clone();
+    assert_eq!(
+        (id, key, payload),
+        (
+            live.id,
+            Some(Bytes::from_static(b"k")),
+            Bytes::from_static(b"keep me")
+        )
+    );
+    sender.shutdown().await;
+    accepting.shutdown().await;
+}

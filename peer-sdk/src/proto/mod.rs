@@ -38,6 +38,8 @@
 mod backoff;
 mod balance;
 mod cause;
+#[cfg(test)]
+mod durable_tests;
 pub mod frame;
 pub mod hash;
 mod inbox;
@@ -50,7 +52,7 @@ mod timers;
 pub use balance::{Balancer, Candidate, LeastInFlight, RoundRobin};
 pub use cause::{Cause, DeadLetterReason};
 pub use frame::{Decoder, ErrorCode, Frame, NackAction, ProtocolError};
-pub use persist::{StoreOp, message_cost};
+pub use persist::{MESSAGE_OVERHEAD, StoreOp, message_cost};
 
 use crate::config::DeliveryConfig;
 use bytes::Bytes;
