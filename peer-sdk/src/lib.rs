@@ -62,6 +62,10 @@
 //! - [`store`]: the durable store ([`Store`]): outbox, dead letters, receiver records,
 //!   identity; its group committer executes the core's [`proto::StoreOp`]s.
 //! - `quota`: the store quota that bounds what a durable peer accepts.
+//!
+//! The package also builds the `peer` command-line tool (`src/bin/peer`, feature `cli`, on
+//! by default: turn default features off to build the library without clap, anyhow,
+//! indicatif and hdrhistogram).
 #![deny(missing_docs)]
 
 mod builder;

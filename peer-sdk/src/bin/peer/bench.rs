@@ -35,7 +35,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         r.shutdown().await;
     }
     let (latencies, elapsed) = result?;
-    println!("{}", summary(&latencies, elapsed, args.size));
+    crate::json::print_line(&summary(&latencies, elapsed, args.size))?;
     Ok(ExitCode::SUCCESS)
 }
 

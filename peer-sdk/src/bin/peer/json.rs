@@ -179,6 +179,21 @@ impl StoredLine {
     }
 }
 
+/// Prints one line on stdout. `Ok(false)` when the reader went away (a closed pipe, as in
+/// `peer outbox list | head`): the caller stops printing, which is not an error.
+pub fn print_line(line: &str) -> std::io::Result<bool> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out
+        .write_all(line.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+    {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// `value` as one line of JSON (serializing these plain structs cannot fail).
 pub fn line(value: &impl Serialize) -> String {
     serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))

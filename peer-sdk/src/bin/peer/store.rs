@@ -21,7 +21,9 @@ pub async fn outbox(args: StoreArgs) -> anyhow::Result<ExitCode> {
     match args.action {
         StoreAction::List(dir) => {
             for m in open(&dir.store)?.outbox()? {
-                println!("{}", json::line(&StoredLine::message(&m?)));
+                if !json::print_line(&json::line(&StoredLine::message(&m?)))? {
+                    break;
+                }
             }
         }
         StoreAction::Replay(r) => {
@@ -49,7 +51,9 @@ pub async fn dead_letters(args: StoreArgs) -> anyhow::Result<ExitCode> {
     match args.action {
         StoreAction::List(dir) => {
             for d in open(&dir.store)?.dead_letters()? {
-                println!("{}", json::line(&StoredLine::dead_letter(&d?)));
+                if !json::print_line(&json::line(&StoredLine::dead_letter(&d?)))? {
+                    break;
+                }
             }
         }
         StoreAction::Replay(r) => {
