@@ -344,3 +344,45 @@ async fn instance_removed_from_the_directory_stops_receiving() {
     }
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_lookup_without_any_directory_answering_names_that_cause_at_the_deadline() {
+    let d = directory().await;
+    let a = peer_via(&[url(&d)], "caller").await;
+    d.shutdown().await;
+    let opts = SendOptions::default().deadline(Duration::from_secs(2));
+    let e = a.send_with("unknown", &b"x"[..], opts).await.unwrap_err();
+    let SendError::DeadLettered(dl) = &e else {
+        panic!("{e:?}")
+    };
+    assert!(
+        matches!(
+            &dl.reason,
+            DeadLetterReason::DeadlineExceeded {
+                last_error: Some(peer_sdk::Cause::DirectoryUnreachable { .. })
+            }
+        ),
+        "{dl:?}"
+    );
+    assert_eq!(dl.attempts, 0);
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_service_nobody_registered_names_no_instances_at_the_deadline() {
+    let d = directory().await;
+    let a = peer_via(&[url(&d)], "caller").await;
+    let opts = SendOptions::default().deadline(Duration::from_secs(1));
+    let e = a.send_with("unknown", &b"x"[..], opts).await.unwrap_err();
+    let SendError::DeadLettered(dl) = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(
+        dl.reason,
+        DeadLetterReason::DeadlineExceeded {
+            last_error: Some(peer_sdk::Cause::NoInstances)
+        }
+    );
+    a.shutdown().await;
+    d.shutdown().await;
+}
