@@ -149,7 +149,14 @@ fn check_exactly_once(
 
 /// A sender of `count` messages SIGKILLed at `kills` random points (the first mid-stream,
 /// the others while resuming), restarted on the same store each time, then left to finish.
-async fn sender_killed_and_resumed(count: u64, kills: usize, limit: Duration) -> Result<()> {
+async fn sender_killed_and_resumed(
+    count: u64,
+    kills: usize,
+    first_kill_ms: std::ops::Range<u64>,
+    kill_after_ms: std::ops::Range<u64>,
+    spread: bool,
+    limit: Duration,
+) -> Result<()> {
     let mut rng = rng();
     let dir = Directory::start().await?;
     let tmp = tempfile::tempdir()?;
@@ -163,15 +170,24 @@ async fn sender_killed_and_resumed(count: u64, kills: usize, limit: Duration) ->
     )
     .await?;
     let mut accepted = BTreeSet::new();
-    // Every run resumes what the store holds and generates new messages, so every kill
-    // lands mid-stream.
-    let per_run = count / kills as u64;
+    // Every run resumes what the store holds; with `spread` each also generates new
+    // messages, so every kill lands mid-stream even in a short test. Without it the first
+    // run generates them all and is killed after `first_kill_ms`.
+    let per_run = if spread { count / kills as u64 } else { 0 };
     let phases: Vec<(u64, u64)> = (0..kills as u64)
-        .map(|k| (k * per_run + 1, per_run))
+        .map(|k| match (spread, k) {
+            (true, k) => (k * per_run + 1, per_run),
+            (false, 0) => (1, count),
+            (false, _) => (count + 1, 0),
+        })
         .collect();
     for (kill, (first, n)) in phases.iter().enumerate() {
         let mut sender = spawn_sender_from(&dir, "sink", &store, Some(*n), *first)?;
-        let after = Duration::from_millis(rng.random_range(300..1500));
+        let range = match kill {
+            0 => first_kill_ms.clone(),
+            _ => kill_after_ms.clone(),
+        };
+        let after = Duration::from_millis(rng.random_range(range));
         tokio::time::sleep(after).await;
         kill_now(&mut sender).await?;
         let held = outbox_seqs(&dir, &store).await?;
@@ -199,13 +215,17 @@ async fn sender_killed_and_resumed(count: u64, kills: usize, limit: Duration) ->
 
 #[tokio::test]
 async fn sigkilled_sender_resumes_from_its_store_with_nothing_lost_or_repeated() -> Result<()> {
-    sender_killed_and_resumed(3_000, 5, Duration::from_secs(180)).await
+    let limit = Duration::from_secs(180);
+    sender_killed_and_resumed(3_000, 5, 300..1500, 300..1500, true, limit).await
 }
 
 #[tokio::test]
 #[ignore = "long: 100,000 messages on 8 keys"]
 async fn sigkilled_sender_with_100k_messages_resumes_with_nothing_lost_or_repeated() -> Result<()> {
-    sender_killed_and_resumed(100_000, 5, Duration::from_secs(1800)).await
+    // The first run generates all 100,000 (accepting about 1,300/s here) and is killed after
+    // 60 to 90 s; each resuming run is killed after 5 to 20 s with thousands still unacked.
+    let limit = Duration::from_secs(1800);
+    sender_killed_and_resumed(100_000, 5, 60_000..90_000, 5_000..20_000, false, limit).await
 }
 
 /// Where each seq ran: (incarnation, position in that incarnation's log).
