@@ -46,6 +46,8 @@ mod inbox;
 mod outbox;
 mod persist;
 #[cfg(test)]
+mod redelivery_tests;
+#[cfg(test)]
 mod tests;
 mod timers;
 
