@@ -147,14 +147,13 @@ fn check_exactly_once(
     Ok(())
 }
 
-/// A sender of `count` messages SIGKILLed at `kills` random points (the first mid-stream,
-/// the others while resuming), restarted on the same store each time, then left to finish.
+/// `kills` runs of a sender on one store, each generating `count / kills` new messages
+/// while resuming what the store holds, each SIGKILLed after a random time in
+/// `kill_after_ms`; then a last run resumes and finishes.
 async fn sender_killed_and_resumed(
     count: u64,
     kills: usize,
-    first_kill_ms: std::ops::Range<u64>,
     kill_after_ms: std::ops::Range<u64>,
-    spread: bool,
     limit: Duration,
 ) -> Result<()> {
     let mut rng = rng();
@@ -170,24 +169,15 @@ async fn sender_killed_and_resumed(
     )
     .await?;
     let mut accepted = BTreeSet::new();
-    // Every run resumes what the store holds; with `spread` each also generates new
-    // messages, so every kill lands mid-stream even in a short test. Without it the first
-    // run generates them all and is killed after `first_kill_ms`.
-    let per_run = if spread { count / kills as u64 } else { 0 };
+    // Every run resumes what the store holds and generates new messages, so every kill
+    // lands mid-stream.
+    let per_run = count / kills as u64;
     let phases: Vec<(u64, u64)> = (0..kills as u64)
-        .map(|k| match (spread, k) {
-            (true, k) => (k * per_run + 1, per_run),
-            (false, 0) => (1, count),
-            (false, _) => (count + 1, 0),
-        })
+        .map(|k| (k * per_run + 1, per_run))
         .collect();
     for (kill, (first, n)) in phases.iter().enumerate() {
         let mut sender = spawn_sender_from(&dir, "sink", &store, Some(*n), *first)?;
-        let range = match kill {
-            0 => first_kill_ms.clone(),
-            _ => kill_after_ms.clone(),
-        };
-        let after = Duration::from_millis(rng.random_range(range));
+        let after = Duration::from_millis(rng.random_range(kill_after_ms.clone()));
         tokio::time::sleep(after).await;
         kill_now(&mut sender).await?;
         let held = outbox_seqs(&dir, &store).await?;
@@ -216,16 +206,78 @@ async fn sender_killed_and_resumed(
 #[tokio::test]
 async fn sigkilled_sender_resumes_from_its_store_with_nothing_lost_or_repeated() -> Result<()> {
     let limit = Duration::from_secs(180);
-    sender_killed_and_resumed(3_000, 5, 300..1500, 300..1500, true, limit).await
+    sender_killed_and_resumed(3_000, 5, 300..1500, limit).await
 }
 
 #[tokio::test]
 #[ignore = "long: 100,000 messages on 8 keys"]
 async fn sigkilled_sender_with_100k_messages_resumes_with_nothing_lost_or_repeated() -> Result<()> {
-    // The first run generates all 100,000 (accepting about 1,300/s here) and is killed after
-    // 60 to 90 s; each resuming run is killed after 5 to 20 s with thousands still unacked.
-    let limit = Duration::from_secs(1800);
-    sender_killed_and_resumed(100_000, 5, 60_000..90_000, 5_000..20_000, false, limit).await
+    // A sender accepts all 100,000 while nobody listens and is killed; then the receiver
+    // starts and the sender is restarted and SIGKILLed 5 more times, 5 to 20 s into each
+    // run, with tens of thousands of messages still unacked each time.
+    let mut rng = rng();
+    let count = 100_000;
+    let dir = Directory::start().await?;
+    let tmp = tempfile::tempdir()?;
+    let (log, store) = (tmp.path().join("sink.jsonl"), tmp.path().join("sender"));
+    accept_all(&dir, "sink", &store, count).await?;
+    ensure!(outbox_seqs(&dir, &store).await?.len() as u64 == count);
+    let receiver_store = tmp.path().join("receiver").to_string_lossy().into_owned();
+    let flags = ["--store", receiver_store.as_str(), "--handle-time", "1ms"];
+    let listener = Listener::start(&dir.url, "sink", &log, &flags).await?;
+    for kill in 1..=5 {
+        let mut sender = spawn_sender(&dir, "sink", &store, None)?;
+        let after = Duration::from_millis(rng.random_range(5_000..20_000));
+        tokio::time::sleep(after).await;
+        kill_now(&mut sender).await?;
+        let held = outbox_seqs(&dir, &store).await?.len();
+        eprintln!("kill {kill} after {after:?}: {held} of {count} still in the outbox");
+    }
+    let mut sender = spawn_sender(&dir, "sink", &store, None)?;
+    let code = exit_code(&mut sender, Duration::from_secs(1800)).await?;
+    ensure!(code == Some(0), "the last sender ended with {code:?}");
+    check_exactly_once(&read_log(&log), &(1..=count).collect(), &[(1, count)])?;
+    listener.stop().await
+}
+
+/// Runs `peer send --count N` with a store until it says every message is accepted (on
+/// disk), then SIGKILLs it.
+async fn accept_all(dir: &Directory, service: &str, store: &Path, count: u64) -> Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let store = store.to_string_lossy().into_owned();
+    let count_arg = count.to_string();
+    let args = [
+        "send",
+        service,
+        "--store",
+        &store,
+        "--keys",
+        KEYS,
+        "--deadline",
+        LONG_DEADLINE,
+        "--count",
+        &count_arg,
+    ];
+    let mut cmd = peer_command(&dir.url, &args);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut sender = cmd.spawn()?;
+    let stderr = sender.stderr.take().context("stderr")?;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let accepted = format!("accepted {count} message(s)");
+    let limit = Duration::from_secs(1200);
+    tokio::time::timeout(limit, async {
+        while let Some(line) = lines.next_line().await? {
+            if line.starts_with(&accepted) {
+                return Ok(());
+            }
+        }
+        anyhow::bail!("the sender exited before accepting everything")
+    })
+    .await
+    .context("the sender did not accept everything in time")??;
+    kill_now(&mut sender).await
 }
 
 /// Where each seq ran: (incarnation, position in that incarnation's log).

@@ -334,6 +334,10 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     let (tx, rx) = mpsc::channel(args.window.max(1));
     let collector = tokio::spawn(collect(rx));
     let sent = produce(&peer, &args, tx).await;
+    if let Ok(n) = &sent {
+        // With a store, accepted means on disk: a crash from here on loses nothing.
+        eprintln!("accepted {n} message(s); waiting for their outcomes");
+    }
     let mut tally = collector.await.context("the outcome collector failed")?;
     tally.resumed = resumed;
     let sent = match sent {
