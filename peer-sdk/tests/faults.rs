@@ -70,7 +70,7 @@ async fn ten_percent_loss_with_reordering_and_duplicates_delivers_everything_onc
     for i in 0..MESSAGES {
         let opts = SendOptions {
             key: key_of(i).map(Bytes::from),
-            deadline: None,
+            ..SendOptions::default()
         };
         pending.push(sender.enqueue("sink", i.to_string(), opts).await.unwrap());
     }
