@@ -213,6 +213,7 @@ fn send(c: &mut Core, now: Instant) -> Option<String> {
         payload: Bytes::from_static(b"x"),
         request: false,
         deadline: now + Duration::from_secs(60),
+        no_responders: false,
     };
     c.handle_send(now, req);
     transmits(c).into_iter().find_map(|t| match t {
