@@ -1,5 +1,5 @@
 //! Three real `directory` processes on loopback: replication, SIGKILL detection, restart
-//! catch-up, and the `members` / `keygen` subcommands.
+//! catch-up, a SIGTERM leave listed as `left`, and the `members` / `keygen` subcommands.
 
 use std::time::Duration;
 
@@ -81,7 +81,7 @@ async fn has_instance(node: &Node, instance: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_processes_replicate_detect_a_killed_node_and_catch_it_up_after_restart() {
+async fn three_processes_replicate_catch_up_a_killed_node_and_list_a_terminated_one_as_left() {
     let keygen = output(Command::new(BIN).arg("keygen")).await;
     assert!(keygen.status.success());
     let key = String::from_utf8(keygen.stdout).unwrap().trim().to_owned();
@@ -162,6 +162,28 @@ async fn three_processes_replicate_detect_a_killed_node_and_catch_it_up_after_re
         "alive",
     ] {
         assert!(table.contains(expected), "{expected} missing in\n{table}");
+    }
+
+    // SIGTERM: node 3 leaves gracefully, exits 0, and the others list it as left, not dead.
+    let mut n3 = n3;
+    let pid = n3.child.id().expect("node-3 still running").to_string();
+    let kill = output(Command::new("kill").args(["-TERM", &pid])).await;
+    assert!(kill.status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(20), n3.child.wait())
+        .await
+        .expect("node-3 exits after SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "graceful exit, got {exit:?}");
+    for n in [&n1, &n2] {
+        eventually(
+            "node-3 listed as left",
+            Duration::from_secs(15),
+            async || {
+                member_state(&get(n, "/v1/cluster/members").await, "node-3").as_deref()
+                    == Some("left")
+            },
+        )
+        .await;
     }
 }
 

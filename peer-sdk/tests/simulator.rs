@@ -162,7 +162,7 @@ impl Sim {
                     self.outcomes.insert(id, o).is_none(),
                     "two outcomes for {id}"
                 ),
-                Event::NeedInstances(_) => {}
+                Event::NeedInstances(_) | Event::Accepted(_) => {}
             }
         }
     }
@@ -229,6 +229,7 @@ impl Sim {
             payload: Bytes::from_static(b"payload"),
             request,
             deadline: self.now + Duration::from_secs(600),
+            no_responders: false,
         };
         let id = self.nodes[SENDER].handle_send(self.now, req);
         self.drain(SENDER);

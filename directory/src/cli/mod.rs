@@ -70,7 +70,7 @@ pub enum Command {
         /// A meta pair written key=value (repeatable).
         #[arg(long = "meta")]
         meta: Vec<String>,
-        /// Lease length, 1s to 1h [default on the node: 30s].
+        /// Lease length, 1s to 1h [default: 30s].
         #[arg(long)]
         ttl: Option<String>,
         /// SHA-256 of the instance certificate's SubjectPublicKeyInfo (64 hex digits).

@@ -42,6 +42,15 @@ impl Registry {
         index
     }
 
+    /// How many [`Self::wait_for_change`] calls are parked on `service` right now (lets
+    /// tests know a blocking query is in place before they make the change it waits for).
+    pub fn waiters(&self, service: &ServiceName) -> usize {
+        self.inner
+            .services
+            .get(service)
+            .map_or(0, |s| s.changed.receiver_count())
+    }
+
     pub(super) fn emit(
         &self,
         kind: ChangeKind,
