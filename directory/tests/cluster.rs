@@ -18,7 +18,7 @@ use common::{client, spawn_get_json, url};
 
 async fn node(name: &str, key: &ClusterKey, join: &[SocketAddr]) -> Server {
     let mut config = Config::for_test();
-    config.node_name = name.parse().unwrap();
+    config.registry.node = name.parse().unwrap();
     let mut cluster = GossipSettings::for_test(Security::Key(key.clone()));
     cluster.join = join.iter().map(ToString::to_string).collect();
     config.cluster = Some(cluster);
@@ -239,7 +239,7 @@ async fn a_node_started_before_its_seed_keeps_retrying_and_joins_by_dns_name() {
         .unwrap()
         .port();
     let mut config = Config::for_test();
-    config.node_name = "early".parse().unwrap();
+    config.registry.node = "early".parse().unwrap();
     let mut cluster = GossipSettings::for_test(Security::Key(cluster_key.clone()));
     cluster.join = vec![format!("localhost:{port}")];
     config.cluster = Some(cluster);
@@ -248,7 +248,7 @@ async fn a_node_started_before_its_seed_keeps_retrying_and_joins_by_dns_name() {
     assert_eq!(alive_members(&early).await, 1);
 
     let mut config = Config::for_test();
-    config.node_name = "seed".parse().unwrap();
+    config.registry.node = "seed".parse().unwrap();
     let mut cluster = GossipSettings::for_test(Security::Key(cluster_key));
     cluster.bind = SocketAddr::from(([127, 0, 0, 1], port));
     config.cluster = Some(cluster);
@@ -268,10 +268,10 @@ async fn instances_of_a_dead_owner_stay_until_their_lease_and_grace_run_out() {
     let cluster_key = ClusterKey::generate();
     let start = async |name: &str, join: &[SocketAddr]| {
         let mut config = Config::for_test();
-        config.node_name = name.parse().unwrap();
+        config.registry.node = name.parse().unwrap();
         let mut cluster = GossipSettings::for_test(Security::Key(cluster_key.clone()));
         cluster.join = join.iter().map(ToString::to_string).collect();
-        cluster.gossip.lease_grace = Duration::from_millis(500);
+        config.registry.replication.lease_grace = Duration::from_millis(500);
         config.cluster = Some(cluster);
         Server::start(config).await.unwrap()
     };
@@ -312,7 +312,7 @@ async fn instances_of_a_dead_owner_stay_until_their_lease_and_grace_run_out() {
 async fn insecure_nodes_cluster_only_with_each_other() {
     let start = async |name: &str, security: Security, join: Option<SocketAddr>| {
         let mut config = Config::for_test();
-        config.node_name = name.parse().unwrap();
+        config.registry.node = name.parse().unwrap();
         let mut cluster = GossipSettings::for_test(security);
         cluster.join = join.iter().map(ToString::to_string).collect();
         config.cluster = Some(cluster);

@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use directory::gossip::sim::{Sim, SimConfig};
-use directory::gossip::{EntryKey, EntryVersion, GossipEvent, MemberState, NodeIdentity};
+use directory::gossip::{EntryKey, GossipEvent, MemberState, NodeIdentity};
+use directory::registry::Version;
 
 const NODES: usize = 50;
 /// A crashed node is declared dead by every live member within this bound (default
@@ -59,7 +60,7 @@ fn false_deaths(sim: &Sim, crashed: &HashSet<NodeIdentity>) -> Vec<String> {
         .collect()
 }
 
-fn register_many(sim: &mut Sim, count: usize) -> Vec<(EntryKey, EntryVersion)> {
+fn register_many(sim: &mut Sim, count: usize) -> Vec<(EntryKey, Version)> {
     (0..count)
         .map(|n| {
             let node = (n * 7) % NODES;

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::registry::{Entry, NodeName, Registry};
+use crate::registry::{Entry, NodeName, Registry, ReplicationRules};
 
 use super::config::GossipConfig;
 use super::convert::{to_registry, to_wire};
@@ -60,8 +60,8 @@ pub struct GossipSettings {
     pub join: Vec<String>,
     /// Encryption.
     pub security: Security,
-    /// Protocol knobs (`gossip.lease_grace` is the extra time a non-owner keeps a record
-    /// past its lease; see docs/design.md).
+    /// Protocol knobs. The tombstone retention and the lease grace are the registry's
+    /// ([`crate::registry::ReplicationRules`]); the core uses the registry's value.
     pub gossip: GossipConfig,
 }
 
@@ -185,10 +185,11 @@ impl Gossip {
             );
         }
         let node = registry.config().node.clone();
+        let rules = registry.config().replication;
         let identity = NodeIdentity::new(advertise, node.as_str(), generation_now());
         let mut gossip = settings.gossip.clone();
         gossip.rng_seed = rand::random();
-        let core = GossipCore::new(identity, gossip, Instant::now().into_std())?;
+        let core = GossipCore::new(identity, gossip, rules, Instant::now().into_std())?;
         let (commands_tx, commands_rx) = mpsc::channel(256);
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -202,7 +203,7 @@ impl Gossip {
             security: settings.security.clone(),
             registry,
             node,
-            lease_grace: settings.gossip.lease_grace,
+            rules,
             counters: counters.clone(),
             commands: commands_tx.clone(),
             tracker: tracker.clone(),
@@ -323,7 +324,7 @@ struct Driver {
     security: Security,
     registry: Registry,
     node: NodeName,
-    lease_grace: Duration,
+    rules: ReplicationRules,
     counters: Arc<GossipCounters>,
     commands: mpsc::Sender<Command>,
     tracker: TaskTracker,
@@ -416,7 +417,7 @@ impl Driver {
             }
         }
         while let Some(entry) = self.core.poll_apply() {
-            match to_registry(entry, &self.node, self.lease_grace) {
+            match to_registry(entry, &self.node, &self.rules) {
                 Ok(entry) => {
                     self.registry.merge_remote(entry, Instant::now());
                     metrics::counter!("directory_gossip_entries_applied_total").increment(1);

@@ -38,6 +38,4 @@ pub use self::driver::{
     DEFAULT_GOSSIP_ADDR, Gossip, GossipCounters, GossipSettings, GossipStartError, Security,
 };
 pub use self::identity::NodeIdentity;
-pub use self::wire::{
-    EntryKey, EntryState, EntryVersion, LiveRecord, SyncMsg, TombstoneReason, WireEntry,
-};
+pub use self::wire::{EntryKey, LiveRecord, SyncMsg, WireEntry, WireState};

@@ -45,7 +45,7 @@ pub struct MembersResponse {
     tag = "cluster"
 )]
 pub async fn members(State(state): State<AppState>) -> Json<MembersResponse> {
-    let node = state.0.config.node_name.to_string();
+    let node = state.0.config.registry.node.to_string();
     let now = SystemTime::now();
     let stamp = |ago| humantime::format_rfc3339_millis(now - ago).to_string();
     let members = match &state.0.gossip {

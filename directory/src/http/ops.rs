@@ -27,7 +27,7 @@ pub struct Health {
 pub async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok".into(),
-        node: state.0.config.node_name.to_string(),
+        node: state.0.config.registry.node.to_string(),
         version: env!("CARGO_PKG_VERSION").into(),
     })
 }
