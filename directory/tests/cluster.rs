@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use directory::gossip::wire::{Datagram, MAX_DATAGRAM, encode_datagram};
+use directory::gossip::proto::wire::{Datagram, MAX_DATAGRAM, encode_datagram};
 use directory::gossip::{ClusterKey, GossipSettings, MemberState, Sealer, Security};
 use directory::registry::{Address, InstanceId, Registration, ServiceName};
 use directory::{Config, Server};

@@ -1,4 +1,4 @@
-//! Deterministic simulations of a 50-node cluster (see `directory::gossip::sim`).
+//! Deterministic simulations of a 50-node cluster (see `directory::gossip::proto::sim`).
 //!
 //! Each test runs a few seeds; a failure names its seed. Rerun one with
 //! `GOSSIP_SIM_SEED=<seed> cargo test -p directory --test gossip_sim`.
@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use directory::gossip::sim::{Sim, SimConfig};
+use directory::gossip::proto::sim::{Sim, SimConfig};
 use directory::gossip::{EntryKey, GossipEvent, MemberState, NodeIdentity};
 use directory::registry::Version;
 

@@ -11,7 +11,7 @@ use crate::registry::{
     ReplicationRules, ServiceName, Tags, Ttl, ValidationError,
 };
 
-use super::wire::{EntryKey, LiveRecord, WireEntry, WireState};
+use super::proto::wire::{EntryKey, LiveRecord, WireEntry, WireState};
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)

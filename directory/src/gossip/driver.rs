@@ -19,13 +19,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::registry::{Entry, NodeName, Registry, ReplicationRules};
 
-use super::config::GossipConfig;
 use super::convert::{to_registry, to_wire};
-use super::core::{GossipCore, GossipEvent, MemberView, Transmit};
 use super::crypto::{ClusterKey, DropReason, Opener, Sealer};
-use super::identity::NodeIdentity;
+use super::proto::wire::{MAX_DATAGRAM, SyncMsg};
+use super::proto::{
+    DatagramError, GossipConfig, GossipConfigError, GossipCore, GossipEvent, MemberView,
+    NodeIdentity, Transmit,
+};
 use super::stream::{initiate_sync, serve_sync};
-use super::wire::{MAX_DATAGRAM, SyncMsg};
 
 /// How often seed names are resolved again (DNS may change, e.g. a headless service).
 const SEED_RESOLVE_INTERVAL: Duration = Duration::from_secs(5);
@@ -115,7 +116,7 @@ pub enum GossipStartError {
     NeedAdvertise(SocketAddr),
     /// The gossip settings are inconsistent.
     #[error(transparent)]
-    Config(#[from] super::config::GossipConfigError),
+    Config(#[from] GossipConfigError),
 }
 
 /// Counters of dropped and handled traffic (also exported to `/metrics`).
@@ -383,9 +384,7 @@ impl Driver {
             .fetch_add(1, Ordering::Relaxed);
         match self.opener.open(packet, MAX_DATAGRAM) {
             Ok(plain) => {
-                if let Err(super::core::DatagramError::Malformed) =
-                    self.core.handle_datagram(now(), &plain)
-                {
+                if let Err(DatagramError::Malformed) = self.core.handle_datagram(now(), &plain) {
                     self.counters.count_drop(DropReason::Malformed);
                 }
             }

@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use super::crypto::{DropReason, Opener, Sealer};
 use super::driver::{Command, GossipCounters, Security};
-use super::wire::{MAX_FRAME, SyncMsg, decode_sync, encode_sync};
+use super::proto::wire::{MAX_FRAME, SyncMsg, decode_sync, encode_sync};
 
 /// How long an anti-entropy connection may take to open.
 const SYNC_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);

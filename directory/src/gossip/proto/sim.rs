@@ -16,10 +16,11 @@ use rand::rngs::SmallRng;
 use rand::{RngExt as _, SeedableRng};
 
 use super::config::GossipConfig;
-use super::core::{GossipCore, GossipEvent, Transmit};
-use super::crypto::SEALED_OVERHEAD;
+use super::core::GossipCore;
+use super::events::{GossipEvent, Transmit};
 use super::identity::NodeIdentity;
 use super::wire::{EntryKey, LiveRecord, SyncMsg, WireEntry, WireState};
+use crate::gossip::crypto::SEALED_OVERHEAD;
 use crate::registry::{ReplicationRules, TombstoneReason, Version, supersedes};
 
 /// Parameters of a simulation.

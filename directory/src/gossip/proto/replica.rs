@@ -231,7 +231,7 @@ fn entry_hash(key: &EntryKey, version: Version) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gossip::wire::test_live_entry as live;
+    use crate::gossip::proto::wire::test_live_entry as live;
     use crate::registry::TombstoneReason;
 
     fn tomb(instance: &str, hlc: u64, age_ms: u64) -> WireEntry {

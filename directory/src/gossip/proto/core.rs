@@ -27,8 +27,7 @@ use rand::seq::IndexedRandom;
 use rand::{RngExt as _, SeedableRng};
 
 use super::config::{GossipConfig, GossipConfigError};
-use super::crypto::SEALED_OVERHEAD;
-pub use super::events::{CoreStats, DatagramError, GossipEvent, MemberState, MemberView, Transmit};
+use super::events::{CoreStats, DatagramError, GossipEvent, MemberState, MemberView, Transmit};
 use super::identity::NodeIdentity;
 use super::queue::BroadcastQueue;
 use super::replica::Replica;
@@ -37,6 +36,7 @@ use super::wire::{
     Datagram, EntryKey, MAX_DATAGRAM, MAX_FRAME, SyncMsg, WireEntry, decode_datagram,
     encode_datagram, entry_size,
 };
+use crate::gossip::crypto::SEALED_OVERHEAD;
 use crate::registry::ReplicationRules;
 
 /// Largest plaintext datagram: [`MAX_DATAGRAM`] minus the encryption envelope.
@@ -583,7 +583,7 @@ impl GossipCore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gossip::wire::test_live_entry;
+    use crate::gossip::proto::wire::test_live_entry;
 
     fn core(port: u16) -> GossipCore {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
