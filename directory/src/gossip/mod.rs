@@ -5,23 +5,32 @@
 //!   wire formats, identity, knobs and (for tests and the `sim` feature) the simulator.
 //! - [`crypto`]: the cluster key and the AEAD envelope with replay protection (the
 //!   per-sender session ids come from the thread RNG here, never inside the core).
-//! - [`driver`] and `stream`: the tokio task owning the core, UDP datagrams and the TCP
-//!   anti-entropy sessions.
+//! - [`handle`]: [`Gossip`], the public handle (start, member list, shutdown) and the seed
+//!   resolver; [`settings`]: what it is started with ([`GossipSettings`], [`Security`]), its
+//!   start errors and its traffic counters.
+//! - `driver`: the loop, the one tokio task that owns the core and moves its bytes (UDP)
+//!   and time; `command`: what the handle, the seed resolver and the streams ask of it;
+//!   `stream`: the TCP anti-entropy sessions. Imports run one way (handle → driver →
+//!   stream → command/settings).
 //! - [`convert`]: the registry adapter, between the registry's validated [`crate::registry::Entry`]
 //!   and the wire's [`WireEntry`].
 
+mod command;
 pub mod convert;
 pub mod crypto;
-pub mod driver;
+mod driver;
+pub mod handle;
 pub mod proto;
+pub mod settings;
 mod stream;
 
 pub use self::crypto::{ClusterKey, ClusterKeyError, DropReason, Opener, Sealer};
-pub use self::driver::{
-    DEFAULT_GOSSIP_ADDR, Gossip, GossipCounters, GossipSettings, GossipStartError, Security,
-};
+pub use self::handle::Gossip;
 pub use self::proto::{
     CoreStats, DatagramError, EntryKey, GossipConfig, GossipConfigError, GossipCore, GossipEvent,
     LiveRecord, MAX_PLAINTEXT, MemberState, MemberView, NodeIdentity, SyncMsg, Transmit, WireEntry,
     WireState,
+};
+pub use self::settings::{
+    DEFAULT_GOSSIP_ADDR, GossipCounters, GossipSettings, GossipStartError, Security,
 };

@@ -9,11 +9,8 @@ use std::time::{Duration, Instant};
 
 use fnv::FnvHasher;
 
-use super::wire::{EntryKey, WireEntry, WireState};
+use super::wire::{DIGEST_BUCKETS, EntryKey, WireEntry, WireState};
 use crate::registry::{ReplicationRules, Version, live_copy_accepted, supersedes};
-
-/// Number of key buckets in an anti-entropy digest (one `u64` each).
-pub const DIGEST_BUCKETS: usize = 64;
 
 #[derive(Debug, Clone)]
 struct Held {

@@ -18,6 +18,8 @@ pub const WIRE_VERSION: u8 = 1;
 /// Largest UDP datagram we send or accept, envelope included: below a 1,500-byte Ethernet
 /// MTU with room for IP/UDP headers and tunnels (RFC 8085 guidance).
 pub const MAX_DATAGRAM: usize = 1400;
+/// Number of key buckets in an anti-entropy digest (one `u64` each).
+pub const DIGEST_BUCKETS: usize = 64;
 /// Largest anti-entropy stream frame we send or accept (envelope included).
 pub const MAX_FRAME: usize = 4 * 1024 * 1024;
 
@@ -125,7 +127,7 @@ pub struct Datagram {
 pub enum SyncMsg {
     /// One hash per key bucket (XOR of the hashes of every `(key, version)` in it).
     Digest {
-        /// Bucket hashes, [`super::replica::DIGEST_BUCKETS`] of them.
+        /// Bucket hashes, [`DIGEST_BUCKETS`] of them.
         buckets: Vec<u64>,
     },
     /// Every `(key, version)` the responder holds in the buckets that differ.
