@@ -10,41 +10,79 @@
 #   4. node 3 cut off with `docker network disconnect` while node 1 changes registrations,
 #      then reconnected: both sides converge to the same registrations;
 #   5. node 2 started again from an empty store catches up by anti-entropy.
-# Prints each check; exits 0 only when every check held. Skips (exit 0, with a message) where
-# no container engine is available. Removes everything it started, also on failure.
+# Prints each check; exits 0 only when every check held. Where no container engine is
+# available it skips (exit 0, with a message); under CI (CI=true) on a machine that has a
+# container engine, or with E2E_REQUIRED=1 anywhere, a missing tool FAILS the run instead, so
+# CI cannot go green by skipping. Each run gets its own compose project, image tag and a
+# random free /24, so two runs on one engine cannot collide. Removes everything it started
+# (containers, network, image), also on failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf 'e2e: %s\n' "$*"; }
 
-if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
-  say "SKIPPED: no container engine reachable (docker info failed)"
+# --- may this run skip? ---
+engine_present() { # a daemon answers, or its socket, host setting or binary is there
+  docker info >/dev/null 2>&1 || [ -S /var/run/docker.sock ] || [ -n "${DOCKER_HOST:-}" ] ||
+    command -v dockerd >/dev/null 2>&1 || command -v podman >/dev/null 2>&1
+}
+must_run() {
+  [ "${E2E_REQUIRED:-0}" = 1 ] && return 0
+  case "${CI:-}" in true | TRUE | 1 | yes) engine_present ;; *) return 1 ;; esac
+}
+skip() { # skip REASON: exit 0 where skipping is allowed, exit 1 where the e2e must run
+  if must_run; then
+    say "FAIL - cannot run the end-to-end checks: $* (CI=true or E2E_REQUIRED=1 with a container engine present)"
+    exit 1
+  fi
+  say "SKIPPED: $*"
   exit 0
-fi
+}
+
+command -v docker >/dev/null 2>&1 || skip "the docker CLI is not installed"
+docker info >/dev/null 2>&1 || skip "no container engine reachable (docker info failed)"
 if command -v docker-compose >/dev/null 2>&1; then
   compose=(docker-compose)
 elif docker compose version >/dev/null 2>&1; then
   compose=(docker compose)
 else
-  say "SKIPPED: neither docker-compose nor 'docker compose' is installed"
-  exit 0
+  skip "neither docker-compose nor 'docker compose' is installed"
 fi
 for tool in curl python3; do
-  command -v "$tool" >/dev/null 2>&1 || { say "SKIPPED: $tool is not installed"; exit 0; }
+  command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed"
 done
 
-# A /24 for the private network that no route on this host uses yet.
+# --- names of this run: nothing shared with another run on the same engine ---
+run_id=$(od -An -N4 -tx4 /dev/urandom | tr -d ' \n')
+project="brokerless-e2e-$run_id"
+own_image=0
+if [ -z "${IMAGE:-}" ]; then IMAGE="brokerless:e2e-$run_id"; own_image=1; fi
+export IMAGE
+fixed_subnet=${SUBNET_PREFIX:-} # a /24 prefix such as 172.31.250 given by the caller, if any
+
+# A random /24 in 172.16.0.0/12 that overlaps no route and no network of the engine. A run
+# racing for the same /24 makes `up --no-start` fail, and the next attempt draws again.
 pick_subnet() {
-  local p
-  for p in 172.31.250 172.31.251 172.31.252 172.30.250 172.29.250; do
-    ip route 2>/dev/null | grep -q "^$p\." || { echo "$p"; return; }
-  done
-  echo 172.31.250
+  {
+    ip -4 route 2>/dev/null | awk '{print $1}'
+    docker network ls -q | xargs -r docker network inspect \
+      --format '{{range .IPAM.Config}}{{.Subnet}} {{end}}' 2>/dev/null
+  } | python3 -c '
+import ipaddress, random, sys
+used = []
+for word in sys.stdin.read().split():
+    try:
+        used.append(ipaddress.ip_network(word, strict=False))
+    except ValueError:
+        pass
+for _ in range(500):
+    net = ipaddress.ip_network(f"172.{random.randint(16, 31)}.{random.randint(0, 255)}.0/24")
+    if not any(net.overlaps(u) for u in used if u.version == 4):
+        print(str(net.network_address).rsplit(".", 1)[0])
+        sys.exit(0)
+sys.exit(1)'
 }
 
-export SUBNET_PREFIX=${SUBNET_PREFIX:-$(pick_subnet)}
-export IMAGE=${IMAGE:-brokerless:e2e}
-project="brokerless-e2e-$$"
 dc() { "${compose[@]}" -p "$project" -f deploy/docker-compose.yml "$@"; }
 ip_of() { case $1 in node1) echo "$SUBNET_PREFIX.11" ;; node2) echo "$SUBNET_PREFIX.12" ;; node3) echo "$SUBNET_PREFIX.13" ;; esac; }
 api() { echo "http://$(ip_of "$1"):7700"; }
@@ -56,6 +94,7 @@ cleanup() {
     dc logs --no-color --tail 40 2>/dev/null | sed 's/^/    /'
   fi
   dc down -v --remove-orphans -t 3 >/dev/null 2>&1
+  [ "$own_image" -eq 1 ] && docker image rm -f "$IMAGE" >/dev/null 2>&1
   say "cleaned up project $project"
 }
 trap cleanup EXIT
@@ -101,12 +140,19 @@ all_alive() {
   for n in "$@"; do for m in "$@"; do state_is "$n" "$m" alive || return 1; done; done
 }
 has_instances() { [ "$(instances "$1" "$2")" = "$3" ]; }
-same_instances() { [ "$(instances "$1" "$3")" = "$(instances "$2" "$3")" ]; }
+same_instances() { # both nodes answer, with the same non-empty list
+  local a b
+  a=$(instances "$1" "$3") && b=$(instances "$2" "$3") && [ -n "$a" ] && [ "$a" = "$b" ]
+}
 register() { # register NODE SERVICE INSTANCE
   curl -fsS --max-time 2 -X PUT "$(api "$1")/v1/services/$2/instances/$3" \
     -H 'content-type: application/json' -d '{"address":"10.0.0.1:7000","ttl":"10m"}' >/dev/null
 }
 deregister() { curl -fsS --max-time 2 -X DELETE "$(api "$1")/v1/services/$2/instances/$3" >/dev/null; }
+deregister_all() { # deregister_all NODE SERVICE INSTANCE...
+  local node=$1 service=$2 i; shift 2
+  for i in "$@"; do deregister "$node" "$service" "$i" || return 1; done
+}
 acked_at_least() { local acked; read -r acked _ <<<"$(sender_counts)"; [ "${acked:-0}" -ge "$1" ]; }
 sender_progresses() { # acked grows by at least 5 within 15 s, with no failure meanwhile
   local before after fails_before fails_after
@@ -118,6 +164,14 @@ sender_progresses() { # acked grows by at least 5 within 15 s, with no failure m
 }
 receiver_listed_on() { local n; for n in "$@"; do has_instances "$n" echo echo-1 || return 1; done; }
 lookups_survive() { has_instances node1 e2e inst-1 && has_instances node3 e2e inst-1; }
+
+# --- container steps: each fails when the engine refuses it ---
+network="${project//[^a-zA-Z0-9_.-]/}_mesh"
+container_of() { local id; id=$(dc ps -q "$1") && [ -n "$id" ] && echo "$id"; }
+kill_node() { local id; id=$(container_of "$1") && docker kill "$id" >/dev/null; }
+disconnect_node() { local id; id=$(container_of "$1") && docker network disconnect "$network" "$id"; }
+connect_node() { local id; id=$(container_of "$1") && docker network connect --ip "$(ip_of "$1")" "$network" "$id"; }
+restart_empty() { dc rm -f -s "$1" >/dev/null && dc up -d --no-deps "$1" >/dev/null; }
 
 # --- static checks of the other deploy files ---
 k8s_manifests_parse() {
@@ -155,44 +209,49 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 else
   say "skip - systemd unit (no systemd-analyze)"
 fi
-say "starting project $project on $SUBNET_PREFIX.0/24"
+created=0
+for attempt in 1 2 3; do
+  SUBNET_PREFIX=${fixed_subnet:-$(pick_subnet)} || { say "FAIL - no free /24 for the network"; exit 1; }
+  export SUBNET_PREFIX
+  say "creating project $project on $SUBNET_PREFIX.0/24 (attempt $attempt)"
+  if dc up --no-start; then created=1; break; fi
+  dc down -v --remove-orphans -t 3 >/dev/null 2>&1
+done
+[ "$created" -eq 1 ] || { failed=1; say "FAIL - docker-compose could not create the project"; exit 1; }
 dc up -d || { failed=1; say "FAIL - docker-compose up"; exit 1; }
 
 # 1. One cluster.
 check "the three nodes see each other alive" eventually 30 all_alive node1 node2 node3
 
 # 2. Replication.
-register node1 e2e inst-1
+check "register inst-1 on node 1" register node1 e2e inst-1
 check "registration on node 1 is visible on node 2" eventually 10 has_instances node2 e2e inst-1
 check "registration on node 1 is visible on node 3" eventually 10 has_instances node3 e2e inst-1
 check "the receiver's registration reached every node" eventually 20 receiver_listed_on node1 node2 node3
 check "the sender gets answers from the receiver" sender_progresses
 
 # 3. Kill node 2.
-docker kill "$(dc ps -q node2)" >/dev/null
+check "docker kill node 2" kill_node node2
 check "node 1 reports the killed node 2 dead" eventually 20 state_is node1 node2 dead
 check "node 3 reports the killed node 2 dead" eventually 20 state_is node3 node2 dead
 check "lookups keep working on node 1 and node 3" lookups_survive
 check "the peers keep exchanging messages without node 2" sender_progresses
 
 # 4. Partition node 3 and heal.
-register node3 e2e inst-3
-eventually 10 has_instances node1 e2e inst-1,inst-3
-network="${project//[^a-zA-Z0-9_.-]/}_mesh"
-docker network disconnect "$network" "$(dc ps -q node3)"
+check "register inst-3 on node 3" register node3 e2e inst-3
+check "node 1 lists the registration made on node 3" eventually 10 has_instances node1 e2e inst-1,inst-3
+check "docker network disconnect node 3" disconnect_node node3
 check "node 1 sees the cut-off node 3 as dead" eventually 20 state_is node1 node3 dead
-register node1 e2e inst-2
-deregister node1 e2e inst-1
-deregister node1 e2e inst-3
+check "register inst-2 on node 1" register node1 e2e inst-2
+check "deregister inst-1 and inst-3 on node 1" deregister_all node1 e2e inst-1 inst-3
 check "node 1 changed registrations while node 3 was cut off" has_instances node1 e2e inst-2
-docker network connect --ip "$(ip_of node3)" "$network" "$(dc ps -q node3)"
+check "docker network connect node 3" connect_node node3
 check "after the heal node 3 converges to node 1's registrations" eventually 30 has_instances node3 e2e inst-2
 check "after the heal both sides hold the same registrations" same_instances node1 node3 e2e
 check "node 3 is alive again for node 1" eventually 30 state_is node1 node3 alive
 
 # 5. Node 2 restarted from an empty store.
-dc rm -f -s node2 >/dev/null 2>&1
-dc up -d --no-deps node2 >/dev/null 2>&1
+check "node 2 removed and started again empty" restart_empty node2
 check "restarted node 2 rejoins and is alive for node 1" eventually 30 state_is node1 node2 alive
 check "restarted node 2 caught up by anti-entropy" eventually 30 same_instances node1 node2 e2e
 check "restarted node 2 lists the receiver" eventually 30 has_instances node2 echo echo-1

@@ -1,9 +1,11 @@
 //! Every knob of a directory node, with its default and why.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::gossip::GossipSettings;
+use crate::listener::{HttpLimits, TlsFiles};
 use crate::registry::RegistryConfig;
 
 /// Default HTTP listen address: loopback only, so a node started by hand is not exposed
@@ -58,6 +60,15 @@ pub struct Config {
     /// Cluster membership and replication. `None` (the default) runs a single node without
     /// gossip; `Some` joins a cluster (see [`GossipSettings`] for each knob).
     pub cluster: Option<GossipSettings>,
+    /// ACL file enforced on the HTTP API (format in [`crate::acl::AclFile`]). `None` (the
+    /// default) leaves the API open to anyone who can reach it, and the node warns at start.
+    pub acl_file: Option<PathBuf>,
+    /// Limits of the HTTP listener (header-read and request timeouts, connection cap).
+    /// Default [`HttpLimits::default`].
+    pub http_limits: HttpLimits,
+    /// Serve the API over HTTPS with these PEM files (optionally requiring client
+    /// certificates). `None` (the default): plain HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for Config {
@@ -72,6 +83,9 @@ impl Default for Config {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             lookup_cache_bytes: DEFAULT_LOOKUP_CACHE_BYTES,
             cluster: None,
+            acl_file: None,
+            http_limits: HttpLimits::default(),
+            tls: None,
         }
     }
 }

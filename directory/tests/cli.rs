@@ -13,14 +13,21 @@ use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_directory");
 
+/// How long a subcommand may run: a `serve` that wrongly accepted bad arguments is killed
+/// and fails its test instead of hanging the run.
+const RUN_LIMIT: Duration = Duration::from_secs(30);
+
 /// Runs a client subcommand to completion: (exit success, stdout, stderr).
 async fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(args)
         .env_remove("DIRECTORY_ADDR")
         .env_remove("DIRECTORY_HTTP_ADDR")
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(RUN_LIMIT, child)
         .await
+        .unwrap_or_else(|_| panic!("`directory {args:?}` still running after {RUN_LIMIT:?}"))
         .unwrap();
     let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
     (out.status.success(), text(out.stdout), text(out.stderr))
@@ -220,13 +227,11 @@ async fn client_errors_are_clear_and_exit_non_zero() {
     assert!(!ok);
     assert!(err.contains("key=value"), "{err}");
     assert!(server.registry().is_empty());
-    // Nothing listens on a port we just released.
-    let free = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    // Nothing listens on a port we hold bound but never listen on: connections are refused,
+    // and no other process can take the port meanwhile.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let free = held.local_addr().unwrap().to_string();
     let (ok, _, err) = run_at(&free, &["services"]).await;
     assert!(!ok);
     assert!(err.contains("cannot reach the directory node"), "{err}");

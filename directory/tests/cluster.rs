@@ -185,6 +185,28 @@ async fn a_node_with_another_key_can_neither_join_nor_inject() {
     first.shutdown().await;
 }
 
+/// `directory_gossip_dropped_packets_total` by `reason` label, from the node's `/metrics`. The
+/// recorder is process-wide, so callers compare two readings.
+async fn drops_by_reason(server: &Server) -> std::collections::BTreeMap<String, u64> {
+    let metrics = client()
+        .get(url(server, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("directory_gossip_dropped_packets_total{"))
+        .filter_map(|line| {
+            let reason = line.split("reason=\"").nth(1)?.split('"').next()?;
+            let value = line.rsplit(' ').next()?.parse::<f64>().ok()?;
+            Some((reason.to_owned(), value as u64))
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_truncated_oversized_and_replayed_packets_are_dropped_and_counted() {
     let cluster_key = ClusterKey::generate();
@@ -194,65 +216,79 @@ async fn garbage_truncated_oversized_and_replayed_packets_are_dropped_and_counte
     let mut sealer = Sealer::new(Some(&cluster_key));
     let valid = sealer.seal(&encode_datagram(&Datagram::default(), MAX_DATAGRAM).unwrap());
     let sealed_garbage = sealer.seal(b"\x01not postcard at all");
-    for packet in [
-        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
-        vec![0xE1, 1, 2, 3],
-        vec![0xE1; 1500],
-        valid[..valid.len() - 1].to_vec(),
-        valid.clone(),
-        valid.clone(),
-        sealed_garbage,
-    ] {
-        socket.send_to(&packet, target).await.unwrap();
+    let before = drops_by_reason(&server).await;
+    // Each packet with the one reason it must be dropped for (`None`: accepted).
+    let packets = [
+        (b"GET / HTTP/1.1\r\n\r\n".to_vec(), Some("garbage")),
+        (vec![0xE1, 1, 2, 3], Some("truncated")),
+        (vec![0xE1; 1500], Some("oversized")),
+        (valid[..valid.len() - 1].to_vec(), Some("unauthenticated")),
+        (valid.clone(), None),
+        (valid.clone(), Some("replayed")),
+        (sealed_garbage, Some("malformed")),
+    ];
+    for (packet, _) in &packets {
+        socket.send_to(packet, target).await.unwrap();
     }
     let counters = server.gossip().unwrap().counters();
     eventually("six drops", async || {
         counters.dropped.load(Ordering::Relaxed) >= 6
     })
     .await;
+    assert_eq!(counters.dropped.load(Ordering::Relaxed), 6);
     assert_eq!(counters.replayed.load(Ordering::Relaxed), 1);
-    assert!(counters.unauthenticated.load(Ordering::Relaxed) >= 1);
+    assert_eq!(counters.unauthenticated.load(Ordering::Relaxed), 1);
+    let after = drops_by_reason(&server).await;
+    for reason in packets.iter().filter_map(|(_, r)| *r) {
+        let delta =
+            after.get(reason).copied().unwrap_or(0) - before.get(reason).copied().unwrap_or(0);
+        assert!(
+            delta >= 1,
+            "no drop counted as {reason}: before {before:?}, after {after:?}"
+        );
+    }
     let (status, _, _) = get(&server, "/v1/health").await;
     assert_eq!(status, 200);
-    let metrics = client()
-        .get(url(&server, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("directory_gossip_dropped_packets_total"),
-        "{metrics}"
-    );
     server.shutdown().await;
+}
+
+/// Starts a node that keeps retrying `localhost:{port}`, where nothing answers yet, then the
+/// seed on that port. The port is reserved and freed first, so another process may take it
+/// in between: then the seed cannot bind, and the whole attempt is retried on a new port.
+async fn early_node_then_seed_on_a_freed_port(cluster_key: &ClusterKey) -> (Server, Server) {
+    for attempt in 1..=3 {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut config = Config::for_test();
+        config.registry.node = "early".parse().unwrap();
+        let mut cluster = GossipSettings::for_test(Security::Key(cluster_key.clone()));
+        cluster.join = vec![format!("localhost:{port}")];
+        config.cluster = Some(cluster);
+        let early = Server::start(config).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(alive_members(&early).await, 1);
+
+        let mut config = Config::for_test();
+        config.registry.node = "seed".parse().unwrap();
+        let mut cluster = GossipSettings::for_test(Security::Key(cluster_key.clone()));
+        cluster.bind = SocketAddr::from(([127, 0, 0, 1], port));
+        config.cluster = Some(cluster);
+        match Server::start(config).await {
+            Ok(seed) => return (early, seed),
+            Err(err) => eprintln!("attempt {attempt}: port {port} was taken meanwhile: {err}"),
+        }
+        early.shutdown().await;
+    }
+    panic!("the freed port was taken on three attempts");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_started_before_its_seed_keeps_retrying_and_joins_by_dns_name() {
     let cluster_key = ClusterKey::generate();
-    // Reserve a port for the seed, then free it: nothing answers there yet.
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut config = Config::for_test();
-    config.registry.node = "early".parse().unwrap();
-    let mut cluster = GossipSettings::for_test(Security::Key(cluster_key.clone()));
-    cluster.join = vec![format!("localhost:{port}")];
-    config.cluster = Some(cluster);
-    let early = Server::start(config).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(alive_members(&early).await, 1);
-
-    let mut config = Config::for_test();
-    config.registry.node = "seed".parse().unwrap();
-    let mut cluster = GossipSettings::for_test(Security::Key(cluster_key));
-    cluster.bind = SocketAddr::from(([127, 0, 0, 1], port));
-    config.cluster = Some(cluster);
-    let seed = Server::start(config).await.unwrap();
+    let (early, seed) = early_node_then_seed_on_a_freed_port(&cluster_key).await;
     for n in [&early, &seed] {
         eventually("the early node joined its late seed", async || {
             alive_members(n).await == 2
@@ -263,15 +299,19 @@ async fn a_node_started_before_its_seed_keeps_retrying_and_joins_by_dns_name() {
     seed.shutdown().await;
 }
 
+/// A non-owner keeps a dead owner's instance for its lease plus `lease_grace`, and no longer:
+/// the instance is looked at inside the grace window (lease over, grace running) and after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_of_a_dead_owner_stay_until_their_lease_and_grace_run_out() {
+    const LEASE: Duration = Duration::from_secs(2);
+    const GRACE: Duration = Duration::from_secs(4);
     let cluster_key = ClusterKey::generate();
     let start = async |name: &str, join: &[SocketAddr]| {
         let mut config = Config::for_test();
         config.registry.node = name.parse().unwrap();
         let mut cluster = GossipSettings::for_test(Security::Key(cluster_key.clone()));
         cluster.join = join.iter().map(ToString::to_string).collect();
-        config.registry.replication.lease_grace = Duration::from_millis(500);
+        config.registry.replication.lease_grace = GRACE;
         config.cluster = Some(cluster);
         Server::start(config).await.unwrap()
     };
@@ -280,7 +320,8 @@ async fn instances_of_a_dead_owner_stay_until_their_lease_and_grace_run_out() {
     eventually("two members", async || alive_members(&other).await == 2).await;
     let (svc, inst) = key("short", "s-1");
     let mut registration = Registration::new(Address::new("127.0.0.1:7000").unwrap());
-    registration.ttl = directory::registry::Ttl::from_duration(Duration::from_secs(4)).unwrap();
+    registration.ttl = directory::registry::Ttl::from_duration(LEASE).unwrap();
+    let before = Instant::now();
     owner
         .registry()
         .register(&svc, &inst, registration, Instant::now())
@@ -289,21 +330,23 @@ async fn instances_of_a_dead_owner_stay_until_their_lease_and_grace_run_out() {
         other.registry().instance(&svc, &inst).is_some()
     })
     .await;
-    let registered = Instant::now();
     owner.shutdown().await;
-    // Still listed while its lease runs, although its owner is gone.
-    tokio::time::sleep_until(registered + Duration::from_millis(2500)).await;
+    // Inside the grace window: the lease is over by 600 ms, the grace has 3.4 s to run.
+    tokio::time::sleep_until(before + LEASE + Duration::from_millis(600)).await;
+    let present = other.registry().instance(&svc, &inst).is_some();
     assert!(
-        other.registry().instance(&svc, &inst).is_some(),
-        "dropped before its lease ran out"
+        before.elapsed() < LEASE + GRACE,
+        "the test thread stalled past the grace window; rerun"
     );
+    assert!(present, "dropped when its lease ran out, without the grace");
     eventually("expired after lease + grace", async || {
         other.registry().instance(&svc, &inst).is_none()
     })
     .await;
     assert!(
-        registered.elapsed() >= Duration::from_millis(2300),
-        "expired before lease + grace"
+        before.elapsed() >= LEASE + GRACE - Duration::from_millis(100),
+        "expired {:?} after registering, before lease + grace",
+        before.elapsed()
     );
     other.shutdown().await;
 }

@@ -1,5 +1,5 @@
 //! Three real `directory` processes on loopback: replication, SIGKILL detection, restart
-//! catch-up, and the `members` / `keygen` subcommands.
+//! catch-up, a SIGTERM leave listed as `left`, and the `members` / `keygen` subcommands.
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use tokio::process::Command;
 use tokio::time::Instant;
 
 mod process_support;
-use process_support::{BIN, NodeProcess as Node, get_json, member_state};
+use process_support::{BIN, NodeProcess as Node, ONE_SHOT_LIMIT, get_json, member_state};
 
 fn client() -> reqwest::Client {
     directory::cli::http_client(Duration::from_secs(10)).expect("client builds")
@@ -19,6 +19,29 @@ async fn spawn(name: &str, gossip_addr: &str, key: &str, join: Option<&str>) -> 
     process_support::spawn_node(name, gossip_addr, key, join)
         .await
         .expect("directory starts and logs its addresses")
+}
+
+/// A one-shot subcommand's output; fails the test if it runs past [`ONE_SHOT_LIMIT`].
+async fn output(cmd: &mut Command) -> std::process::Output {
+    process_support::output_within(cmd, ONE_SHOT_LIMIT)
+        .await
+        .expect("the subcommand exits in time")
+}
+
+/// Starts node-2 again on the gossip address it had. The port was freed by the kill, so
+/// another process may hold it for a moment: retried for up to 5 s, then the test fails.
+async fn respawn_on(gossip: &str, key: &str, join: &str) -> Node {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match process_support::spawn_node("node-2", gossip, key, Some(join)).await {
+            Ok(node) => return node,
+            Err(err) if Instant::now() < deadline => {
+                eprintln!("restart on {gossip} failed, retrying: {err:#}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(err) => panic!("node-2 cannot start again on {gossip}: {err:#}"),
+        }
+    }
 }
 
 async fn get(node: &Node, path: &str) -> Value {
@@ -58,8 +81,8 @@ async fn has_instance(node: &Node, instance: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_processes_replicate_detect_a_killed_node_and_catch_it_up_after_restart() {
-    let keygen = Command::new(BIN).arg("keygen").output().await.unwrap();
+async fn three_processes_replicate_catch_up_a_killed_node_and_list_a_terminated_one_as_left() {
+    let keygen = output(Command::new(BIN).arg("keygen")).await;
     assert!(keygen.status.success());
     let key = String::from_utf8(keygen.stdout).unwrap().trim().to_owned();
     assert!(
@@ -106,7 +129,7 @@ async fn three_processes_replicate_detect_a_killed_node_and_catch_it_up_after_re
     register(&n3, "orders-2").await;
 
     // Restarted on the same gossip address, it rejoins at once and catches up.
-    let n2 = spawn("node-2", &n2_gossip, &key, Some(&n1.gossip)).await;
+    let n2 = respawn_on(&n2_gossip, &key, &n1.gossip).await;
     for n in [&n1, &n2, &n3] {
         eventually("node-2 alive again", Duration::from_secs(20), async || {
             all_alive(n, &names).await
@@ -122,11 +145,12 @@ async fn three_processes_replicate_detect_a_killed_node_and_catch_it_up_after_re
         .await;
     }
 
-    let out = Command::new(BIN)
-        .args(["members", "--addr", n1.http.trim_start_matches("http://")])
-        .output()
-        .await
-        .unwrap();
+    let out = output(Command::new(BIN).args([
+        "members",
+        "--addr",
+        n1.http.trim_start_matches("http://"),
+    ]))
+    .await;
     let table = String::from_utf8(out.stdout).unwrap();
     assert!(out.status.success(), "{table}");
     for expected in [
@@ -139,39 +163,58 @@ async fn three_processes_replicate_detect_a_killed_node_and_catch_it_up_after_re
     ] {
         assert!(table.contains(expected), "{expected} missing in\n{table}");
     }
+
+    // SIGTERM: node 3 leaves gracefully, exits 0, and the others list it as left, not dead.
+    let mut n3 = n3;
+    let pid = n3.child.id().expect("node-3 still running").to_string();
+    let kill = output(Command::new("kill").args(["-TERM", &pid])).await;
+    assert!(kill.status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(20), n3.child.wait())
+        .await
+        .expect("node-3 exits after SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "graceful exit, got {exit:?}");
+    for n in [&n1, &n2] {
+        eventually(
+            "node-3 listed as left",
+            Duration::from_secs(15),
+            async || {
+                member_state(&get(n, "/v1/cluster/members").await, "node-3").as_deref()
+                    == Some("left")
+            },
+        )
+        .await;
+    }
 }
 
 #[tokio::test]
 async fn join_without_a_cluster_key_is_refused_with_a_clear_message() {
-    let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--join",
-            "127.0.0.1:9",
-        ])
-        .env_remove("DIRECTORY_CLUSTER_KEY")
-        .output()
-        .await
-        .unwrap();
+    let out = output(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--join",
+                "127.0.0.1:9",
+            ])
+            .env_remove("DIRECTORY_CLUSTER_KEY"),
+    )
+    .await;
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
         err.contains("--cluster-key") && err.contains("--insecure-no-cluster-key"),
         "{err}"
     );
-    let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--cluster-key",
-            "not-a-key",
-        ])
-        .output()
-        .await
-        .unwrap();
+    let out = output(Command::new(BIN).args([
+        "serve",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--cluster-key",
+        "not-a-key",
+    ]))
+    .await;
     assert!(!out.status.success());
     assert!(
         String::from_utf8(out.stderr)
@@ -182,17 +225,17 @@ async fn join_without_a_cluster_key_is_refused_with_a_clear_message() {
 
 #[tokio::test]
 async fn a_join_that_is_not_host_port_is_refused() {
-    let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--insecure-no-cluster-key",
-        ])
-        .args(["--gossip-addr", "127.0.0.1:0", "--join", "no-port-here"])
-        .output()
-        .await
-        .unwrap();
+    let out = output(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--insecure-no-cluster-key",
+            ])
+            .args(["--gossip-addr", "127.0.0.1:0", "--join", "no-port-here"]),
+    )
+    .await;
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("--join") && err.contains("host:port"), "{err}");

@@ -113,6 +113,19 @@ async fn registered_instances_can_be_looked_up_listed_and_read() {
     server.shutdown().await;
 }
 
+/// Waits (up to 10 s) until a blocking query is parked on `service` in the registry.
+async fn parked_on(server: &directory::Server, service: &str) {
+    let service = service.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.registry().waiters(&service) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no blocking query parked on {service}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn heartbeats_renew_leases_and_unknown_instances_get_404() {
     let server = start().await;
@@ -120,15 +133,16 @@ async fn heartbeats_renew_leases_and_unknown_instances_get_404() {
         &server,
         "api",
         "a-1",
-        json!({"address": "h:1", "ttl": "1s"}),
+        json!({"address": "h:1", "ttl": "2s"}),
     )
     .await
     .json()
     .await
     .unwrap();
     let hb = url(&server, "/v1/services/api/instances/a-1/heartbeat");
-    // Keep it alive well past its 1 s TTL with heartbeats.
-    for _ in 0..6 {
+    // Keep it alive past its 2 s TTL with heartbeats every 300 ms (a stall of up to 1.7 s
+    // between two of them is tolerated).
+    for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let resp = client().post(&hb).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
@@ -282,7 +296,7 @@ async fn blocking_queries_wake_on_change() {
             (started.elapsed(), index, body)
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    parked_on(&server, "s").await;
     assert!(!blocking.is_finished(), "must hold while nothing changes");
     // A renewal is not a change and must not wake it.
     client()
@@ -300,14 +314,20 @@ async fn blocking_queries_wake_on_change() {
     assert!(elapsed < Duration::from_secs(10));
     assert_eq!(index, "2");
     assert_eq!(body["instances"].as_array().unwrap().len(), 2);
-    // Blocking on a service that does not exist yet wakes when it appears.
+    // Blocking on a service that does not exist yet wakes when it appears: the query is
+    // known to be parked before the registration, and must answer long before its 30 s wait.
     let waiting = {
         let target = url(&server, "/v1/services/later?index=0&wait=30s");
         spawn_get_json(target)
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    parked_on(&server, "later").await;
+    let registered = Instant::now();
     put(&server, "later", "x", json!({"address": "h:3"})).await;
     let appeared = waiting.await.unwrap();
+    assert!(
+        registered.elapsed() < Duration::from_secs(10),
+        "woken by the timeout, not by the registration"
+    );
     assert_eq!(appeared["instances"][0]["instance"], "x");
     server.shutdown().await;
 }
@@ -342,14 +362,19 @@ async fn blocking_queries_time_out_without_change_and_waits_are_capped() {
         waited >= Duration::from_millis(1400) && waited < Duration::from_secs(6),
         "{waited:?}"
     );
-    // An index already behind returns at once.
+    server.shutdown().await;
+    // An index already behind returns at once: on a node whose cap is a minute, so that
+    // "at once" and "after the cap" stay far apart even on a loaded machine.
+    let server = start_with(|c| c.max_wait = Duration::from_secs(60)).await;
+    put(&server, "s", "a", json!({"address": "h:1"})).await;
     let started = Instant::now();
-    client()
+    let resp = client()
         .get(url(&server, "/v1/services/s?index=0&wait=10m"))
         .send()
         .await
         .unwrap();
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(resp.headers()["x-directory-index"], "1");
+    assert!(started.elapsed() < Duration::from_secs(20));
     server.shutdown().await;
 }
 
@@ -373,7 +398,15 @@ async fn read_events(resp: &mut reqwest::Response, count: usize) -> Vec<(String,
                 .map(str::to_owned);
             let data = frame.lines().find_map(|l| l.strip_prefix("data: "));
             if let (Some(name), Some(data)) = (name, data) {
-                events.push((name, serde_json::from_str(data).unwrap()));
+                let data: Value = serde_json::from_str(data).unwrap();
+                // The README's `id:` line: the event's index, for `Last-Event-ID` resumption.
+                let id = frame.lines().find_map(|l| l.strip_prefix("id: "));
+                assert_eq!(
+                    id.and_then(|i| i.parse::<u64>().ok()),
+                    data["index"].as_u64(),
+                    "SSE id line of {frame:?}"
+                );
+                events.push((name, data));
             }
         }
     }
@@ -606,12 +639,13 @@ async fn shutdown_ends_watch_streams_and_blocking_queries_promptly() {
             .get(url(&server, "/v1/services/s?index=5&wait=5m"))
             .send(),
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    parked_on(&server, "s").await;
     let addr = server.http_addr();
     let started = Instant::now();
     server.shutdown().await;
+    // Far below the 5-minute wait it would otherwise hold, with room for a loaded machine.
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(20),
         "{:?}",
         started.elapsed()
     );

@@ -184,7 +184,10 @@ async fn the_openapi_document_describes_the_error_shape_and_record() {
 
 /// The API contract other components rely on: any change to the generated document must be
 /// deliberate. After reviewing a change, refresh with
-/// `UPDATE_SNAPSHOTS=1 cargo test -p directory --test router` and commit the file.
+/// `UPDATE_SNAPSHOTS=1 cargo test -p directory --test router`, then run the test again without
+/// it and commit the file. A run with `UPDATE_SNAPSHOTS` set never passes (it rewrites the
+/// file and then fails), and under CI (`CI` set) it refuses to write at all, so CI cannot go
+/// green by refreshing the snapshot it checks.
 #[tokio::test]
 async fn the_openapi_document_matches_its_committed_snapshot() {
     let (app, _) = app();
@@ -192,8 +195,12 @@ async fn the_openapi_document_matches_its_committed_snapshot() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots/openapi.json");
     let rendered = serde_json::to_string_pretty(&doc).unwrap() + "\n";
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "UPDATE_SNAPSHOTS is refused under CI: refresh the snapshot locally and commit it"
+        );
         std::fs::write(path, &rendered).unwrap();
-        return;
+        panic!("rewrote {path}; review the diff, then rerun without UPDATE_SNAPSHOTS");
     }
     let committed = std::fs::read_to_string(path)
         .expect("snapshot present (create it with UPDATE_SNAPSHOTS=1)");

@@ -1,7 +1,7 @@
 //! Building and starting a [`Peer`]: the [`PeerBuilder`] knobs, config validation, the
 //! QUIC endpoint, directory registration, and the driver and link tasks.
 
-use crate::config::{PeerConfig, valid_name};
+use crate::config::{PeerConfig, StoreConfig, valid_name};
 use crate::discovery::{Discovery, Registration, Timing};
 use crate::driver::{Driver, DriverParts, Input, NeedInstances, SenderCheck};
 use crate::error::StartError;
@@ -9,6 +9,9 @@ use crate::link::{self, LinkCtx};
 use crate::peer::{Inner, Peer};
 use crate::proto::frame::PROTOCOL_VERSION;
 use crate::proto::{Balancer, Core, Frame, InstanceInfo, LeastInFlight};
+use crate::quota::Quota;
+use crate::received::DeadLetterQueue;
+use crate::store::{Committer, IdentityRecord, PeerState, Store, WallClock};
 use crate::tls::{self, Fingerprint, Identity};
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -17,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -124,6 +127,22 @@ impl PeerBuilder {
         self
     }
 
+    /// Makes the peer durable with a store in directory `path` (created if missing), with
+    /// the default quota ([`StoreConfig::new`]): accepted messages are persisted before
+    /// `send` reports acceptance and resume after a restart; the key pair, instance name
+    /// and session persist (so receivers recognise retries after a restart); a receiver
+    /// records handled messages before acking them; dead letters are kept on disk.
+    pub fn store(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.cfg.store = Some(StoreConfig::new(path));
+        self
+    }
+
+    /// [`PeerBuilder::store`] with every store knob (quota, behaviour when full, retention).
+    pub fn store_config(mut self, store: StoreConfig) -> Self {
+        self.cfg.store = Some(store);
+        self
+    }
+
     /// Changes any other knob.
     pub fn configure(mut self, f: impl FnOnce(&mut PeerConfig)) -> Self {
         f(&mut self.cfg);
@@ -137,6 +156,7 @@ impl PeerBuilder {
 }
 
 async fn start(mut b: PeerBuilder) -> Result<Peer, StartError> {
+    let durable = open_store(&mut b)?;
     validate(&mut b)?;
     let identity = match b.identity.take() {
         Some(id) => id,
@@ -145,6 +165,11 @@ async fn start(mut b: PeerBuilder) -> Result<Peer, StartError> {
     let cfg = b.cfg.clone();
     // `validate` filled in the instance name, so the default is never used.
     let instance = cfg.instance.clone().unwrap_or_default();
+    if let Some((store, state)) = &durable
+        && (state.identity.is_none() || state.instance.as_deref() != Some(&instance))
+    {
+        store.save_identity(&identity_record(&identity), &instance)?;
+    }
     let (endpoint, client, local_addr) = bind(&cfg, &identity)?;
     let cancel = CancellationToken::new();
     let advertised = advertised_addr(&cfg, local_addr);
@@ -167,16 +192,26 @@ async fn start(mut b: PeerBuilder) -> Result<Peer, StartError> {
     let directory = discovery.as_ref().map(|d| d.0.clone());
     let (inputs, rx) = mpsc::unbounded_channel();
     let (deliveries_tx, deliveries_rx) = mpsc::unbounded_channel();
-    let (dead_letters, _) = broadcast::channel(cfg.dead_letter_capacity.max(1));
+    let dead_letters = Arc::new(DeadLetterQueue::new(cfg.dead_letter_capacity));
     let ctx = link_ctx(&cfg, inputs.clone(), &cancel, directory.clone());
+    let mut core = new_core(&cfg, b.balancer.take(), &b.statics);
+    let session = durable
+        .as_ref()
+        .map_or_else(rand::random, |(_, s)| s.session);
+    let store = match durable {
+        Some((store, state)) => Some(start_store(&cfg, &mut core, &store, state, &inputs)?),
+        None => None,
+    };
+    let quota = store.as_ref().map(|(_, q)| q.clone());
     let parts = DriverParts {
-        core: new_core(&cfg, b.balancer.take(), &b.statics),
+        core,
+        store,
         endpoint: endpoint.clone(),
         client,
         ctx: ctx.clone(),
         deliveries: deliveries_tx,
         dead_letters: dead_letters.clone(),
-        hello: hello_frame(&cfg, &instance),
+        hello: hello_frame(&cfg, &instance, session),
         connect_timeout: cfg.connect_timeout,
         drain_timeout: cfg.drain_timeout,
         on_need: need_instances(directory, inputs.clone()),
@@ -192,11 +227,65 @@ async fn start(mut b: PeerBuilder) -> Result<Peer, StartError> {
         inputs,
         incoming: Arc::new(tokio::sync::Mutex::new(deliveries_rx)),
         dead_letters,
+        quota,
         windows: DashMap::new(),
         discovery,
         cancel,
         driver: parking_lot::Mutex::new(Some(driver)),
     }))
+}
+
+/// Opens the configured store (if any) and takes the persisted identity and instance name
+/// unless the builder sets them.
+fn open_store(b: &mut PeerBuilder) -> Result<Option<(Store, PeerState)>, StartError> {
+    let Some(sc) = &b.cfg.store else {
+        return Ok(None);
+    };
+    let store = Store::open(&sc.path)?;
+    let state = store.start_peer(
+        b.identity.as_ref().map(identity_record),
+        b.cfg.instance.clone(),
+    )?;
+    if b.identity.is_none()
+        && let Some(rec) = &state.identity
+    {
+        b.identity = Some(Identity::from_pem(&rec.cert, &rec.key)?);
+    }
+    if b.cfg.instance.is_none() {
+        b.cfg.instance = state.instance.clone();
+    }
+    Ok(Some((store, state)))
+}
+
+fn identity_record(identity: &Identity) -> IdentityRecord {
+    let (cert, key) = identity.to_pem();
+    IdentityRecord {
+        cert: cert.into_bytes(),
+        key: key.into_bytes(),
+    }
+}
+
+/// Durable peers: resumes the core from the store and starts the committer and the quota.
+fn start_store(
+    cfg: &PeerConfig,
+    core: &mut Core,
+    store: &Store,
+    state: PeerState,
+    inputs: &mpsc::UnboundedSender<Input>,
+) -> Result<(Committer, Arc<Quota>), StartError> {
+    // `open_store` returned a state only because a store is configured.
+    let sc = cfg
+        .store
+        .clone()
+        .unwrap_or_else(|| StoreConfig::new(store.path()));
+    core.handle_restore(state.next_id, state.services, state.floors);
+    let inputs = inputs.clone();
+    let clock = WallClock::now(tokio::time::Instant::now().into_std());
+    let committer = Committer::start(store, clock, sc.completed_retention, move |r| {
+        let _ = inputs.send(Input::Store(r));
+    })?;
+    let quota = Quota::new(sc.quota_bytes, state.used_bytes, sc.when_full);
+    Ok((committer, Arc::new(quota)))
 }
 
 fn invalid(msg: impl Into<String>) -> StartError {
@@ -318,16 +407,22 @@ fn new_core(
     statics: &[InstanceInfo],
 ) -> Core {
     let balancer = balancer.unwrap_or_else(|| Box::new(LeastInFlight::default()));
-    let mut core = Core::new(cfg.delivery.clone(), balancer);
+    let mut delivery = cfg.delivery.clone();
+    if cfg.store.is_some() {
+        delivery.durable = true;
+        delivery.memory_window = cfg.window;
+    }
+    let mut core = Core::new(delivery, balancer);
     seed_static_instances(&mut core, statics);
     core
 }
 
-/// The hello frame this peer opens every stream with (one random session per start).
-fn hello_frame(cfg: &PeerConfig, instance: &str) -> Bytes {
+/// The hello frame this peer opens every stream with. `session` is random per start, or
+/// the store's (so that retries after a restart keep their dedup key).
+fn hello_frame(cfg: &PeerConfig, instance: &str, session: u64) -> Bytes {
     Frame::Hello {
         version: PROTOCOL_VERSION,
-        session: rand::random(),
+        session,
         service: cfg.service.clone(),
         instance: instance.to_owned(),
     }

@@ -55,6 +55,12 @@ pub struct DeliveryConfig {
     pub max_pending_deliveries: usize,
     /// Seed of the RNG used for jitter (deterministic tests); `None` draws one at start.
     pub rng_seed: Option<u64>,
+    /// Persist outgoing messages and receiver records through [`crate::proto::StoreOp`]s.
+    /// Set by [`crate::PeerBuilder::store`]; default `false` (in memory).
+    pub durable: bool,
+    /// Durable peers: messages per destination service held in memory; the rest wait on
+    /// disk. Default [`DEFAULT_WINDOW`] (the builder sets it to [`PeerConfig::window`]).
+    pub memory_window: usize,
 }
 
 impl Default for DeliveryConfig {
@@ -71,6 +77,8 @@ impl Default for DeliveryConfig {
             sender_idle: DEFAULT_SENDER_IDLE,
             max_pending_deliveries: DEFAULT_MAX_PENDING_DELIVERIES,
             rng_seed: None,
+            durable: false,
+            memory_window: DEFAULT_WINDOW,
         }
     }
 }
@@ -106,9 +114,57 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default maximum payload: 1 MiB (the frame limit leaves room for headers).
 pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
-/// Dead letters buffered for `Peer::dead_letters` subscribers (older ones are dropped for
-/// lagging subscribers, which are told how many they missed).
+/// Dead letters held in memory for `Peer::dead_letters` readers: enough for a reader that
+/// falls behind by a burst; past it they are counted, not held.
 pub const DEFAULT_DEAD_LETTER_CAPACITY: usize = 1024;
+
+/// Default store quota: 1 GiB of accepted, unresolved messages (see
+/// [`crate::proto::message_cost`]); about 6 million 100-byte messages, hours of a busy sender's
+/// traffic while its receivers are down, yet bounded so a dead service cannot fill the disk.
+pub const DEFAULT_STORE_QUOTA: u64 = 1024 * 1024 * 1024;
+/// Default retention of a receiver's records of handled messages: 7 days, longer than any
+/// sensible sender deadline, so a retry within its deadline never reaches a handler twice.
+pub const DEFAULT_COMPLETED_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// What `send` does when the store quota is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WhenFull {
+    /// Wait until resolved messages free enough room (backpressure). The default.
+    #[default]
+    Wait,
+    /// Fail at once with [`crate::SendError::StoreFull`]; nothing is stored.
+    Fail,
+}
+
+/// The durable store of a peer ([`crate::PeerBuilder::store`]).
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Store directory (created if missing); the database is
+    /// [`crate::store::FILE_NAME`] inside it.
+    pub path: std::path::PathBuf,
+    /// Most bytes of accepted, unresolved messages ([`crate::proto::message_cost`] each).
+    /// Default [`DEFAULT_STORE_QUOTA`]. This, not the window, bounds what a durable peer
+    /// accepts while its receivers are away.
+    pub quota_bytes: u64,
+    /// What `send` does when the quota is full. Default [`WhenFull::Wait`].
+    pub when_full: WhenFull,
+    /// How long a receiver remembers a handled message (to answer retries from the record).
+    /// Default [`DEFAULT_COMPLETED_RETENTION`]; keep it above the longest sender deadline.
+    pub completed_retention: Duration,
+}
+
+impl StoreConfig {
+    /// Defaults for a store in directory `path`.
+    pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            quota_bytes: DEFAULT_STORE_QUOTA,
+            when_full: WhenFull::Wait,
+            completed_retention: DEFAULT_COMPLETED_RETENTION,
+        }
+    }
+}
 
 /// Knobs of a [`crate::Peer`]; set through [`crate::PeerBuilder`].
 #[derive(Debug, Clone)]
@@ -146,11 +202,16 @@ pub struct PeerConfig {
     pub connect_timeout: Duration,
     /// Shutdown drain time. Default [`DEFAULT_DRAIN_TIMEOUT`].
     pub drain_timeout: Duration,
-    /// Dead letter buffer. Default [`DEFAULT_DEAD_LETTER_CAPACITY`].
+    /// Dead letters held in memory for [`crate::Peer::dead_letters`] readers. Default
+    /// [`DEFAULT_DEAD_LETTER_CAPACITY`]; past it new ones are counted in
+    /// [`crate::DeadLetters::dropped`] and `peer_sdk_dead_letters_dropped_total` (a peer with
+    /// a store still keeps them on disk).
     pub dead_letter_capacity: usize,
     /// Accept messages only from senders whose client certificate matches the fingerprint
     /// of the instance they claim to be in the directory. Default `false`.
     pub verify_senders: bool,
+    /// Durable store; `None` (the default) keeps everything in memory.
+    pub store: Option<StoreConfig>,
     /// Delivery core knobs.
     pub delivery: DeliveryConfig,
 }
@@ -177,6 +238,7 @@ impl PeerConfig {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             dead_letter_capacity: DEFAULT_DEAD_LETTER_CAPACITY,
             verify_senders: false,
+            store: None,
             delivery: DeliveryConfig::default(),
         }
     }

@@ -9,10 +9,12 @@
 use crate::link::{self, LinkCtx};
 use crate::proto::hash::FastMap as HashMap;
 use crate::proto::{
-    AppOutcome, Core, DeadLetter, DeliveryToken, Event, Frame, InstanceInfo, LinkId, LinkKind,
-    Outcome, SendRequest, Transmit,
+    AppOutcome, Core, DeliveryToken, Event, Frame, InstanceInfo, LinkId, LinkKind, Outcome,
+    SendRequest, Transmit,
 };
-use crate::received::Message;
+use crate::quota::Quota;
+use crate::received::{DeadLetterQueue, Message};
+use crate::store::{Committer, StoreReport};
 use crate::tls::Fingerprint;
 use bytes::{Bytes, BytesMut};
 use quinn::{Connection, VarInt};
@@ -20,7 +22,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 const INPUT_BATCH: usize = 512;
 const WRITER_FLUSH_GRACE: Duration = Duration::from_millis(300);
@@ -42,12 +44,16 @@ pub(crate) struct LinkTx {
 
 /// Everything that can happen to the driver.
 pub(crate) enum Input {
-    /// `permit` is the window slot, released when the outcome is known.
+    /// `permit` is the window slot (peers without a store), released when the outcome is
+    /// known; `accepted` (durable peers) is told when the message is persisted.
     Send {
         req: SendRequest,
         done: oneshot::Sender<Outcome>,
-        permit: tokio::sync::OwnedSemaphorePermit,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        accepted: Option<oneshot::Sender<()>>,
     },
+    /// The committer reports on store operations.
+    Store(StoreReport),
     Settle {
         token: DeliveryToken,
         outcome: AppOutcome,
@@ -94,11 +100,20 @@ pub(crate) struct DriverParts {
     pub(crate) client: quinn::ClientConfig,
     pub(crate) ctx: LinkCtx,
     pub(crate) deliveries: mpsc::UnboundedSender<Message>,
-    pub(crate) dead_letters: broadcast::Sender<DeadLetter>,
+    pub(crate) dead_letters: Arc<DeadLetterQueue>,
+    /// Durable peers: the committer executing the core's store operations, and the quota.
+    pub(crate) store: Option<(Committer, Arc<Quota>)>,
     pub(crate) hello: Bytes,
     pub(crate) connect_timeout: Duration,
     pub(crate) drain_timeout: Duration,
     pub(crate) on_need: NeedInstances,
+}
+
+/// A sender waiting for its message's acceptance (durable peers) and outcome.
+struct Waiter {
+    accepted: Option<oneshot::Sender<()>>,
+    done: oneshot::Sender<Outcome>,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// The driver task's state: the core and parts, the link table, dials in progress, and
@@ -108,7 +123,9 @@ pub(crate) struct Driver {
     links: HashMap<LinkId, LinkTx>,
     outbound: HashMap<Arc<InstanceInfo>, Outbound>,
     outbound_links: HashMap<LinkId, Arc<InstanceInfo>>,
-    waiting: HashMap<u64, (oneshot::Sender<Outcome>, tokio::sync::OwnedSemaphorePermit)>,
+    waiting: HashMap<u64, Waiter>,
+    /// Size of `waiting` after the last pruning of abandoned waiters.
+    waiting_pruned: usize,
     draining: Option<Instant>,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
     out_bufs: HashMap<LinkId, BytesMut>,
@@ -127,6 +144,7 @@ impl Driver {
             outbound: HashMap::default(),
             outbound_links: HashMap::default(),
             waiting: HashMap::default(),
+            waiting_pruned: 0,
             draining: None,
             shutdown_waiters: Vec::new(),
             out_bufs: HashMap::default(),
@@ -145,6 +163,8 @@ impl Driver {
         let sleep = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(sleep);
         let mut armed: Option<Instant> = None;
+        // Outputs of the start-up inputs (a durable peer's first outbox loads).
+        self.drain_outputs();
         loop {
             let wake = self.next_wake();
             if wake != armed {
@@ -198,12 +218,24 @@ impl Driver {
 
     fn handle(&mut self, now: Instant, input: Input) {
         match input {
-            Input::Send { req, done, permit } => {
+            Input::Send {
+                req,
+                done,
+                permit,
+                accepted,
+            } => {
                 if self.draining.is_none() {
                     let id = self.p.core.handle_send(now, req);
-                    self.waiting.insert(id, (done, permit));
+                    let waiter = Waiter {
+                        accepted,
+                        done,
+                        _permit: permit,
+                    };
+                    self.waiting.insert(id, waiter);
+                    self.prune_waiters();
                 }
             }
+            Input::Store(report) => self.store_report(now, report),
             Input::Settle { token, outcome } => self.p.core.handle_app_outcome(now, token, outcome),
             Input::Frames { link, frames } => self.frames(now, link, frames),
             Input::LinkUp { link, kind, tx } => {
@@ -222,6 +254,41 @@ impl Driver {
             Input::Shutdown { done } => {
                 self.shutdown_waiters.push(done);
                 self.draining.get_or_insert(now + self.p.drain_timeout);
+            }
+        }
+    }
+
+    /// Drops waiters whose [`crate::Pending`] was dropped after acceptance: a durable peer
+    /// may hold far more accepted messages (on disk) than the window, and a fire-and-forget
+    /// sender must not cost memory per message. Amortised: runs when the table doubled.
+    fn prune_waiters(&mut self) {
+        if self.waiting.len() < 2 * self.waiting_pruned.max(1024) {
+            return;
+        }
+        self.waiting
+            .retain(|_, w| w.accepted.is_some() || !w.done.is_closed());
+        self.waiting_pruned = self.waiting.len();
+    }
+
+    fn store_report(&mut self, now: Instant, report: StoreReport) {
+        match report {
+            StoreReport::Persisted(seq) => self.p.core.handle_persisted(now, seq),
+            StoreReport::Loaded {
+                service,
+                messages,
+                exhausted,
+            } => self
+                .p
+                .core
+                .handle_loaded(now, &service, messages, exhausted),
+            StoreReport::LookedUp { session, id, found } => {
+                self.p.core.handle_lookup(now, session, id, found)
+            }
+            StoreReport::Failed(e) => {
+                // A peer that cannot persist cannot keep its promises: stop. What was
+                // persisted resumes at the next start.
+                tracing::error!("stopping the peer: its store failed: {e}");
+                self.p.ctx.cancel.cancel();
             }
         }
     }
@@ -336,6 +403,11 @@ impl Driver {
     }
 
     fn drain_outputs(&mut self) {
+        if let Some((committer, _)) = &self.p.store {
+            while let Some(op) = self.p.core.poll_store() {
+                committer.submit(op);
+            }
+        }
         while let Some(t) = self.p.core.poll_transmit() {
             self.transmit(t);
         }
@@ -352,23 +424,45 @@ impl Driver {
                         .deliveries
                         .send(Message::new(d, self.p.ctx.inputs.clone()));
                 }
-                Event::Outcome(id, outcome) => {
-                    if let Outcome::DeadLettered(dl) = &outcome {
-                        metrics::counter!("peer_sdk_dead_letters_total").increment(1);
-                        let _ = self.p.dead_letters.send((**dl).clone());
-                    }
-                    if let Some((done, _permit)) = self.waiting.remove(&id) {
-                        let _ = done.send(outcome);
+                Event::Outcome(id, outcome) => self.outcome(id, outcome),
+                Event::Accepted(id) => {
+                    if let Some(accepted) =
+                        self.waiting.get_mut(&id).and_then(|w| w.accepted.take())
+                    {
+                        let _ = accepted.send(());
                     }
                 }
                 Event::NeedInstances(service) => (self.p.on_need)(service),
             }
+        }
+        if let Some((_, quota)) = &self.p.store {
+            quota.give_back(self.p.core.take_freed());
+        }
+    }
+
+    fn outcome(&mut self, id: u64, outcome: Outcome) {
+        if let Outcome::DeadLettered(dl) = &outcome {
+            metrics::counter!("peer_sdk_dead_letters_total").increment(1);
+            self.p.dead_letters.push((**dl).clone());
+        }
+        if let Some(w) = self.waiting.remove(&id) {
+            if let Some(accepted) = w.accepted {
+                let _ = accepted.send(());
+            }
+            let _ = w.done.send(outcome);
         }
     }
 
     async fn finish(mut self) {
         self.p.core.handle_shutdown(now());
         self.drain_outputs();
+        self.p.dead_letters.close();
+        if let Some((committer, quota)) = self.p.store.take() {
+            quota.close();
+            // Commits what was submitted (the last records and deletions) before the store
+            // is released.
+            let _ = tokio::task::spawn_blocking(move || committer.stop()).await;
+        }
         self.links.clear();
         self.outbound.clear();
         self.p.ctx.cancel.cancel();

@@ -49,6 +49,10 @@ pub enum StartError {
     /// No directory accepted the registration. Remedy: check the directory URLs.
     #[error("registration failed: {0}")]
     Register(#[from] DiscoveryError),
+    /// The store could not be opened (locked by another peer, foreign or corrupt file,
+    /// other format version); nothing was started.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// `send` or `request` did not succeed. The message is not retried any further.
@@ -73,6 +77,21 @@ pub enum SendError {
     /// The ordering key exceeds 1024 bytes; nothing was sent.
     #[error("ordering key of {0} bytes exceeds 1024")]
     KeyTooLong(usize),
+    /// The service has no registered instance and the message asked to fail at once
+    /// ([`crate::SendOptions::no_responders`]); it is not retried (also a dead letter with
+    /// [`crate::DeadLetterReason::NoResponders`]). Remedy: start the service or wait for it.
+    #[error("service {0:?} has no registered instance (no responders)")]
+    NoResponders(String),
+    /// The store quota is full and the peer is configured to fail rather than wait
+    /// ([`crate::config::WhenFull::Fail`]); nothing was stored. Remedy: retry later, raise
+    /// the quota, or purge what cannot be delivered.
+    #[error("store quota full: {needed} bytes needed, {quota} bytes quota")]
+    StoreFull {
+        /// Cost of this message.
+        needed: u64,
+        /// Configured quota.
+        quota: u64,
+    },
 }
 
 /// `broadcast` could not start. Per-instance failures are reported in its result instead.

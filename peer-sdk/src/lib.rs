@@ -24,6 +24,26 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Store and forward
+//! Without a store everything is in memory: a message is retried until its deadline, and a
+//! crash of the sender loses what it had not resolved. With [`PeerBuilder::store`] the peer
+//! keeps a crash-safe store (see [`store`]):
+//! - acceptance (`send`, `enqueue`, `request`, `broadcast`) is reported only once the message
+//!   is committed (group commit), and it is deleted only when acked, replied or dead-lettered;
+//! - after a crash or restart with the same store, every unresolved message resumes with its
+//!   original id, payload, ordering key and deadline, and per-key order holds; the key pair,
+//!   instance name and session persist, so receivers deduplicate the retries;
+//! - memory holds at most the window per service; the store quota
+//!   ([`StoreConfig::quota_bytes`]) bounds accepted messages, and `send` waits or fails
+//!   ([`WhenFull`]) when it is full;
+//! - a receiver commits a record of each handled message (and a request's reply) before its
+//!   ack or reply goes out, keeps it for [`StoreConfig::completed_retention`], and answers a
+//!   retry from it after a restart without running the handler;
+//! - dead letters are kept on disk ([`Store::dead_letters`], replay, purge).
+//!
+//! The remaining window: a handler that finished in a process killed before its record was
+//! committed runs again on the sender's retry (its ack had not been sent).
+//!
 //! # Layout
 //! - [`config`]: every knob with its default ([`PeerConfig`], [`DeliveryConfig`]).
 //! - [`error`]: one error enum per operation.
@@ -38,6 +58,9 @@
 //! - `peer`: the running [`Peer`] and its send side (send, request, broadcast, enqueue
 //!   with a [`Pending`] outcome, [`SendOptions`], windows, shutdown).
 //! - `received`: the receive side ([`Incoming`], [`Message`], [`Nack`], [`DeadLetters`]).
+//! - [`store`]: the durable store ([`Store`]): outbox, dead letters, receiver records,
+//!   identity; its group committer executes the core's [`proto::StoreOp`]s.
+//! - `quota`: the store quota that bounds what a durable peer accepts.
 #![deny(missing_docs)]
 
 mod builder;
@@ -48,13 +71,16 @@ pub mod error;
 mod link;
 mod peer;
 pub mod proto;
+mod quota;
 mod received;
+pub mod store;
 pub mod tls;
 
 pub use builder::PeerBuilder;
-pub use config::{DeliveryConfig, PeerConfig};
+pub use config::{DeliveryConfig, PeerConfig, StoreConfig, WhenFull};
 pub use error::{BroadcastError, DiscoveryError, IdentityError, SendError, StartError};
 pub use peer::{BroadcastOutcome, Peer, Pending, SendOptions};
 pub use proto::{DeadLetter, DeadLetterReason, InstanceInfo};
 pub use received::{DeadLetters, Incoming, Message, Nack};
+pub use store::{Store, StoreError};
 pub use tls::{Fingerprint, Identity};

@@ -98,8 +98,25 @@ async fn read_loop(
         match recv.read_chunk(READ_CHUNK, true).await {
             Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
             Ok(None) => return "stream finished".into(),
-            Err(e) => return format!("read failed: {e}"),
+            Err(e) => return read_failure(&e),
         }
+    }
+}
+
+/// Why reading a link failed; a close by the peer names its code (docs/protocol.md), which
+/// quinn's `ReadError` display leaves out.
+fn read_failure(e: &quinn::ReadError) -> String {
+    match e {
+        quinn::ReadError::ConnectionLost(quinn::ConnectionError::ApplicationClosed(close)) => {
+            let code = close.error_code.into_inner();
+            let name = u16::try_from(code)
+                .ok()
+                .and_then(ErrorCode::from_u16)
+                .map_or_else(|| "unknown code".to_owned(), |c| format!("{c:?}"));
+            let reason = String::from_utf8_lossy(&close.reason);
+            format!("closed by the peer with code {code} ({name}): {reason}")
+        }
+        other => format!("read failed: {other}"),
     }
 }
 

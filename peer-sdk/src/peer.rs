@@ -7,15 +7,16 @@ use crate::discovery::{Discovery, Registration};
 use crate::driver::Input;
 use crate::error::{BroadcastError, SendError};
 use crate::proto::frame::MAX_KEY_LEN;
-use crate::proto::{DeadLetter, InstanceInfo, Outcome, SendRequest};
-use crate::received::{DeadLetters, Incoming, Message};
+use crate::proto::{DeadLetterReason, InstanceInfo, Outcome, SendRequest, message_cost};
+use crate::quota::Quota;
+use crate::received::{DeadLetterQueue, DeadLetters, Incoming, Message};
 use crate::tls::Fingerprint;
 use bytes::Bytes;
 use dashmap::DashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// State shared by every clone of a [`Peer`]; built by [`PeerBuilder::start`].
@@ -26,7 +27,9 @@ pub(crate) struct Inner {
     pub(crate) fingerprint: Fingerprint,
     pub(crate) inputs: mpsc::UnboundedSender<Input>,
     pub(crate) incoming: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>>,
-    pub(crate) dead_letters: broadcast::Sender<DeadLetter>,
+    pub(crate) dead_letters: Arc<DeadLetterQueue>,
+    /// Durable peers: the store quota (which bounds accepted messages instead of the window).
+    pub(crate) quota: Option<Arc<Quota>>,
     pub(crate) windows: DashMap<String, Arc<Semaphore>>,
     pub(crate) discovery: Option<(Arc<Discovery>, Registration)>,
     pub(crate) cancel: CancellationToken,
@@ -60,8 +63,12 @@ impl std::fmt::Debug for Peer {
 pub struct SendOptions {
     /// Ordering key: same key to the same service is delivered in send order.
     pub key: Option<Bytes>,
-    /// Deadline from now; default the configured one.
+    /// Deadline from now; default the configured one. It may be hours or days: while it
+    /// lasts, a service with no instance is not an error; the message waits for one.
     pub deadline: Option<Duration>,
+    /// Fail at once with [`SendError::NoResponders`] when the directory (or the static
+    /// configuration) says the service has no instance, instead of waiting for one.
+    pub no_responders: bool,
 }
 
 impl SendOptions {
@@ -69,13 +76,19 @@ impl SendOptions {
     pub fn ordered(key: impl Into<Bytes>) -> Self {
         Self {
             key: Some(key.into()),
-            deadline: None,
+            ..Self::default()
         }
     }
 
     /// Sets the deadline.
     pub fn deadline(mut self, d: Duration) -> Self {
         self.deadline = Some(d);
+        self
+    }
+
+    /// Fails at once when the service has no instance ("no responders").
+    pub fn no_responders(mut self) -> Self {
+        self.no_responders = true;
         self
     }
 }
@@ -151,9 +164,11 @@ impl Peer {
         Incoming::new(self.inner.incoming.clone())
     }
 
-    /// Dead letters from now on (the same ones `send` returns as errors).
+    /// Dead letters (the same ones `send` returns as errors), held in memory up to
+    /// `dead_letter_capacity` until read; all handles take from one queue. With a store they
+    /// are also kept on disk ([`crate::Store::dead_letters`]).
     pub fn dead_letters(&self) -> DeadLetters {
-        DeadLetters::new(self.inner.dead_letters.subscribe())
+        DeadLetters::new(self.inner.dead_letters.clone())
     }
 
     /// Sends `payload` to one instance of `service`; resolves when a handler acked it.
@@ -251,6 +266,8 @@ impl Peer {
     }
 
     /// Messages to `service` accepted and not yet resolved (never more than the window).
+    /// Peers without a store only (a durable peer is bounded by its store quota: see
+    /// [`crate::Store::usage`]); 0 with a store.
     pub fn in_flight(&self, service: &str) -> usize {
         self.inner
             .windows
@@ -321,19 +338,88 @@ impl Peer {
         opts: SendOptions,
         request: bool,
     ) -> Result<Pending, SendError> {
-        if let Some((size, max)) = self.oversized(&payload) {
+        let (pending, persisted) = self
+            .hand_over(service, target, payload, opts, request)
+            .await?;
+        accepted(persisted).await?;
+        Ok(pending)
+    }
+
+    /// Enqueues many one-way messages to `service` and returns once every one is accepted
+    /// (with a store: durable; the whole batch costs one group commit instead of one per
+    /// message when enqueued from one task). Payloads and keys are checked before anything
+    /// is enqueued; a failure after that (shutdown, a full quota with [`WhenFull::Fail`])
+    /// is returned, and the messages before it may have been accepted.
+    ///
+    /// [`WhenFull::Fail`]: crate::WhenFull::Fail
+    pub async fn enqueue_batch<I, P>(
+        &self,
+        service: &str,
+        messages: I,
+    ) -> Result<Vec<Pending>, SendError>
+    where
+        I: IntoIterator<Item = (P, SendOptions)>,
+        P: Into<Bytes>,
+    {
+        let messages: Vec<(Bytes, SendOptions)> =
+            messages.into_iter().map(|(p, o)| (p.into(), o)).collect();
+        for (payload, opts) in &messages {
+            self.check(payload, opts)?;
+        }
+        let mut handed = Vec::with_capacity(messages.len());
+        for (payload, opts) in messages {
+            handed.push(self.hand_over(service, None, payload, opts, false).await?);
+        }
+        let mut out = Vec::with_capacity(handed.len());
+        for (pending, persisted) in handed {
+            accepted(persisted).await?;
+            out.push(pending);
+        }
+        Ok(out)
+    }
+
+    /// Rejects an oversized payload or ordering key; nothing is sent.
+    fn check(&self, payload: &Bytes, opts: &SendOptions) -> Result<(), SendError> {
+        if let Some((size, max)) = self.oversized(payload) {
             return Err(SendError::PayloadTooLarge { size, max });
         }
-        if let Some(k) = &opts.key
-            && k.len() > MAX_KEY_LEN
-        {
-            return Err(SendError::KeyTooLong(k.len()));
+        match &opts.key {
+            Some(k) if k.len() > MAX_KEY_LEN => Err(SendError::KeyTooLong(k.len())),
+            _ => Ok(()),
         }
-        let permit = self
-            .window(service)
-            .acquire_owned()
-            .await
-            .map_err(|_| SendError::ShutDown)?;
+    }
+
+    /// Room for the message: a slot of the window, or (durable peers) its cost in the quota.
+    async fn room(
+        &self,
+        service: &str,
+        cost: u64,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, SendError> {
+        match &self.inner.quota {
+            Some(quota) => quota.take(cost).await.map(|()| None),
+            None => self
+                .window(service)
+                .acquire_owned()
+                .await
+                .map(Some)
+                .map_err(|_| SendError::ShutDown),
+        }
+    }
+
+    /// Checks the message, takes room for it and hands it to the driver. Returns its
+    /// [`Pending`] and, for a durable peer, the signal of its acceptance.
+    async fn hand_over(
+        &self,
+        service: &str,
+        target: Option<Arc<InstanceInfo>>,
+        payload: Bytes,
+        opts: SendOptions,
+        request: bool,
+    ) -> Result<(Pending, Option<oneshot::Receiver<()>>), SendError> {
+        self.check(&payload, &opts)?;
+        let key_len = opts.key.as_ref().map_or(0, Bytes::len);
+        let cost = message_cost(service.len(), key_len, payload.len());
+        let permit = self.room(service, cost).await?;
         let deadline = tokio::time::Instant::now().into_std()
             + opts.deadline.unwrap_or(self.inner.cfg.delivery.deadline);
         let req = SendRequest {
@@ -343,13 +429,29 @@ impl Peer {
             payload,
             request,
             deadline,
+            no_responders: opts.no_responders,
         };
         let (done, rx) = oneshot::channel();
-        self.inner
-            .inputs
-            .send(Input::Send { req, done, permit })
-            .map_err(|_| SendError::ShutDown)?;
-        Ok(Pending { rx })
+        let (accepted, persisted) = match self.inner.quota {
+            Some(_) => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        let input = Input::Send {
+            req,
+            done,
+            permit,
+            accepted,
+        };
+        if self.inner.inputs.send(input).is_err() {
+            if let Some(q) = &self.inner.quota {
+                q.give_back(cost);
+            }
+            return Err(SendError::ShutDown);
+        }
+        Ok((Pending { rx }, persisted))
     }
 
     /// Deregisters, stops accepting sends, waits (up to the drain timeout) for in-flight
@@ -370,6 +472,15 @@ impl Peer {
             let _ = driver.await;
         }
         self.inner.cancel.cancel();
+    }
+}
+
+/// Waits for a durable peer to report that a handed-over message is persisted (acceptance is
+/// reported only then); immediate without a store.
+async fn accepted(persisted: Option<oneshot::Receiver<()>>) -> Result<(), SendError> {
+    match persisted {
+        Some(rx) => rx.await.map_err(|_| SendError::ShutDown),
+        None => Ok(()),
     }
 }
 
@@ -401,6 +512,9 @@ fn reply_of(outcome: Outcome) -> Result<Bytes, SendError> {
     match outcome {
         Outcome::Acked => Ok(Bytes::new()),
         Outcome::Replied(b) => Ok(b),
+        Outcome::DeadLettered(dl) if dl.reason == DeadLetterReason::NoResponders => {
+            Err(SendError::NoResponders(dl.service))
+        }
         Outcome::DeadLettered(dl) => Err(SendError::DeadLettered(dl)),
     }
 }

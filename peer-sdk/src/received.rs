@@ -4,10 +4,12 @@
 use crate::driver::Input;
 use crate::proto::{AppOutcome, DeadLetter, Delivery, NackAction};
 use bytes::Bytes;
+use std::collections::VecDeque;
 use std::sync::Arc;
-use tokio::sync::{broadcast, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tokio::sync::{Notify, mpsc};
 
-/// Received messages; see [`Peer::incoming`].
+/// Received messages; see [`Peer::incoming`](crate::Peer::incoming).
 #[derive(Debug, Clone)]
 pub struct Incoming {
     rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>>,
@@ -24,29 +26,82 @@ impl Incoming {
     }
 }
 
-/// Dead letters; see [`Peer::dead_letters`].
+/// Dead letters waiting for a reader, held in memory up to a bound; past it they are
+/// counted (and, with a store, still kept on disk).
 #[derive(Debug)]
+pub(crate) struct DeadLetterQueue {
+    queue: parking_lot::Mutex<VecDeque<DeadLetter>>,
+    notify: Notify,
+    dropped: AtomicU64,
+    closed: AtomicBool,
+    capacity: usize,
+}
+
+impl DeadLetterQueue {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            queue: parking_lot::Mutex::new(VecDeque::new()),
+            notify: Notify::new(),
+            dropped: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Holds `letter` for a reader, or counts it when the queue is full.
+    pub(crate) fn push(&self, letter: DeadLetter) {
+        {
+            let mut q = self.queue.lock();
+            if q.len() >= self.capacity {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("peer_sdk_dead_letters_dropped_total").increment(1);
+                return;
+            }
+            q.push_back(letter);
+        }
+        self.notify.notify_one();
+    }
+
+    /// No more letters will come (the peer stopped).
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+}
+
+/// Dead letters; see [`Peer::dead_letters`](crate::Peer::dead_letters).
+#[derive(Debug, Clone)]
 pub struct DeadLetters {
-    rx: broadcast::Receiver<DeadLetter>,
+    queue: Arc<DeadLetterQueue>,
 }
 
 impl DeadLetters {
-    pub(crate) fn new(rx: broadcast::Receiver<DeadLetter>) -> Self {
-        Self { rx }
+    pub(crate) fn new(queue: Arc<DeadLetterQueue>) -> Self {
+        Self { queue }
     }
 
-    /// Next dead letter; `None` after shutdown. Letters missed by a slow reader are skipped
-    /// (and logged with their count).
+    /// Next dead letter; `None` once the peer has stopped and every held letter was taken.
+    /// Every `DeadLetters` of a peer takes from one shared queue.
     pub async fn next(&mut self) -> Option<DeadLetter> {
         loop {
-            match self.rx.recv().await {
-                Ok(dl) => return Some(dl),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!("dead letter reader missed {n} letters")
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
+            let notified = self.queue.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(dl) = self.queue.queue.lock().pop_front() {
+                return Some(dl);
             }
+            if self.queue.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            notified.await;
         }
+    }
+
+    /// Dead letters not held because the queue was full (`dead_letter_capacity`) since the
+    /// peer started; they are also counted in `peer_sdk_dead_letters_dropped_total`. With a
+    /// store they are still on disk ([`crate::Store::dead_letters`]).
+    pub fn dropped(&self) -> u64 {
+        self.queue.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -155,5 +210,41 @@ impl Drop for Message {
                 outcome,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::DeadLetterReason;
+
+    fn letter(id: u64) -> DeadLetter {
+        DeadLetter {
+            id,
+            service: "s".into(),
+            key: None,
+            payload: Bytes::new(),
+            reason: DeadLetterReason::ShuttingDown,
+            attempts: 1,
+            last_instance: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn dead_letters_past_the_bound_are_counted_not_lost_silently() {
+        let queue = Arc::new(DeadLetterQueue::new(2));
+        let mut reader = DeadLetters::new(queue.clone());
+        for id in 1..=5 {
+            queue.push(letter(id));
+        }
+        assert_eq!(reader.dropped(), 3);
+        assert_eq!(reader.next().await.map(|d| d.id), Some(1));
+        assert_eq!(reader.next().await.map(|d| d.id), Some(2));
+        let waiting = tokio::spawn(async move { reader.next().await.map(|d| d.id) });
+        tokio::task::yield_now().await;
+        queue.push(letter(6));
+        assert_eq!(waiting.await.unwrap(), Some(6));
+        queue.close();
+        assert!(DeadLetters::new(queue).next().await.is_none());
     }
 }

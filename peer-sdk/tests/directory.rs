@@ -269,12 +269,25 @@ async fn receiver_verifying_senders_refuses_an_unregistered_sender() {
         .start()
         .await
         .unwrap();
-    let opts = SendOptions::default().deadline(Duration::from_millis(800));
+    let opts = SendOptions::default().deadline(Duration::from_secs(3));
     let e = outsider
         .send_with("guarded", &b"sneaky"[..], opts)
         .await
         .unwrap_err();
-    assert!(matches!(e, SendError::DeadLettered(_)), "{e:?}");
+    // The receiver closed the connection with UNAUTHORIZED_SENDER (6), not another error.
+    let SendError::DeadLettered(dl) = &e else {
+        panic!("{e:?}")
+    };
+    let last_error = match &dl.reason {
+        DeadLetterReason::DeadlineExceeded { last_error } => last_error.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("code 6 (UnauthorizedSender)")),
+        "{dl:?}"
+    );
     assert_eq!(got.load(Ordering::SeqCst), 1);
     for p in [&outsider, &member, &guarded] {
         p.shutdown().await;

@@ -70,7 +70,7 @@ async fn ten_percent_loss_with_reordering_and_duplicates_delivers_everything_onc
     for i in 0..MESSAGES {
         let opts = SendOptions {
             key: key_of(i).map(Bytes::from),
-            deadline: None,
+            ..SendOptions::default()
         };
         pending.push(sender.enqueue("sink", i.to_string(), opts).await.unwrap());
     }
@@ -102,17 +102,26 @@ async fn ten_percent_loss_with_reordering_and_duplicates_delivers_everything_onc
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receiver_killed_mid_stream_and_restarted_gets_every_unacked_message() {
     let identity = peer_sdk::Identity::generate().unwrap();
-    let start_receiver = |addr: std::net::SocketAddr| {
+    let start_receiver = || {
         Peer::builder_for_test("sink")
             .instance("sink-1")
             .identity(identity.clone())
-            .listen(addr.to_string())
             .start()
     };
-    let first = start_receiver("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let addr = first.local_addr();
+    let first = start_receiver().await.unwrap();
+    // The sender knows the receiver by a proxy's address, which outlives both lives of the
+    // receiver: the restarted one binds a fresh port and the proxy is pointed at it, so no
+    // freed port has to be bound again.
+    let clean = Faults {
+        drop: 0.0,
+        duplicate: 0.0,
+        max_delay: Duration::ZERO,
+    };
+    let proxy = Proxy::start(first.local_addr(), clean, 11).await;
+    let behind_proxy = InstanceInfo {
+        addr: proxy.addr,
+        ..first.info()
+    };
     let handled_by: Arc<Mutex<HashMap<u32, Vec<u8>>>> = Arc::default();
     let count = Arc::new(AtomicUsize::new(0));
     let record = |life: u8| {
@@ -126,7 +135,7 @@ async fn receiver_killed_mid_stream_and_restarted_gets_every_unacked_message() {
     };
     let first_handler = serve(&first, record(1));
     let sender = Peer::builder_for_test("source")
-        .static_instance(first.info())
+        .static_instance(behind_proxy)
         .configure(|c| c.delivery.deadline = Duration::from_secs(60))
         .start()
         .await
@@ -159,16 +168,8 @@ async fn receiver_killed_mid_stream_and_restarted_gets_every_unacked_message() {
     // Kill: stop handling, drop the peer without a graceful shutdown.
     first_handler.abort();
     drop(first);
-    let restarted = async {
-        for _ in 0..100 {
-            if let Ok(p) = start_receiver(addr).await {
-                return p;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("could not rebind {addr}");
-    }
-    .await;
+    let restarted = start_receiver().await.unwrap();
+    proxy.set_target(restarted.local_addr());
     serve(&restarted, record(2));
     let acked = tokio::time::timeout(Duration::from_secs(60), producer)
         .await
@@ -190,9 +191,29 @@ async fn receiver_killed_mid_stream_and_restarted_gets_every_unacked_message() {
     restarted.shutdown().await;
 }
 
+/// Waits until the proxy has seen no datagram in either direction for `quiet`, within `limit`.
+async fn proxy_goes_quiet(proxy: &Proxy, quiet: Duration, limit: Duration) -> bool {
+    let total = || {
+        proxy.stats.forwarded.load(Ordering::Relaxed) + proxy.stats.dropped.load(Ordering::Relaxed)
+    };
+    let deadline = tokio::time::Instant::now() + limit;
+    let (mut last, mut since) = (total(), tokio::time::Instant::now());
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = total();
+        if now != last {
+            (last, since) = (now, tokio::time::Instant::now());
+        } else if since.elapsed() >= quiet {
+            return true;
+        }
+    }
+    false
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silently_dead_instance_is_detected_by_keep_alive_and_traffic_moves_to_another() {
-    let handled = Arc::new(Mutex::new(Vec::new()));
+    // Which receiver handled each message.
+    let handled_by: Arc<Mutex<Vec<&'static str>>> = Arc::default();
     let mut receivers = Vec::new();
     for name in ["r-a", "r-b"] {
         let r = Peer::builder_for_test("pool")
@@ -200,9 +221,9 @@ async fn silently_dead_instance_is_detected_by_keep_alive_and_traffic_moves_to_a
             .start()
             .await
             .unwrap();
-        let h = handled.clone();
+        let h = handled_by.clone();
         serve(&r, move |m| {
-            h.lock().push(m.from_instance().to_owned());
+            h.lock().push(name);
             m.ack();
         });
         receivers.push(r);
@@ -226,16 +247,49 @@ async fn silently_dead_instance_is_detected_by_keep_alive_and_traffic_moves_to_a
     for _ in 0..20 {
         sender.send("pool", &b"warm"[..]).await.unwrap();
     }
+    assert!(
+        handled_by.lock().contains(&"r-a"),
+        "r-a (behind the proxy) took part before it went silent: {:?}",
+        handled_by.lock()
+    );
+    // Idle but healthy, the connection to r-a lives on keep-alives (every 200 ms, in both
+    // directions), well past the 1 s idle timeout.
+    let forwarded_at_idle = proxy.stats.forwarded.load(Ordering::Relaxed);
+    assert!(
+        wait_for(Duration::from_secs(5), || async {
+            proxy.stats.forwarded.load(Ordering::Relaxed) >= forwarded_at_idle + 16
+        })
+        .await,
+        "no keep-alives on an idle connection"
+    );
     // r-a goes silent: no close, no reset, every datagram lost.
     proxy.set_faults(Faults { drop: 1.0, ..clean });
-    // Each message caught in flight to r-a waits for the ack timeout (500 ms) or the idle
-    // timeout (1 s), then moves to r-b: none waits for its 10 s deadline.
+    let dropped_at_silence = proxy.stats.dropped.load(Ordering::Relaxed);
+    // With no application traffic, keep-alives (every 200 ms) keep probing the silent path...
+    assert!(
+        wait_for(Duration::from_secs(3), || async {
+            proxy.stats.dropped.load(Ordering::Relaxed) >= dropped_at_silence + 3
+        })
+        .await,
+        "no keep-alive reached the silent instance"
+    );
+    // ...until the idle timeout (1 s without an answer) closes the connection: then nothing
+    // crosses the proxy any more.
+    assert!(
+        proxy_goes_quiet(&proxy, Duration::from_millis(800), Duration::from_secs(10)).await,
+        "the connection to the silent instance was never given up"
+    );
+    // Detected before any message needed it: every send goes to r-b at once.
+    handled_by.lock().clear();
     let mut slowest = Duration::ZERO;
     for _ in 0..50 {
         let started = tokio::time::Instant::now();
         sender.send("pool", &b"after"[..]).await.unwrap();
         slowest = slowest.max(started.elapsed());
     }
+    let after = handled_by.lock().clone();
+    assert_eq!(after.len(), 50, "{after:?}");
+    assert!(after.iter().all(|r| *r == "r-b"), "{after:?}");
     assert!(slowest < Duration::from_secs(4), "{slowest:?}");
     sender.shutdown().await;
     for r in receivers {

@@ -54,6 +54,8 @@ struct Sim {
     key_order: HashMap<Bytes, Vec<u64>>,
     outcomes: HashMap<u64, Outcome>,
     nack_every: Option<u64>,
+    /// id -> the `attempt` field of every `Message` frame the sender transmitted for it
+    attempts_sent: HashMap<u64, Vec<u32>>,
 }
 
 impl Sim {
@@ -103,6 +105,7 @@ impl Sim {
             key_order: HashMap::new(),
             outcomes: HashMap::new(),
             nack_every: None,
+            attempts_sent: HashMap::new(),
         }
     }
 
@@ -137,6 +140,9 @@ impl Sim {
         while let Some(t) = self.nodes[node].poll_transmit() {
             match t {
                 Transmit::ToInstance(inst, frame) => {
+                    if let Frame::Message { id, attempt, .. } = &frame {
+                        self.attempts_sent.entry(*id).or_default().push(*attempt);
+                    }
                     let r = self.instances.iter().position(|i| *i == inst).unwrap() + 1;
                     self.net(r, INBOUND_LINK, frame);
                 }
@@ -156,7 +162,7 @@ impl Sim {
                     self.outcomes.insert(id, o).is_none(),
                     "two outcomes for {id}"
                 ),
-                Event::NeedInstances(_) => {}
+                Event::NeedInstances(_) | Event::Accepted(_) => {}
             }
         }
     }
@@ -223,6 +229,7 @@ impl Sim {
             payload: Bytes::from_static(b"payload"),
             request,
             deadline: self.now + Duration::from_secs(600),
+            no_responders: false,
         };
         let id = self.nodes[SENDER].handle_send(self.now, req);
         self.drain(SENDER);
@@ -329,4 +336,14 @@ fn perfect_network_needs_one_attempt_per_message() {
     sim.run(100_000);
     assert_eq!(sim.delivered.len(), ids.len());
     assert!(sim.delivered.values().all(|n| *n == 1));
+    // Dedup would hide a needless retry from the counts above: look at the wire instead.
+    for id in &ids {
+        let sent = sim.attempts_sent.get(id).cloned().unwrap_or_default();
+        assert_eq!(sent, vec![1], "message {id}: attempts sent {sent:?}");
+        assert!(
+            matches!(sim.outcomes.get(id), Some(Outcome::Acked)),
+            "message {id}: {:?}",
+            sim.outcomes.get(id)
+        );
+    }
 }

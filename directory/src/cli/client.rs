@@ -1,36 +1,61 @@
-//! Client subcommands: talk to a running node over HTTP, print tables or JSON.
+//! Client subcommands: talk to running nodes through the API crate's [`Client`], print
+//! tables or JSON.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use serde_json::{Value, json};
+use directory_api::{
+    Address, Client, Fingerprint, InstanceFilter, InstanceId, Meta, Record, Registration,
+    ServiceName, Tags, Ttl, ValidationError,
+};
+use serde::Serialize;
 
 use super::Command;
 
-/// How to reach a node.
+/// How to reach the directory.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// The node to talk to: host:port or http://host:port.
-    #[arg(long, env = "DIRECTORY_ADDR", default_value = "127.0.0.1:7700")]
-    pub addr: String,
+    /// The node(s) to talk to: host:port or http(s)://host:port; several, comma-separated,
+    /// are tried in turn.
+    #[arg(
+        long,
+        env = "DIRECTORY_ADDR",
+        default_value = "127.0.0.1:7700",
+        value_delimiter = ','
+    )]
+    pub addr: Vec<String>,
     /// Print the node's JSON response instead of a table [default: tables].
     #[arg(long, env = "DIRECTORY_JSON")]
     pub json: bool,
     /// Give up on a request after this long.
     #[arg(long, env = "DIRECTORY_CLIENT_TIMEOUT", default_value = "5s")]
     pub timeout: humantime::Duration,
+    /// Bearer token sent with every request, for directories with ACLs.
+    #[arg(long, env = "DIRECTORY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM file of a certificate authority to trust for https nodes (beside the system's).
+    #[arg(long, env = "DIRECTORY_CA")]
+    pub ca: Option<PathBuf>,
 }
 
 impl ClientArgs {
-    fn base_url(&self) -> String {
-        let addr = self.addr.trim_end_matches('/');
-        if addr.starts_with("http://") || addr.starts_with("https://") {
-            addr.to_owned()
-        } else {
-            format!("http://{addr}")
+    /// The API client these options describe.
+    pub fn client(&self) -> Result<Client, ClientError> {
+        let mut builder = Client::builder(self.addr.iter().cloned()).timeout(self.timeout.into());
+        if let Some(token) = &self.token {
+            builder = builder.bearer_token(token.clone());
         }
+        if let Some(path) = &self.ca {
+            let pem = std::fs::read(path).map_err(|e| ClientError::Ca {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            builder = builder.ca_pem(pem);
+        }
+        Ok(builder.build()?)
     }
 }
 
@@ -38,37 +63,43 @@ impl ClientArgs {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// The node did not answer (not running, wrong address, timeout).
-    #[error(
-        "cannot reach the directory node at {url}: {reason}. Is it running (`directory serve`)? Use --addr or DIRECTORY_ADDR to point elsewhere"
-    )]
-    Unreachable {
-        /// The URL tried.
-        url: String,
-        /// What went wrong.
+    /// No node answered, or the call failed: see the API client's error.
+    #[error("{}", describe(.0))]
+    Directory(#[from] directory_api::ClientError),
+    /// An argument is not a valid name, address, TTL, label or fingerprint.
+    #[error("{}: {}", .0.code(), .0)]
+    Invalid(#[from] ValidationError),
+    /// The CA file could not be read.
+    #[error("cannot read the CA file {}: {reason}", path.display())]
+    Ca {
+        /// The file.
+        path: PathBuf,
+        /// Why.
         reason: String,
-    },
-    /// The node refused the request.
-    #[error("{code}: {message} (HTTP {status})")]
-    Api {
-        /// HTTP status.
-        status: u16,
-        /// Error code from the body.
-        code: String,
-        /// Message from the body.
-        message: String,
     },
     /// A flag value is malformed.
     #[error("{0}")]
     Usage(String),
-    /// The HTTP client could not be built.
-    #[error("cannot build the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
 }
 
-/// An HTTP client for plain-`http` use with reqwest's `rustls-no-provider` feature: it is
-/// given a rustls configuration built on the ring provider explicitly, so building it never
-/// panics and never installs a process-wide crypto provider.
+/// The API client's error, with the remedy a command-line user needs.
+fn describe(error: &directory_api::ClientError) -> String {
+    use directory_api::ClientError as E;
+    let hint = "use --addr or DIRECTORY_ADDR to point elsewhere";
+    match error {
+        E::Tls { .. } => format!(
+            "cannot reach the directory node: {error}; use --ca or DIRECTORY_CA to trust its certificate authority"
+        ),
+        E::NotADirectory { .. } => format!("{error}; {hint}"),
+        e if e.is_unavailable() => format!("cannot reach the directory node: {error}; {hint}"),
+        _ => error.to_string(),
+    }
+}
+
+/// An HTTP client for plain-`http` use with reqwest's `rustls-no-provider` feature (tests
+/// and benchmarks that send hand-made requests): it is given a rustls configuration built
+/// on the ring provider explicitly, so building it never panics and never installs a
+/// process-wide crypto provider.
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     let builder = reqwest::Client::builder().timeout(timeout).no_proxy();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -96,7 +127,13 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
             service,
             tags,
             meta,
-        } => lookup(&client, &service, &tags, &meta).await,
+        } => {
+            let filter = InstanceFilter {
+                tags,
+                meta: parse_pairs(&meta)?.into_iter().collect(),
+            };
+            lookup(&client, &ServiceName::new(&service)?, &filter).await
+        }
         Command::Register {
             client,
             service,
@@ -107,255 +144,166 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
             ttl,
             fingerprint,
         } => {
-            let mut body = json!({ "address": address, "tags": tags, "meta": parse_pairs(&meta)? });
-            if let Some(ttl) = ttl {
-                body["ttl"] = json!(ttl);
-            }
-            if let Some(f) = fingerprint {
-                body["fingerprint"] = json!(f);
-            }
-            register(&client, &service, &instance, body).await
+            let registration = Registration {
+                address: Address::new(&address)?,
+                tags: Tags::new(tags)?,
+                meta: Meta::new(parse_pairs(&meta)?)?,
+                ttl: ttl
+                    .as_deref()
+                    .map(Ttl::parse)
+                    .transpose()?
+                    .unwrap_or_default(),
+                fingerprint: fingerprint.as_deref().map(Fingerprint::parse).transpose()?,
+            };
+            let key = (ServiceName::new(&service)?, InstanceId::new(&instance)?);
+            register(&client, &key, &registration).await
         }
         Command::Deregister {
             client,
             service,
             instance,
-        } => deregister(&client, &service, &instance).await,
+        } => {
+            let key = (ServiceName::new(&service)?, InstanceId::new(&instance)?);
+            deregister(&client, &key).await
+        }
         Command::Members { client } => members(&client).await,
-        Command::Serve(_) | Command::Keygen => {
+        Command::Serve(_) | Command::Keygen | Command::Acl(_) => {
             Err(ClientError::Usage("not a client command".into()))
         }
     }
 }
 
 async fn health(args: &ClientArgs) -> Result<(), ClientError> {
-    let body = send(args, reqwest::Method::GET, "/v1/health", &[], None).await?;
+    let health = args.client()?.health().await?;
     if args.json {
-        return print_json(&body);
+        return print_json(&health);
     }
     println!(
         "{} on node {} (version {})",
-        text(&body["status"]),
-        text(&body["node"]),
-        text(&body["version"])
+        health.status, health.node, health.version
     );
     Ok(())
 }
 
 async fn services(args: &ClientArgs) -> Result<(), ClientError> {
-    let body = send(args, reqwest::Method::GET, "/v1/services", &[], None).await?;
+    let list = args.client()?.services().await?;
     if args.json {
-        return print_json(&body);
+        return print_json(&list);
     }
-    let rows = body["services"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|s| vec![text(&s["service"]), s["instances"].to_string()])
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
+    let rows: Vec<Vec<String>> = list
+        .services
+        .iter()
+        .map(|s| vec![s.service.to_string(), s.instances.to_string()])
+        .collect();
     print!("{}", table(&["SERVICE", "INSTANCES"], &rows));
     Ok(())
 }
 
 async fn members(args: &ClientArgs) -> Result<(), ClientError> {
-    let body = send(args, reqwest::Method::GET, "/v1/cluster/members", &[], None).await?;
+    let list = args.client()?.members().await?;
     if args.json {
-        return print_json(&body);
+        return print_json(&list);
     }
-    let rows: Vec<Vec<String>> = body["members"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|m| {
-                    let name = text(&m["name"]);
-                    let name = if m["local"] == Value::Bool(true) {
-                        format!("{name} (local)")
-                    } else {
-                        name
-                    };
-                    vec![
-                        name,
-                        text(&m["address"]),
-                        text(&m["state"]),
-                        m["incarnation"].to_string(),
-                        text(&m["last_change"]),
-                    ]
-                })
-                .collect()
+    let rows: Vec<Vec<String>> = list
+        .members
+        .iter()
+        .map(|m| {
+            let local = if m.local { " (local)" } else { "" };
+            vec![
+                format!("{}{local}", m.name),
+                m.address.clone().unwrap_or_default(),
+                m.state.clone(),
+                m.incarnation.to_string(),
+                m.last_change.clone(),
+            ]
         })
-        .unwrap_or_default();
-    print!(
-        "{}",
-        table(
-            &["NODE", "ADDRESS", "STATE", "INCARNATION", "LAST CHANGE"],
-            &rows
-        )
-    );
+        .collect();
+    let headers = ["NODE", "ADDRESS", "STATE", "INCARNATION", "LAST CHANGE"];
+    print!("{}", table(&headers, &rows));
     Ok(())
 }
 
 async fn lookup(
     args: &ClientArgs,
-    service: &str,
-    tags: &[String],
-    meta: &[String],
+    service: &ServiceName,
+    filter: &InstanceFilter,
 ) -> Result<(), ClientError> {
-    let mut query: Vec<(&str, String)> = tags.iter().map(|t| ("tag", t.clone())).collect();
-    for (k, v) in parse_pairs(meta)? {
-        query.push(("meta", format!("{k}:{v}")));
-    }
-    let path = format!("/v1/services/{}", encode(service));
-    let body = send(args, reqwest::Method::GET, &path, &query, None).await?;
+    let view = args.client()?.lookup(service, filter).await?;
     if args.json {
-        return print_json(&body);
+        return print_json(&view);
     }
-    let rows: Vec<Vec<String>> = body["instances"]
-        .as_array()
-        .map(|list| list.iter().map(instance_row).collect())
-        .unwrap_or_default();
-    print!(
-        "{}",
-        table(
-            &[
-                "INSTANCE",
-                "ADDRESS",
-                "TAGS",
-                "META",
-                "OWNER",
-                "LEASE EXPIRES"
-            ],
-            &rows
-        )
-    );
+    let rows: Vec<Vec<String>> = view.instances.iter().map(|r| instance_row(r)).collect();
+    let headers = [
+        "INSTANCE",
+        "ADDRESS",
+        "TAGS",
+        "META",
+        "OWNER",
+        "LEASE EXPIRES",
+    ];
+    print!("{}", table(&headers, &rows));
     Ok(())
 }
 
-fn instance_row(r: &Value) -> Vec<String> {
-    let tags: Vec<String> = r["tags"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(text)
-        .collect();
-    let meta: Vec<String> = r["meta"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={}", text(v)))
-        .collect();
+fn instance_row(r: &Record) -> Vec<String> {
+    let tags: Vec<&str> = r.tags.iter().collect();
+    let meta: Vec<String> = r.meta.iter().map(|(k, v)| format!("{k}={v}")).collect();
     vec![
-        text(&r["instance"]),
-        text(&r["address"]),
+        r.instance.to_string(),
+        r.address.to_string(),
         tags.join(","),
         meta.join(","),
-        text(&r["owner"]),
-        text(&r["lease_expires_at"]),
+        r.owner.to_string(),
+        rfc3339(r.lease_expires_at),
     ]
 }
 
 async fn register(
     args: &ClientArgs,
-    service: &str,
-    instance: &str,
-    body: Value,
+    (service, instance): &(ServiceName, InstanceId),
+    registration: &Registration,
 ) -> Result<(), ClientError> {
-    let path = format!(
-        "/v1/services/{}/instances/{}",
-        encode(service),
-        encode(instance)
-    );
-    let record = send(args, reqwest::Method::PUT, &path, &[], Some(body)).await?;
+    let record = args
+        .client()?
+        .register(service, instance, registration)
+        .await?;
     if args.json {
         return print_json(&record);
     }
     println!(
         "registered {}/{} at {} (ttl {}, index {}, lease expires {})",
-        text(&record["service"]),
-        text(&record["instance"]),
-        text(&record["address"]),
-        text(&record["ttl"]),
-        record["index"],
-        text(&record["lease_expires_at"]),
+        record.service,
+        record.instance,
+        record.address,
+        record.ttl,
+        record.index,
+        rfc3339(record.lease_expires_at),
     );
     Ok(())
 }
 
-async fn deregister(args: &ClientArgs, service: &str, instance: &str) -> Result<(), ClientError> {
-    let path = format!(
-        "/v1/services/{}/instances/{}",
-        encode(service),
-        encode(instance)
-    );
-    send(args, reqwest::Method::DELETE, &path, &[], None).await?;
+/// What `deregister --json` prints.
+#[derive(Serialize)]
+struct Deregistered<'a> {
+    service: &'a ServiceName,
+    instance: &'a InstanceId,
+    deregistered: bool,
+}
+
+async fn deregister(
+    args: &ClientArgs,
+    (service, instance): &(ServiceName, InstanceId),
+) -> Result<(), ClientError> {
+    args.client()?.deregister(service, instance).await?;
     if args.json {
-        return print_json(
-            &json!({ "service": service, "instance": instance, "deregistered": true }),
-        );
+        return print_json(&Deregistered {
+            service,
+            instance,
+            deregistered: true,
+        });
     }
     println!("deregistered {service}/{instance}");
     Ok(())
-}
-
-/// Sends one request; returns the JSON body (`null` for 204) or the node's error.
-async fn send(
-    args: &ClientArgs,
-    method: reqwest::Method,
-    path: &str,
-    query: &[(&str, String)],
-    body: Option<Value>,
-) -> Result<Value, ClientError> {
-    let client = http_client(args.timeout.into())?;
-    let mut url = format!("{}{path}", args.base_url());
-    if !query.is_empty() {
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in query {
-            q.append_pair(k, v);
-        }
-        url = format!("{url}?{}", q.finish());
-    }
-    let mut request = client.request(method, &url);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let unreachable = |e: reqwest::Error| ClientError::Unreachable {
-        url: url.clone(),
-        reason: root_cause(&e),
-    };
-    let response = request.send().await.map_err(unreachable)?;
-    let status = response.status();
-    let bytes = response.bytes().await.map_err(unreachable)?;
-    let value: Value = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-    };
-    if status.is_success() {
-        return Ok(value);
-    }
-    Err(ClientError::Api {
-        status: status.as_u16(),
-        code: value["error"]["code"]
-            .as_str()
-            .unwrap_or("http_error")
-            .to_owned(),
-        message: value["error"]["message"]
-            .as_str()
-            .map_or_else(|| value.to_string(), str::to_owned),
-    })
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    if e.to_string().contains("timed out") || cause.to_string().contains("timed out") {
-        return "timed out".into();
-    }
-    cause.to_string()
 }
 
 /// Parses `key=value` flags.
@@ -372,25 +320,15 @@ fn parse_pairs(pairs: &[String]) -> Result<BTreeMap<String, String>, ClientError
         .collect()
 }
 
-fn encode(segment: &str) -> String {
-    form_urlencoded::byte_serialize(segment.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
+/// A timestamp as the API writes it (RFC 3339 UTC, milliseconds).
+fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-fn print_json(v: &Value) -> Result<(), ClientError> {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
-    );
+fn print_json(value: &impl Serialize) -> Result<(), ClientError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| ClientError::Usage(format!("cannot render JSON: {e}")))?;
+    println!("{text}");
     Ok(())
 }
 
@@ -419,6 +357,17 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    use crate::cli::Cli;
+
+    fn client_args(argv: &[&str]) -> ClientArgs {
+        let cli = Cli::try_parse_from(argv).unwrap();
+        match cli.command {
+            Some(Command::Services { client }) => client,
+            other => panic!("not services: {other:?}"),
+        }
+    }
 
     #[test]
     fn tables_align_columns() {
@@ -427,15 +376,23 @@ mod tests {
     }
 
     #[test]
-    fn addresses_get_a_scheme_when_missing() {
-        let mut a = ClientArgs {
-            addr: "127.0.0.1:1".into(),
-            json: false,
-            timeout: Duration::from_secs(1).into(),
-        };
-        assert_eq!(a.base_url(), "http://127.0.0.1:1");
-        a.addr = "http://h:2/".into();
-        assert_eq!(a.base_url(), "http://h:2");
+    fn several_addresses_token_and_ca_reach_the_client() {
+        let args = client_args(&[
+            "directory",
+            "services",
+            "--addr",
+            "127.0.0.1:1,https://h:2/",
+            "--token",
+            "t",
+        ]);
+        assert_eq!(args.addr, ["127.0.0.1:1", "https://h:2/"]);
+        assert_eq!(args.token.as_deref(), Some("t"));
+        let client = args.client().unwrap();
+        let urls: Vec<&str> = client.urls().collect();
+        assert_eq!(urls, ["http://127.0.0.1:1/", "https://h:2/"]);
+        let missing_ca = client_args(&["directory", "services", "--ca", "/nonexistent/ca.pem"]);
+        let err = missing_ca.client().unwrap_err();
+        assert!(matches!(err, ClientError::Ca { .. }), "{err}");
     }
 
     #[test]
@@ -445,7 +402,32 @@ mod tests {
     }
 
     #[test]
+    fn invalid_arguments_name_their_code() {
+        let err = ClientError::from(Address::new("no-port").unwrap_err());
+        assert!(err.to_string().starts_with("invalid_address: "), "{err}");
+    }
+
+    #[test]
+    fn transport_failures_say_the_node_cannot_be_reached_and_how_to_fix_it() {
+        let refused = directory_api::ClientError::Refused {
+            url: "http://127.0.0.1:1/v1/health".into(),
+        };
+        let text = ClientError::from(refused).to_string();
+        assert!(
+            text.starts_with("cannot reach the directory node"),
+            "{text}"
+        );
+        assert!(text.contains("--addr"), "{text}");
+        let tls = directory_api::ClientError::Tls {
+            url: "https://h:1".into(),
+            reason: "invalid peer certificate: UnknownIssuer".into(),
+        };
+        assert!(ClientError::from(tls).to_string().contains("--ca"));
+    }
+
+    #[test]
     fn the_http_client_builds_without_a_process_wide_provider() {
         assert!(http_client(Duration::from_secs(1)).is_ok());
+        assert!(rustls::crypto::CryptoProvider::get_default().is_none());
     }
 }

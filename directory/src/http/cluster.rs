@@ -4,51 +4,33 @@ use std::time::SystemTime;
 
 use axum::Json;
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
+use directory_api::{ErrorBody, MemberRow, MembersResponse};
 
 use super::AppState;
-
-/// One cluster member.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct MemberRow {
-    /// Node name.
-    pub name: String,
-    /// Gossip address (`host:port`); `null` for a node running without a cluster.
-    pub address: Option<String>,
-    /// `alive`, `suspect`, `dead` or `left`.
-    #[schema(example = "alive")]
-    pub state: String,
-    /// SWIM incarnation (raised by the member to refute a suspicion).
-    pub incarnation: u16,
-    /// Per-start generation of the member's identity (a restart gets a higher one).
-    pub generation: u64,
-    /// When the state last changed as seen by this node (RFC 3339 UTC).
-    pub last_change: String,
-    /// Whether this row is the node that answered.
-    pub local: bool,
-}
-
-/// `GET /v1/cluster/members` response.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct MembersResponse {
-    /// The node that answered.
-    pub node: String,
-    /// Every member it knows, itself first; dead and left members stay listed until reaped.
-    pub members: Vec<MemberRow>,
-}
+use super::error::ApiError;
+use crate::acl::Access;
 
 /// Cluster members as seen by this node (a single-node directory lists only itself).
 #[utoipa::path(
     get,
     path = "/v1/cluster/members",
-    responses((status = 200, body = MembersResponse)),
+    responses(
+        (status = 200, description = "every member this node knows, itself first", body = MembersResponse),
+        (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
+        (status = 403, description = "forbidden: the token may not use operator endpoints (needs the operator rule)", body = ErrorBody),
+    ),
     tag = "cluster"
 )]
-pub async fn members(State(state): State<AppState>) -> Json<MembersResponse> {
-    let node = state.0.config.registry.node.to_string();
+pub async fn members(
+    State(state): State<AppState>,
+    access: Access,
+) -> Result<Json<MembersResponse>, ApiError> {
+    access.operator()?;
+    let node = state.config().registry.node.to_string();
+    let local_acl = state.acl().map(crate::acl::Acl::file_hash);
     let now = SystemTime::now();
     let stamp = |ago| humantime::format_rfc3339_millis(now - ago).to_string();
-    let members = match &state.0.gossip {
+    let members = match state.gossip() {
         None => vec![MemberRow {
             name: node.clone(),
             address: None,
@@ -57,6 +39,7 @@ pub async fn members(State(state): State<AppState>) -> Json<MembersResponse> {
             generation: 0,
             last_change: stamp(std::time::Duration::ZERO),
             local: true,
+            acl_hash: local_acl,
         }],
         Some(gossip) => gossip
             .members()
@@ -73,8 +56,9 @@ pub async fn members(State(state): State<AppState>) -> Json<MembersResponse> {
                 generation: m.identity.generation,
                 last_change: stamp(m.since),
                 local: m.is_local,
+                acl_hash: if m.is_local { local_acl.clone() } else { None },
             })
             .collect(),
     };
-    Json(MembersResponse { node, members })
+    Ok(Json(MembersResponse { node, members }))
 }

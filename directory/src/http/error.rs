@@ -1,45 +1,29 @@
-//! The one error type of the HTTP API: a status, a stable snake_case code and a message,
-//! rendered as `{"error":{"code":"...","message":"..."}}`.
+//! The one error type of the HTTP API: a status, a stable code and a message, rendered as
+//! the API crate's [`ErrorBody`] (`{"error":{"code":"...","message":"..."}}`).
 
 use axum::Json;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, RawPathParamsRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use directory_api::{ErrorBody, ErrorCode, ErrorDetail};
 
+use crate::acl::Denied;
 use crate::registry::{HeartbeatError, RegisterError, ValidationError};
 
 /// An API error. Handlers return `Result<_, ApiError>` and use `?`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
-}
-
-/// The JSON body of every error response.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// Code and message of an error.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    /// Stable snake_case code for programs, e.g. `invalid_address`.
-    #[schema(example = "invalid_address")]
-    pub code: String,
-    /// Human-readable explanation.
-    pub message: String,
 }
 
 impl ApiError {
     /// An error with the given status, code and message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: impl Into<ErrorCode>, message: impl Into<String>) -> Self {
         Self {
             status,
-            code,
+            code: code.into(),
             message: message.into(),
         }
     }
@@ -48,21 +32,21 @@ impl ApiError {
     pub fn invalid_json(message: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ErrorCode::InvalidJson,
             format!("invalid JSON body: {message}"),
         )
     }
 
     /// 400 `invalid_query`.
     pub fn invalid_query(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidQuery, message)
     }
 
     /// 404 `not_found` for unknown routes.
     pub fn route_not_found() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             "no such endpoint; see GET /openapi.json",
         )
     }
@@ -71,7 +55,7 @@ impl ApiError {
     pub fn method_not_allowed() -> Self {
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+            ErrorCode::MethodNotAllowed,
             "method not allowed on this endpoint; see GET /openapi.json",
         )
     }
@@ -80,7 +64,7 @@ impl ApiError {
     pub fn instance_not_found(service: &str, instance: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "instance_not_found",
+            ErrorCode::InstanceNotFound,
             format!("instance {instance} of service {service} is not registered"),
         )
     }
@@ -90,7 +74,7 @@ impl ApiError {
         tracing::error!(%detail, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "internal server error",
         )
     }
@@ -101,8 +85,8 @@ impl ApiError {
     }
 
     /// The error code.
-    pub fn code(&self) -> &'static str {
-        self.code
+    pub fn code(&self) -> &str {
+        self.code.as_str()
     }
 }
 
@@ -110,7 +94,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code.to_owned(),
+                code: self.code,
                 message: self.message,
             },
         };
@@ -129,7 +113,7 @@ impl From<RegisterError> for ApiError {
         match e {
             RegisterError::CapacityFull { .. } => Self::new(
                 StatusCode::INSUFFICIENT_STORAGE,
-                "capacity_full",
+                ErrorCode::CapacityFull,
                 e.to_string(),
             ),
         }
@@ -139,8 +123,23 @@ impl From<RegisterError> for ApiError {
 impl From<HeartbeatError> for ApiError {
     fn from(e: HeartbeatError) -> Self {
         match e {
-            HeartbeatError::NotFound { .. } => {
-                Self::new(StatusCode::NOT_FOUND, "instance_not_found", e.to_string())
+            HeartbeatError::NotFound { .. } => Self::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::InstanceNotFound,
+                e.to_string(),
+            ),
+        }
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(e: Denied) -> Self {
+        match e {
+            Denied::Forbidden { .. } => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+            }
+            Denied::TokenRequired(_) | Denied::UnknownToken | Denied::Malformed(_) => {
+                Self::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
             }
         }
     }
@@ -151,11 +150,28 @@ impl From<BytesRejection> for ApiError {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 "request body exceeds the size limit",
             )
         } else {
-            Self::new(StatusCode::BAD_REQUEST, "invalid_body", r.body_text())
+            Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidBody,
+                r.body_text(),
+            )
         }
+    }
+}
+
+impl From<RawPathParamsRejection> for ApiError {
+    fn from(r: RawPathParamsRejection) -> Self {
+        if r.status().is_server_error() {
+            return Self::internal(r.body_text());
+        }
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidPath,
+            r.body_text(),
+        )
     }
 }

@@ -1,18 +1,27 @@
 //! The HTTP API: router, shared state and middleware. Handlers live in one module per
-//! resource; [`ApiError`] is the one error type they return.
+//! resource; [`ApiError`] is the one error type they return. The request and response
+//! types are the API crate's (`directory_api`), shared with every client.
+//!
+//! Layout: `instances`, `services`, `watch`, `cluster`, `ops` — handlers by resource;
+//! `path` and `query` — extractors that yield validated values; `lookup_cache` — the
+//! rendered-lookup cache; `error` — [`ApiError`]; `openapi` — the generated document;
+//! `request_metrics` — per-route counters.
 
+mod auth;
 mod cluster;
 mod error;
 mod instances;
+mod limits;
+mod lookup_cache;
 mod openapi;
 mod ops;
+mod path;
 mod query;
 mod request_metrics;
 mod services;
 mod watch;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 
 use axum::Router;
@@ -20,23 +29,27 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use dashmap::DashMap;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 
-pub use error::{ApiError, ErrorBody, ErrorDetail};
-pub use instances::RegisterBody;
+pub use auth::TOKEN_HEADER;
+pub use directory_api::{
+    ErrorBody, ErrorDetail, Health, LAGGED_EVENT, RegisterBody, ServiceCount, ServiceResponse,
+    ServicesResponse,
+};
+pub use error::ApiError;
+pub use lookup_cache::LookupCache;
 pub use openapi::ApiDoc;
-pub use ops::Health;
+pub use path::{InstancePath, ServicePath};
 pub use query::{LookupQuery, WatchQuery};
-pub use services::{INDEX_HEADER, ServiceCount, ServiceResponse, ServicesResponse};
-pub use watch::LAGGED_EVENT;
+pub use services::INDEX_HEADER;
 
 use crate::Config;
-use crate::registry::{Registry, ServiceName};
+use crate::acl::Acl;
+use crate::gossip::Gossip;
+use crate::registry::Registry;
 use request_metrics::{MethodLabel, RequestMetrics, Route, StatusLabel};
-use services::CachedLookup;
 
 /// What every handler can reach. Cheap to clone (one `Arc`: axum clones the state for
 /// every request).
@@ -48,11 +61,11 @@ struct StateInner {
     config: Arc<Config>,
     metrics: PrometheusHandle,
     cancel: CancellationToken,
-    lookup_cache: DashMap<ServiceName, CachedLookup>,
-    /// Bytes held by `lookup_cache` (bounded by `config.lookup_cache_bytes`).
-    lookup_cache_used: AtomicUsize,
+    lookup_cache: LookupCache,
     request_metrics: RequestMetrics,
-    gossip: Option<Arc<crate::gossip::Gossip>>,
+    gossip: Option<Arc<Gossip>>,
+    /// The rules enforced; `None` without an ACL file (everything allowed).
+    acl: Option<Arc<Acl>>,
 }
 
 impl AppState {
@@ -65,20 +78,20 @@ impl AppState {
         cancel: CancellationToken,
     ) -> Self {
         Self(Arc::new(StateInner {
+            lookup_cache: LookupCache::new(config.lookup_cache_bytes),
             registry,
             config,
             metrics,
             cancel,
-            lookup_cache: DashMap::new(),
-            lookup_cache_used: AtomicUsize::new(0),
             request_metrics: RequestMetrics::default(),
             gossip: None,
+            acl: None,
         }))
     }
 
     /// The same state with the node's gossip layer (for `/v1/cluster/members`).
     #[must_use]
-    pub fn with_gossip(self, gossip: Option<Arc<crate::gossip::Gossip>>) -> Self {
+    pub fn with_gossip(self, gossip: Option<Arc<Gossip>>) -> Self {
         match Arc::try_unwrap(self.0) {
             Ok(mut inner) => {
                 inner.gossip = gossip;
@@ -90,19 +103,94 @@ impl AppState {
                 config: shared.config.clone(),
                 metrics: shared.metrics.clone(),
                 cancel: shared.cancel.clone(),
-                lookup_cache: DashMap::new(),
-                lookup_cache_used: AtomicUsize::new(0),
+                lookup_cache: LookupCache::new(shared.config.lookup_cache_bytes),
                 request_metrics: RequestMetrics::default(),
                 gossip,
+                acl: shared.acl.clone(),
             })),
         }
+    }
+
+    /// The same state enforcing `acl` (`None`: no access control).
+    #[must_use]
+    pub fn with_acl(self, acl: Option<Arc<Acl>>) -> Self {
+        let mut inner = self.into_inner();
+        inner.acl = acl;
+        Self(Arc::new(inner))
+    }
+
+    /// The inner state, or a twin of it when shared (its lookup cache starts empty).
+    fn into_inner(self) -> StateInner {
+        Arc::try_unwrap(self.0).unwrap_or_else(|shared| StateInner {
+            registry: shared.registry.clone(),
+            config: shared.config.clone(),
+            metrics: shared.metrics.clone(),
+            cancel: shared.cancel.clone(),
+            lookup_cache: LookupCache::new(shared.config.lookup_cache_bytes),
+            request_metrics: RequestMetrics::default(),
+            gossip: shared.gossip.clone(),
+            acl: shared.acl.clone(),
+        })
+    }
+}
+
+impl AppState {
+    /// The node's registry.
+    pub fn registry(&self) -> &Registry {
+        &self.0.registry
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// The rendered-lookup cache.
+    pub fn lookup_cache(&self) -> &LookupCache {
+        &self.0.lookup_cache
+    }
+
+    /// The gossip layer, when the node runs in a cluster.
+    pub fn gossip(&self) -> Option<&Gossip> {
+        self.0.gossip.as_deref()
+    }
+
+    /// Fires when the node shuts down: long requests end then.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.0.cancel
+    }
+
+    /// The Prometheus text exposition of the node's metrics.
+    pub fn render_metrics(&self) -> String {
+        self.0.metrics.render()
+    }
+
+    /// The enforced ACL, when the node runs with an ACL file.
+    pub fn acl(&self) -> Option<&Acl> {
+        self.0.acl.as_deref()
+    }
+
+    /// Resolves at the next reload of the ACL file (never without one): long-lived streams
+    /// end then, so their clients reconnect under the new rules.
+    pub fn acl_reloaded(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
+        let reloaded = self.0.acl.as_ref().map(|acl| acl.reloaded());
+        async move {
+            match reloaded {
+                Some(reloaded) => reloaded.await,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    fn request_metrics(&self) -> &RequestMetrics {
+        &self.0.request_metrics
     }
 }
 
 /// The API router with its middleware: panic catching, body limit (413 above
 /// `config.body_limit`), request metrics and tracing.
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.0.config.body_limit;
+    let body_limit = state.config().body_limit;
     let instance = "/v1/services/{service}/instances/{instance}";
     Router::new()
         .route("/v1/services", get(services::list))
@@ -121,6 +209,14 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(ops::openapi))
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::request_timeout,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), track_request))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(|_| {
@@ -144,8 +240,7 @@ async fn track_request(State(state): State<AppState>, request: Request, next: Ne
     let status = StatusLabel::of(response.status());
     let elapsed = start.elapsed();
     state
-        .0
-        .request_metrics
+        .request_metrics()
         .record(route, method, status, elapsed);
     tracing::debug!(
         ?method,

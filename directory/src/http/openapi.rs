@@ -1,13 +1,12 @@
-//! The OpenAPI document, generated from the handlers' annotations.
+//! The OpenAPI document, generated from the handlers' annotations and the API crate's
+//! schemas.
 
 use utoipa::OpenApi;
 
-use super::cluster::{MemberRow, MembersResponse};
-use super::error::{ErrorBody, ErrorDetail};
-use super::instances::RegisterBody;
-use super::ops::Health;
-use super::services::{ServiceCount, ServiceResponse, ServicesResponse};
-use crate::registry::{ChangeEvent, ChangeKind, Record};
+use directory_api::{
+    ChangeEvent, ChangeKind, ErrorBody, ErrorDetail, Health, MemberRow, MembersResponse, Record,
+    RegisterBody, ServiceCount, ServiceResponse, ServicesResponse,
+};
 
 /// The directory's HTTP API.
 #[derive(OpenApi)]

@@ -8,14 +8,13 @@ use futures_util::{Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-use super::AppState;
-use super::error::{ApiError, ErrorBody};
-use super::query::WatchQuery;
-use crate::registry::{ChangeEvent, ServiceName};
+use directory_api::{ErrorBody, LAGGED_EVENT, Lagged};
 
-/// SSE event name sent when the watcher fell behind and missed events; it should
-/// resynchronise with a lookup. Its data is `{"missed": N}`.
-pub const LAGGED_EVENT: &str = "lagged";
+use super::AppState;
+use super::error::ApiError;
+use super::query::WatchQuery;
+use crate::acl::Access;
+use crate::registry::{ChangeEvent, ServiceName};
 
 /// Stream change events (`registered`, `updated`, `expired`, `deregistered`).
 #[utoipa::path(
@@ -27,23 +26,34 @@ pub const LAGGED_EVENT: &str = "lagged";
           A `lagged` event with data {\"missed\":N} means events were dropped for a slow reader: resynchronise with a lookup.",
          body = ChangeEvent, content_type = "text/event-stream"),
         (status = 400, description = "invalid service name or query", body = ErrorBody),
+        (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
+        (status = 403, description = "forbidden: the token may not read this service (or, unfiltered, any service)", body = ErrorBody),
     ),
     tag = "watch"
 )]
 pub async fn watch(
     State(state): State<AppState>,
+    access: Access,
     RawQuery(raw): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let query = WatchQuery::parse(raw.as_deref())?;
+    match &query.service {
+        Some(service) => access.read(service.as_str())?,
+        None => access.list()?,
+    }
     let gauge = WatcherGauge::new();
-    let events = BroadcastStream::new(state.0.registry.subscribe())
-        .take_until(state.0.cancel.clone().cancelled_owned())
+    let events = BroadcastStream::new(state.registry().subscribe())
+        .take_until(state.shutdown().clone().cancelled_owned())
+        .take_until(state.acl_reloaded())
         .filter_map(move |item| {
             let _alive = &gauge; // dropped with the stream, when the client goes away
-            std::future::ready(to_sse(item, query.service.as_ref()))
+            let visible = item
+                .as_ref()
+                .map_or(true, |e| access.can_read(e.service.as_str()));
+            std::future::ready(to_sse(item, query.service.as_ref()).filter(|_| visible))
         })
         .map(Ok);
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(state.0.config.sse_keep_alive)))
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(state.config().sse_keep_alive)))
 }
 
 fn to_sse(
@@ -61,11 +71,10 @@ fn to_sse(
             )
         }
         Ok(_) => None,
-        Err(BroadcastStreamRecvError::Lagged(missed)) => Some(
-            Event::default()
-                .event(LAGGED_EVENT)
-                .data(format!("{{\"missed\":{missed}}}")),
-        ),
+        Err(BroadcastStreamRecvError::Lagged(missed)) => {
+            let data = serde_json::to_string(&Lagged { missed }).ok()?;
+            Some(Event::default().event(LAGGED_EVENT).data(data))
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::num::NonZeroUsize;
 
-use super::names::NodeName;
+use super::NodeName;
 use super::rules::{ReplicationRules, RulesError};
 
 /// Default capacity: a million live instances fit in well under 1 GiB of memory.
@@ -61,11 +61,24 @@ impl RegistryConfig {
 mod tests {
     use super::*;
 
+    /// Building the default parses `DEFAULT_NODE_NAME` (an invalid literal would panic here),
+    /// and every default has the value its documentation gives.
     #[test]
     fn default_config_is_valid() {
         let c = RegistryConfig::default();
         assert_eq!(c.node.as_str(), DEFAULT_NODE_NAME);
+        assert_eq!(
+            NodeName::new(DEFAULT_NODE_NAME).map(|n| n.as_str().to_owned()),
+            Ok(DEFAULT_NODE_NAME.to_owned())
+        );
         assert_eq!(c.max_instances, 1_000_000);
         assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.replication, ReplicationRules::default());
+        assert_eq!(c.event_buffer.get(), 4096);
+        let t = RegistryConfig::for_test();
+        assert_eq!(
+            (t.max_instances, t.event_buffer, t.replication),
+            (c.max_instances, c.event_buffer, c.replication)
+        );
     }
 }

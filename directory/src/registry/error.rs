@@ -1,6 +1,6 @@
 //! Typed errors of registry operations.
 
-use super::names::{InstanceId, ServiceName};
+use super::{InstanceId, ServiceName};
 
 /// Why a registration was refused. The store is unchanged in every case.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

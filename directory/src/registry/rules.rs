@@ -26,7 +26,7 @@
 use std::ops::Add;
 use std::time::Duration;
 
-use super::ttl::MAX_TTL;
+use super::MAX_TTL;
 use super::version::Version;
 
 /// Default grace: a non-owner keeps a record this long past its lease. Long enough for the

@@ -672,12 +672,25 @@ mod tests {
         assert_eq!(reason.len(), 65_534);
     }
 
+    /// The close codes of docs/protocol.md, pinned: a renumbering breaks interoperability.
     #[test]
-    fn error_codes_round_trip() {
-        for v in 0..16u16 {
-            if let Some(c) = ErrorCode::from_u16(v) {
-                assert_eq!(c.to_u16(), v);
-            }
+    fn error_codes_have_their_documented_values_and_unknown_ones_parse_to_none() {
+        let table = [
+            (ErrorCode::NoError, 0),
+            (ErrorCode::UnsupportedVersion, 1),
+            (ErrorCode::FrameTooLarge, 2),
+            (ErrorCode::MalformedFrame, 3),
+            (ErrorCode::UnknownFrameType, 4),
+            (ErrorCode::UnexpectedFrame, 5),
+            (ErrorCode::UnauthorizedSender, 6),
+            (ErrorCode::ShuttingDown, 7),
+        ];
+        for (code, value) in table {
+            assert_eq!(code.to_u16(), value, "{code:?}");
+            assert_eq!(ErrorCode::from_u16(value), Some(code), "{value}");
+        }
+        for unknown in [8, 9, 255, 256, u16::MAX] {
+            assert_eq!(ErrorCode::from_u16(unknown), None, "{unknown}");
         }
     }
 }

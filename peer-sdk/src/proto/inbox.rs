@@ -2,10 +2,11 @@
 
 use super::frame::MAX_ACK_IDS;
 use super::hash::{FastMap as HashMap, FastSet as HashSet};
+use super::persist::Gated;
 use super::timers::TimerKey;
 use super::{
     AppOutcome, Delivery, DeliveryToken, ErrorCode, Event, Frame, Io, LinkId, NackAction,
-    ProtocolError, Transmit,
+    ProtocolError, StoreOp, Transmit,
 };
 use crate::config::DeliveryConfig;
 use bytes::Bytes;
@@ -54,13 +55,23 @@ impl Sender {
         self.links == 0 && self.in_progress.is_empty()
     }
 
-    fn remember(&mut self, id: u64, reply: Option<Bytes>, window: usize, reply_cache: usize) {
+    /// Records a handled id (and the reply of a request); returns the highest id that fell
+    /// out of the dedup window, if any.
+    fn remember(
+        &mut self,
+        id: u64,
+        reply: Option<Bytes>,
+        window: usize,
+        reply_cache: usize,
+    ) -> Option<u64> {
         if self.completed.insert(id) {
             self.order.push_back(id);
         }
+        let mut evicted = None;
         while self.order.len() > window {
             if let Some(old) = self.order.pop_front() {
                 self.completed.remove(&old);
+                evicted = evicted.max(Some(old));
             }
         }
         if let Some(reply) = reply {
@@ -72,6 +83,7 @@ impl Sender {
                 }
             }
         }
+        evicted
     }
 }
 
@@ -89,6 +101,13 @@ pub(crate) struct Inbox {
     max_senders: usize,
     sender_idle: Duration,
     max_pending: usize,
+    durable: bool,
+    /// Durable receivers: per sender session, the highest handled id this memory may no
+    /// longer hold (handled before a restart, or evicted); a message at or below it is
+    /// looked up in the store before it may reach the handler.
+    floors: HashMap<u64, u64>,
+    /// Messages waiting for the answer of a store lookup, by (session, id).
+    lookups: HashMap<(u64, u64), (LinkId, Delivery)>,
 }
 
 impl Inbox {
@@ -105,12 +124,45 @@ impl Inbox {
             max_senders: cfg.max_senders.max(1),
             sender_idle: cfg.sender_idle,
             max_pending: cfg.max_pending_deliveries.max(1),
+            durable: cfg.durable,
+            floors: HashMap::default(),
+            lookups: HashMap::default(),
         }
+    }
+
+    /// Durable receivers at start: the highest handled id per sender session in the store.
+    pub(crate) fn restore_floors(&mut self, floors: impl IntoIterator<Item = (u64, u64)>) {
+        for (session, id) in floors {
+            self.raise_floor(session, id);
+        }
+    }
+
+    fn raise_floor(&mut self, session: u64, id: u64) {
+        let floor = self.floors.entry(session).or_default();
+        *floor = (*floor).max(id);
+    }
+
+    /// A durable write covering `id` is committed: its ack may go out.
+    pub(crate) fn ack_now(&mut self, link: LinkId, id: u64) {
+        queue_ack(&mut self.acks, &mut self.dirty, link, id);
     }
 
     /// Deliveries handed to the application and not yet settled.
     pub(crate) fn pending(&self) -> usize {
         self.pending
+    }
+
+    /// Drops a sender's dedup state; a durable receiver keeps its highest handled id as the
+    /// floor below which retries are looked up in the store.
+    fn forget_sender(&mut self, session: u64) {
+        let Some(sender) = self.senders.remove(&session) else {
+            return;
+        };
+        if self.durable
+            && let Some(max) = sender.completed.iter().max()
+        {
+            self.raise_floor(session, *max);
+        }
     }
 
     /// A receiver-side frame (hello, message) from a link.
@@ -200,7 +252,7 @@ impl Inbox {
                 .min_by_key(|(_, s)| s.last_seen)
                 .map(|(k, _)| *k);
             match victim {
-                Some(k) => self.senders.remove(&k),
+                Some(k) => self.forget_sender(k),
                 None => break,
             };
         }
@@ -230,6 +282,56 @@ impl Inbox {
             p.link = link;
             return;
         }
+        if self.durable && self.floors.get(&session).is_some_and(|f| id <= *f) {
+            match self.lookups.entry((session, id)) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().0 = link,
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert((link, delivery));
+                    io.persist.read(StoreOp::Lookup { session, id });
+                }
+            }
+            return;
+        }
+        self.deliver(link, session, delivery, io);
+    }
+
+    /// The store's answer for a message at or below its sender's floor: answer it from the
+    /// record when it was handled, else hand it to the application.
+    pub(crate) fn lookup(
+        &mut self,
+        now: Instant,
+        session: u64,
+        id: u64,
+        found: Option<Option<Bytes>>,
+        io: &mut Io,
+    ) {
+        let Some((link, delivery)) = self.lookups.remove(&(session, id)) else {
+            return;
+        };
+        let Some(reply) = found else {
+            if let Some(sender) = self.senders.get_mut(&session) {
+                sender.last_seen = now;
+            }
+            self.deliver(link, session, delivery, io);
+            return;
+        };
+        if let Some(sender) = self.senders.get_mut(&session) {
+            sender.remember(id, reply.clone(), self.dedup_window, self.reply_cache);
+        }
+        match (delivery.request, reply) {
+            (true, Some(payload)) => io
+                .transmits
+                .push_back(Transmit::ToLink(link, Frame::Reply { id, payload })),
+            _ => queue_ack(&mut self.acks, &mut self.dirty, link, id),
+        }
+    }
+
+    /// Hands a new message to the application (or nacks it when too many are pending).
+    fn deliver(&mut self, link: LinkId, session: u64, delivery: Delivery, io: &mut Io) {
+        let id = delivery.token.id;
+        let Some(sender) = self.senders.get_mut(&session) else {
+            return;
+        };
         if self.pending >= self.max_pending {
             let frame = Frame::Nack {
                 id,
@@ -271,30 +373,41 @@ impl Inbox {
         };
         self.pending -= 1;
         let id = token.id;
-        match outcome {
-            AppOutcome::Ack if !p.request => {
-                sender.remember(id, None, self.dedup_window, self.reply_cache);
-                queue_ack(&mut self.acks, &mut self.dirty, p.link, id);
-            }
-            AppOutcome::Ack | AppOutcome::Reply(_) => {
-                let payload = match outcome {
-                    AppOutcome::Reply(b) => b,
-                    _ => Bytes::new(),
-                };
-                sender.remember(
-                    id,
-                    Some(payload.clone()),
-                    self.dedup_window,
-                    self.reply_cache,
-                );
-                io.transmits
-                    .push_back(Transmit::ToLink(p.link, Frame::Reply { id, payload }));
-            }
+        let reply = match outcome {
             AppOutcome::Nack(action, reason) => {
                 io.transmits
                     .push_back(Transmit::ToLink(p.link, Frame::Nack { id, action, reason }));
+                return;
             }
+            AppOutcome::Ack if !p.request => None,
+            AppOutcome::Reply(b) if p.request => Some(b),
+            AppOutcome::Ack | AppOutcome::Reply(_) => p.request.then(Bytes::new),
+        };
+        let evicted = sender.remember(id, reply.clone(), self.dedup_window, self.reply_cache);
+        let answer = match &reply {
+            None => Gated::Ack(p.link, id),
+            Some(payload) => Gated::Transmit(Transmit::ToLink(
+                p.link,
+                Frame::Reply {
+                    id,
+                    payload: payload.clone(),
+                },
+            )),
+        };
+        if !self.durable {
+            match answer {
+                Gated::Ack(link, id) => queue_ack(&mut self.acks, &mut self.dirty, link, id),
+                Gated::Transmit(t) => io.transmits.push_back(t),
+                Gated::Accepted(_) => {}
+            }
+            return;
         }
+        if let Some(evicted) = evicted {
+            self.raise_floor(token.session, evicted);
+        }
+        let session = token.session;
+        let seq = io.persist.write(StoreOp::Complete { session, id, reply });
+        io.persist.after(seq, answer);
     }
 
     /// `link` closed: drop its unsent acks and detach it from its sender.
@@ -311,8 +424,15 @@ impl Inbox {
     /// idle for `sender_idle`.
     pub(crate) fn sweep(&mut self, now: Instant, io: &mut Io) {
         let idle = self.sender_idle;
-        self.senders
-            .retain(|_, s| !(s.evictable() && now.saturating_duration_since(s.last_seen) >= idle));
+        let idle_senders: Vec<u64> = self
+            .senders
+            .iter()
+            .filter(|(_, s)| s.evictable() && now.saturating_duration_since(s.last_seen) >= idle)
+            .map(|(k, _)| *k)
+            .collect();
+        for session in idle_senders {
+            self.forget_sender(session);
+        }
         self.sweep_at = None;
         if !self.senders.is_empty() {
             let at = now + (idle / 4).max(MIN_SWEEP_INTERVAL);

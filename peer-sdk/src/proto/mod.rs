@@ -9,10 +9,23 @@
 //!   [`Core::handle_instances`] with the current instances of a service,
 //!   [`Core::handle_app_outcome`] when the application acked/nacked/replied a delivery,
 //!   and [`Core::handle_timeout`] when the clock passed [`Core::poll_timeout`].
-//! * **Outputs**, drained after every input, in this order: [`Core::poll_transmit`]
+//! * **Durable peers** (`DeliveryConfig::durable`) also have [`Core::handle_restore`] at
+//!   start, [`Core::handle_persisted`] when store writes are committed, and
+//!   [`Core::handle_loaded`]/[`Core::handle_lookup`] with the answers of store reads.
+//! * **Outputs**, drained after every input, in this order: [`Core::poll_store`] (store
+//!   writes and reads, to execute in order), [`Core::poll_transmit`]
 //!   (frames to send: to an instance, dialing it if needed, or back on a link),
-//!   then [`Core::poll_event`] (deliveries, outcomes, discovery requests), then
-//!   [`Core::poll_timeout`] (the earliest deadline to wake up at).
+//!   then [`Core::poll_event`] (deliveries, outcomes, acceptances, discovery requests),
+//!   [`Core::take_freed`] (quota released), then [`Core::poll_timeout`] (the earliest
+//!   deadline to wake up at).
+//!
+//! Durability rules (durable peers): a message is written ([`StoreOp::Put`]) when it is
+//! accepted and its [`Event::Accepted`] waits for that write; it is deleted
+//! ([`StoreOp::Resolve`]) when acked, replied or dead-lettered. At most `memory_window`
+//! messages per service are held in memory; the rest stay on disk and are loaded in id
+//! order as room frees. A receiver writes [`StoreOp::Complete`] before the ack or reply of a
+//! handled delivery goes out, and looks a retry up ([`StoreOp::Lookup`]) when its id is at or
+//! below what it had handled before its memory was lost.
 //!
 //! Guarantees the core implements: every message ends in exactly one [`Outcome`]
 //! (acked, replied or dead-lettered); a receiver hands a (sender session, id) to the
@@ -22,16 +35,20 @@
 
 mod backoff;
 mod balance;
+#[cfg(test)]
+mod durable_tests;
 pub mod frame;
 pub mod hash;
 mod inbox;
 mod outbox;
+mod persist;
 #[cfg(test)]
 mod tests;
 mod timers;
 
 pub use balance::{Balancer, Candidate, LeastInFlight, RoundRobin};
 pub use frame::{Decoder, ErrorCode, Frame, NackAction, ProtocolError};
+pub use persist::{MESSAGE_OVERHEAD, StoreOp, message_cost};
 
 use crate::config::DeliveryConfig;
 use bytes::Bytes;
@@ -107,6 +124,9 @@ pub struct SendRequest {
     pub request: bool,
     /// Absolute deadline; past it the message is dead-lettered.
     pub deadline: Instant,
+    /// Dead-letter it at once with [`DeadLetterReason::NoResponders`] when the service is
+    /// known to have no instance, instead of waiting for one until the deadline.
+    pub no_responders: bool,
 }
 
 /// Why a message was dead-lettered.
@@ -123,8 +143,12 @@ pub enum DeadLetterReason {
         /// Handler's reason.
         reason: String,
     },
-    /// The peer shut down before it was acked.
+    /// The peer shut down before it was acked (peers without a store only: with a store,
+    /// unresolved messages stay in the outbox and resume at the next start).
     ShuttingDown,
+    /// The service had no registered instance and the sender asked to fail at once
+    /// ([`SendRequest::no_responders`]) instead of waiting for one.
+    NoResponders,
 }
 
 /// A message that will not be delivered, with why and how hard we tried.
@@ -214,6 +238,8 @@ pub enum Event {
     Outcome(u64, Outcome),
     /// The core needs the instances of this service (start discovery for it).
     NeedInstances(String),
+    /// Durable peers only: message `id` is persisted; its acceptance may be reported.
+    Accepted(u64),
 }
 
 /// Shared output queues and timers, passed to the outbox and inbox.
@@ -222,6 +248,7 @@ struct Io {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     rng: rand::rngs::StdRng,
+    persist: persist::Persist,
 }
 
 /// The delivery state machine of one peer (both sender and receiver roles).
@@ -251,6 +278,7 @@ impl Core {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             rng: rand::rngs::StdRng::seed_from_u64(seed),
+            persist: persist::Persist::new(cfg.durable),
         };
         Self {
             outbox: outbox::Outbox::new(&cfg, balancer),
@@ -329,6 +357,75 @@ impl Core {
                 TimerKey::Sweep => self.inbox.sweep(now, &mut self.io),
             }
         }
+    }
+
+    /// Durable peers, at start: the store's next message id, the services with messages in
+    /// its outbox (loaded page by page, in id order) and the highest handled id per sender
+    /// session (retries up to it are looked up in the store before delivery).
+    pub fn handle_restore(
+        &mut self,
+        next_id: u64,
+        services: Vec<String>,
+        floors: impl IntoIterator<Item = (u64, u64)>,
+    ) {
+        self.outbox.restore(next_id, services, &mut self.io);
+        self.inbox.restore_floors(floors);
+    }
+
+    /// Every store write up to number `seq` (counting [`StoreOp`] writes from 1 in poll
+    /// order) is durable: releases the acceptances (and first sends), acks and replies that
+    /// waited for it.
+    pub fn handle_persisted(&mut self, now: Instant, seq: u64) {
+        for gated in self.io.persist.committed(seq) {
+            match gated {
+                persist::Gated::Accepted(id) => {
+                    self.outbox.persisted(now, id, &mut self.io);
+                    self.io.events.push_back(Event::Accepted(id));
+                }
+                persist::Gated::Ack(link, id) => self.inbox.ack_now(link, id),
+                persist::Gated::Transmit(t) => self.io.transmits.push_back(t),
+            }
+        }
+    }
+
+    /// The answer to [`StoreOp::Load`]: messages of `service` in id order; `exhausted`
+    /// when the store had no more than these.
+    pub fn handle_loaded(
+        &mut self,
+        now: Instant,
+        service: &str,
+        messages: Vec<(u64, SendRequest)>,
+        exhausted: bool,
+    ) {
+        self.outbox
+            .loaded(now, service, messages, exhausted, &mut self.io);
+    }
+
+    /// The answer to [`StoreOp::Lookup`]: `Some(reply)` when (`session`, `id`) was handled
+    /// (`reply` is `None` for a one-way message), `None` when it was not.
+    pub fn handle_lookup(
+        &mut self,
+        now: Instant,
+        session: u64,
+        id: u64,
+        found: Option<Option<Bytes>>,
+    ) {
+        self.inbox.lookup(now, session, id, found, &mut self.io);
+    }
+
+    /// Next store operation to execute (durable peers), in order.
+    pub fn poll_store(&mut self) -> Option<StoreOp> {
+        self.io.persist.poll()
+    }
+
+    /// Quota bytes ([`message_cost`]) of the messages resolved since the last call.
+    pub fn take_freed(&mut self) -> u64 {
+        std::mem::take(&mut self.io.persist.freed)
+    }
+
+    /// Outputs held until a store write is durable.
+    pub fn waiting_for_store(&self) -> usize {
+        self.io.persist.waiting()
     }
 
     /// Next frame to send.

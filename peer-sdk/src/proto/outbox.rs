@@ -2,10 +2,11 @@
 
 use super::backoff::Backoff;
 use super::hash::FastMap as HashMap;
+use super::persist::Gated;
 use super::timers::TimerKey;
 use super::{
     Balancer, Candidate, DeadLetter, DeadLetterReason, ErrorCode, Event, Frame, InstanceInfo, Io,
-    NackAction, Outcome, ProtocolError, SendRequest, Transmit,
+    NackAction, Outcome, ProtocolError, SendRequest, StoreOp, Transmit, message_cost,
 };
 use crate::config::DeliveryConfig;
 use bytes::Bytes;
@@ -15,6 +16,9 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 enum State {
+    /// Durable peers: waiting for its store write; it goes on the wire only once durable
+    /// (an id the store has not recorded could be handed out again after a crash).
+    Unpersisted,
     /// Waiting behind an earlier message with the same ordering key.
     Blocked,
     /// Waiting for the service to have instances.
@@ -40,6 +44,19 @@ struct ServiceState {
     instances: Vec<Arc<InstanceInfo>>,
     parked: VecDeque<u64>,
     requested: bool,
+    /// An instance list was received (an empty one means "no instances").
+    known: bool,
+    /// Messages of this service held in memory.
+    resident: usize,
+    /// Durable peers: the store holds messages of this service not in memory, all with
+    /// ids above `cursor`.
+    backlog: bool,
+    /// Highest id of this service that was held in memory.
+    cursor: u64,
+    /// A `Load` is outstanding.
+    loading: bool,
+    /// A message spilled to the store while the `Load` was outstanding.
+    spilled_during_load: bool,
 }
 
 /// Every message this peer sent and has not resolved yet, the instances known per
@@ -55,6 +72,7 @@ pub(crate) struct Outbox {
     ack_timeout: Duration,
     unhealthy_for: Duration,
     backoff: Backoff,
+    memory_window: usize,
 }
 
 impl Outbox {
@@ -73,6 +91,7 @@ impl Outbox {
                 initial: cfg.backoff_initial,
                 max: cfg.backoff_max,
             },
+            memory_window: cfg.memory_window.max(2),
         }
     }
 
@@ -95,10 +114,132 @@ impl Outbox {
     }
 
     /// Accepts a message and dispatches it (or queues it behind its ordering key, or parks
-    /// it until instances are known); returns its id.
+    /// it until instances are known); returns its id. A durable peer writes it first and
+    /// keeps it on disk only when the service already has `memory_window` in memory.
     pub(crate) fn send(&mut self, now: Instant, req: SendRequest, io: &mut Io) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
+        if io.persist.durable {
+            let seq = io.persist.write(StoreOp::Put {
+                id,
+                req: req.clone(),
+            });
+            io.persist.after(seq, Gated::Accepted(id));
+            if self.spill(&req.service) {
+                return id;
+            }
+        }
+        let durable = io.persist.durable;
+        self.admit(now, id, req, !durable, io);
+        id
+    }
+
+    /// Durable peers: message `id` is persisted. It goes out unless an earlier message with
+    /// its key is unresolved (or it is on disk only: it goes out when loaded).
+    pub(crate) fn persisted(&mut self, now: Instant, id: u64, io: &mut Io) {
+        let Some(msg) = self.msgs.get_mut(&id) else {
+            return;
+        };
+        if !matches!(msg.state, State::Unpersisted) {
+            return;
+        }
+        msg.state = State::Blocked;
+        let head = match &msg.req.key {
+            Some(key) => {
+                self.keys
+                    .get(&(msg.req.service.clone(), key.clone()))
+                    .and_then(|q| q.front())
+                    == Some(&id)
+            }
+            None => true,
+        };
+        if head {
+            self.dispatch(now, id, io);
+        }
+    }
+
+    /// Durable peers: whether a new message of `service` stays on disk only (the service has
+    /// a backlog on disk, or a full memory window). Marks the backlog.
+    fn spill(&mut self, service: &str) -> bool {
+        let window = self.memory_window;
+        let state = self.service_mut(service);
+        if !state.backlog && state.resident < window {
+            return false;
+        }
+        state.backlog = true;
+        state.spilled_during_load |= state.loading;
+        true
+    }
+
+    fn service_mut(&mut self, service: &str) -> &mut ServiceState {
+        if !self.services.contains_key(service) {
+            self.services
+                .insert(service.to_owned(), ServiceState::default());
+        }
+        // Inserted just above when missing.
+        self.services
+            .get_mut(service)
+            .expect("service state exists")
+    }
+
+    /// Durable peers at start: ids continue from `next_id`; the outbox of each service is
+    /// loaded page by page.
+    pub(crate) fn restore(&mut self, next_id: u64, services: Vec<String>, io: &mut Io) {
+        self.next_id = self.next_id.max(next_id);
+        for service in services {
+            self.service_mut(&service).backlog = true;
+            self.maybe_load(&service, io);
+        }
+    }
+
+    /// Asks the store for the next page of `service` when its memory is at most half full.
+    fn maybe_load(&mut self, service: &str, io: &mut Io) {
+        let window = self.memory_window;
+        let Some(state) = self.services.get_mut(service) else {
+            return;
+        };
+        if !state.backlog || state.loading || state.resident > window / 2 {
+            return;
+        }
+        state.loading = true;
+        state.spilled_during_load = false;
+        io.persist.read(StoreOp::Load {
+            service: service.to_owned(),
+            after: state.cursor,
+            max: window - state.resident,
+        });
+    }
+
+    /// A page of `service`'s messages from the store, in id order.
+    pub(crate) fn loaded(
+        &mut self,
+        now: Instant,
+        service: &str,
+        messages: Vec<(u64, SendRequest)>,
+        exhausted: bool,
+        io: &mut Io,
+    ) {
+        let cursor = self.service_mut(service).cursor;
+        for (id, req) in messages {
+            if id > cursor && !self.msgs.contains_key(&id) {
+                self.admit(now, id, req, true, io);
+            }
+        }
+        let state = self.service_mut(service);
+        state.loading = false;
+        if exhausted && !state.spilled_during_load {
+            state.backlog = false;
+        }
+        self.maybe_load(service, io);
+    }
+
+    /// Holds message `id` in memory and dispatches it (or queues it behind its ordering
+    /// key, or waits for its store write when not `persisted`); dead-letters it at once
+    /// when its deadline has passed (loaded late).
+    fn admit(&mut self, now: Instant, id: u64, req: SendRequest, persisted: bool, io: &mut Io) {
+        let state = self.service_mut(&req.service);
+        state.resident += 1;
+        state.cursor = state.cursor.max(id);
         let blocked = match &req.key {
             Some(key) => {
                 let queue = self
@@ -114,18 +255,29 @@ impl Outbox {
         let msg = Outgoing {
             req,
             attempts: 0,
-            state: State::Blocked,
+            state: if persisted {
+                State::Blocked
+            } else {
+                State::Unpersisted
+            },
             timer: None,
             last_instance: None,
             last_error: None,
         };
         self.msgs.insert(id, msg);
-        if blocked {
+        if now >= deadline {
+            let last_error = None;
+            self.dead_letter(
+                now,
+                id,
+                DeadLetterReason::DeadlineExceeded { last_error },
+                io,
+            );
+        } else if blocked || !persisted {
             self.set_timer(id, deadline, io);
         } else {
             self.dispatch(now, id, io);
         }
-        id
     }
 
     fn set_timer(&mut self, id: u64, at: Instant, io: &mut Io) {
@@ -166,7 +318,7 @@ impl Outbox {
 
     fn dispatch(&mut self, now: Instant, id: u64, io: &mut Io) {
         let Some(inst) = self.choose(now, id) else {
-            self.park(id, io);
+            self.park(now, id, io);
             return;
         };
         let ack_timeout = self.ack_timeout;
@@ -189,10 +341,18 @@ impl Outbox {
         self.set_timer(id, at, io);
     }
 
-    fn park(&mut self, id: u64, io: &mut Io) {
+    fn park(&mut self, now: Instant, id: u64, io: &mut Io) {
         let Some(msg) = self.msgs.get_mut(&id) else {
             return;
         };
+        let known_empty = self
+            .services
+            .get(&msg.req.service)
+            .is_some_and(|s| s.known && s.instances.is_empty());
+        if msg.req.no_responders && known_empty && msg.req.target.is_none() {
+            self.dead_letter(now, id, DeadLetterReason::NoResponders, io);
+            return;
+        }
         msg.state = State::Parked;
         let deadline = msg.req.deadline;
         let service = self.services.entry(msg.req.service.clone()).or_default();
@@ -261,7 +421,7 @@ impl Outbox {
                 self.schedule_retry(now, id, error, io);
             }
             State::Backoff => self.dispatch(now, id, io),
-            State::Blocked | State::Parked => {
+            State::Unpersisted | State::Blocked | State::Parked => {
                 let deadline = msg.req.deadline;
                 self.set_timer(id, deadline, io);
             }
@@ -303,17 +463,31 @@ impl Outbox {
         list: Vec<Arc<InstanceInfo>>,
         io: &mut Io,
     ) {
-        let state = self.services.entry(service.to_owned()).or_default();
+        let state = self.service_mut(service);
         state.requested = true;
+        state.known = true;
         state.instances = list;
-        if state.instances.is_empty() {
-            return;
-        }
-        let parked: Vec<u64> = state.parked.drain(..).collect();
+        let empty = state.instances.is_empty();
+        let parked: Vec<u64> = if empty {
+            state.parked.iter().copied().collect()
+        } else {
+            state.parked.drain(..).collect()
+        };
         for id in parked {
-            if matches!(self.msgs.get(&id).map(|m| &m.state), Some(State::Parked)) {
-                self.dispatch(now, id, io);
+            let Some(msg) = self.msgs.get(&id) else {
+                continue;
+            };
+            if !matches!(msg.state, State::Parked) {
+                continue;
             }
+            if !empty {
+                self.dispatch(now, id, io);
+            } else if msg.req.no_responders && msg.req.target.is_none() {
+                self.dead_letter(now, id, DeadLetterReason::NoResponders, io);
+            }
+        }
+        if empty && let Some(state) = self.services.get_mut(service) {
+            state.parked.retain(|id| self.msgs.contains_key(id));
         }
     }
 
@@ -376,15 +550,31 @@ impl Outbox {
         Ok(())
     }
 
-    fn remove(&mut self, id: u64, io: &mut Io) -> Option<Outgoing> {
+    /// Forgets message `id` (resolved): its timer, its in-flight slot and its memory slot;
+    /// a durable peer deletes it from the store (keeping `dead`) and frees its quota.
+    fn remove(&mut self, id: u64, dead: Option<&DeadLetter>, io: &mut Io) -> Option<Outgoing> {
         self.leave_in_flight(id);
         let msg = self.msgs.remove(&id)?;
         io.timers.cancel(TimerKey::Message(id), msg.timer);
+        let service = &msg.req.service;
+        if let Some(state) = self.services.get_mut(service) {
+            state.resident = state.resident.saturating_sub(1);
+        }
+        if io.persist.durable {
+            io.persist.write(StoreOp::Resolve {
+                service: service.clone(),
+                id,
+                dead: dead.map(|d| Box::new(d.clone())),
+            });
+            let key_len = msg.req.key.as_ref().map_or(0, Bytes::len);
+            io.persist.freed += message_cost(service.len(), key_len, msg.req.payload.len());
+            self.maybe_load(&msg.req.service, io);
+        }
         Some(msg)
     }
 
     fn complete(&mut self, now: Instant, id: u64, outcome: Outcome, io: &mut Io) {
-        let Some(msg) = self.remove(id, io) else {
+        let Some(msg) = self.remove(id, None, io) else {
             return;
         };
         io.events.push_back(Event::Outcome(id, outcome));
@@ -392,7 +582,7 @@ impl Outbox {
     }
 
     fn dead_letter(&mut self, now: Instant, id: u64, reason: DeadLetterReason, io: &mut Io) {
-        let Some(msg) = self.remove(id, io) else {
+        let Some(msg) = self.msgs.get(&id) else {
             return;
         };
         let letter = DeadLetter {
@@ -403,6 +593,9 @@ impl Outbox {
             reason,
             attempts: msg.attempts,
             last_instance: msg.last_instance.as_ref().map(|i| i.instance.clone()),
+        };
+        let Some(msg) = self.remove(id, Some(&letter), io) else {
+            return;
         };
         io.events
             .push_back(Event::Outcome(id, Outcome::DeadLettered(Box::new(letter))));
@@ -422,14 +615,31 @@ impl Outbox {
         if queue.is_empty() {
             self.keys.remove(&map_key);
         }
-        if let (true, Some(next)) = (was_head, next) {
+        let ready = |id| {
+            self.msgs
+                .get(&id)
+                .is_some_and(|m| !matches!(m.state, State::Unpersisted))
+        };
+        if let (true, Some(next)) = (was_head, next)
+            && ready(next)
+        {
             self.dispatch(now, next, io);
         }
     }
 
-    /// Shutdown: dead-letters every unresolved message.
+    /// Shutdown: dead-letters every unresolved message (peers without a store).
+    /// A durable peer keeps every unresolved message in the store for its next start and
+    /// reports no outcome (its waiters learn that the peer shut down).
     pub(crate) fn abandon_all(&mut self, now: Instant, io: &mut Io) {
         self.keys.clear();
+        if io.persist.durable {
+            for (id, msg) in self.msgs.drain() {
+                io.timers.cancel(TimerKey::Message(id), msg.timer);
+            }
+            self.in_flight.clear();
+            self.services.clear();
+            return;
+        }
         let ids: Vec<u64> = self.msgs.keys().copied().collect();
         for id in ids {
             self.dead_letter(now, id, DeadLetterReason::ShuttingDown, io);

@@ -3,7 +3,7 @@
 use super::*;
 use std::time::Duration;
 
-fn inst(name: &str) -> Arc<InstanceInfo> {
+pub(super) fn inst(name: &str) -> Arc<InstanceInfo> {
     Arc::new(InstanceInfo::new(
         "svc",
         name,
@@ -19,7 +19,7 @@ fn core() -> Core {
     )
 }
 
-fn req(t0: Instant, key: Option<&'static str>) -> SendRequest {
+pub(super) fn req(t0: Instant, key: Option<&'static str>) -> SendRequest {
     SendRequest {
         service: "svc".into(),
         target: None,
@@ -27,18 +27,19 @@ fn req(t0: Instant, key: Option<&'static str>) -> SendRequest {
         payload: Bytes::from_static(b"hi"),
         request: false,
         deadline: t0 + Duration::from_secs(10),
+        no_responders: false,
     }
 }
 
-fn transmits(c: &mut Core) -> Vec<Transmit> {
+pub(super) fn transmits(c: &mut Core) -> Vec<Transmit> {
     std::iter::from_fn(|| c.poll_transmit()).collect()
 }
 
-fn events(c: &mut Core) -> Vec<Event> {
+pub(super) fn events(c: &mut Core) -> Vec<Event> {
     std::iter::from_fn(|| c.poll_event()).collect()
 }
 
-fn sent_ids(ts: &[Transmit]) -> Vec<(String, u64, u32)> {
+pub(super) fn sent_ids(ts: &[Transmit]) -> Vec<(String, u64, u32)> {
     ts.iter()
         .filter_map(|t| match t {
             Transmit::ToInstance(i, Frame::Message { id, attempt, .. }) => {
@@ -49,7 +50,7 @@ fn sent_ids(ts: &[Transmit]) -> Vec<(String, u64, u32)> {
         .collect()
 }
 
-fn outcomes(evs: Vec<Event>) -> Vec<(u64, Outcome)> {
+pub(super) fn outcomes(evs: Vec<Event>) -> Vec<(u64, Outcome)> {
     evs.into_iter()
         .filter_map(|e| match e {
             Event::Outcome(id, o) => Some((id, o)),
@@ -232,7 +233,7 @@ fn shutdown_dead_letters_everything_pending() {
 }
 
 /// Session id of the sender in the receiver tests.
-const SESSION: u64 = 42;
+pub(super) const SESSION: u64 = 42;
 
 /// A receiver with the test config whose inbound link 7 has said hello.
 fn receiver() -> (Core, Instant) {
@@ -240,7 +241,7 @@ fn receiver() -> (Core, Instant) {
 }
 
 /// A receiver with `cfg` whose inbound link 7 has said hello (session [`SESSION`]).
-fn receiver_with(cfg: DeliveryConfig) -> (Core, Instant) {
+pub(super) fn receiver_with(cfg: DeliveryConfig) -> (Core, Instant) {
     let t0 = Instant::now();
     let mut r = Core::new(cfg, Box::new(LeastInFlight::default()));
     r.handle_link_up(LinkId(7), LinkKind::Inbound);
@@ -254,7 +255,7 @@ fn receiver_with(cfg: DeliveryConfig) -> (Core, Instant) {
     (r, t0)
 }
 
-fn msg(id: u64, request: bool) -> Frame {
+pub(super) fn msg(id: u64, request: bool) -> Frame {
     Frame::Message {
         id,
         attempt: 1,
@@ -264,7 +265,7 @@ fn msg(id: u64, request: bool) -> Frame {
     }
 }
 
-fn deliveries(evs: Vec<Event>) -> Vec<Delivery> {
+pub(super) fn deliveries(evs: Vec<Event>) -> Vec<Delivery> {
     evs.into_iter()
         .filter_map(|e| match e {
             Event::Deliver(d) => Some(d),

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::{Registry, Slot};
-use crate::registry::entry::Record;
-use crate::registry::names::{InstanceId, ServiceName};
+use crate::registry::Record;
+use crate::registry::{InstanceId, ServiceName};
 
 /// A service's live instances at one index.
 #[derive(Debug, Clone)]

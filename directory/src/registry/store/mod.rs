@@ -27,9 +27,9 @@ use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::registry::config::RegistryConfig;
-use crate::registry::entry::{ChangeEvent, Entry, Record};
-use crate::registry::names::{InstanceId, ServiceName};
 use crate::registry::version::{Hlc, Version};
+use crate::registry::{ChangeEvent, Entry, Record};
+use crate::registry::{InstanceId, ServiceName};
 
 pub use lookup::{Filter, ServiceSummary, ServiceView};
 pub use replication::MergeOutcome;

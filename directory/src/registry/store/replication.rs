@@ -9,10 +9,10 @@ use tokio::time::Instant;
 
 use super::writes::change_kind;
 use super::{Registry, ServiceState, Slot};
-use crate::registry::entry::{Entry, EntryState, LiveState, Record};
-use crate::registry::names::InstanceId;
+use crate::registry::InstanceId;
 use crate::registry::rules::supersedes;
 use crate::registry::version::Version;
+use crate::registry::{Entry, EntryState, LiveState, Record};
 
 /// Result of [`Registry::merge_remote`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,9 +7,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Registry, Slot, SlotState};
-use crate::registry::entry::TombstoneReason;
-use crate::registry::names::{InstanceId, ServiceName};
+use crate::registry::TombstoneReason;
 use crate::registry::version::Version;
+use crate::registry::{InstanceId, ServiceName};
 
 /// Most timers handled by one [`Registry::reap`] call, so the reaper yields under mass expiry.
 const REAP_BATCH: usize = 4096;

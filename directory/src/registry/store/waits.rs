@@ -6,8 +6,8 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::{Registry, ServiceState};
-use crate::registry::entry::{ChangeEvent, ChangeKind, Record};
-use crate::registry::names::{InstanceId, ServiceName};
+use crate::registry::{ChangeEvent, ChangeKind, Record};
+use crate::registry::{InstanceId, ServiceName};
 
 impl Registry {
     /// Subscribes to user-visible changes. A receiver that falls more than the configured
@@ -40,6 +40,15 @@ impl Registry {
         drop(rx);
         self.collect_if_empty(service);
         index
+    }
+
+    /// How many [`Self::wait_for_change`] calls are parked on `service` right now (lets
+    /// tests know a blocking query is in place before they make the change it waits for).
+    pub fn waiters(&self, service: &ServiceName) -> usize {
+        self.inner
+            .services
+            .get(service)
+            .map_or(0, |s| s.changed.receiver_count())
     }
 
     pub(super) fn emit(

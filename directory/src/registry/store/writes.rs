@@ -9,10 +9,10 @@ use tokio::time::Instant;
 
 use super::timers::{Timer, TimerKind};
 use super::{Registry, ServiceState, Slot, SlotState};
-use crate::registry::entry::{ChangeKind, Entry, Record, Registration, TombstoneReason};
 use crate::registry::error::{HeartbeatError, RegisterError};
-use crate::registry::names::{InstanceId, ServiceName};
 use crate::registry::version::{Version, unix_millis};
+use crate::registry::{ChangeKind, Entry, Record, Registration, TombstoneReason};
+use crate::registry::{InstanceId, ServiceName};
 
 impl Registry {
     /// Registers or replaces an instance. Re-registering identical content only renews

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::names::ValidationError;
+use crate::ValidationError;
 
 /// Most tags one instance may carry.
 pub const MAX_TAGS: usize = 64;

@@ -2,19 +2,16 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::str::FromStr;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
-use super::names::ValidationError;
+use crate::ValidationError;
+use crate::newtype::validated_string;
 
 /// Longest host part of an address (the DNS limit).
 const MAX_HOST_LEN: usize = 253;
 
 /// A network address `host:port`: IPv4, bracketed IPv6 (`[::1]:7000`) or a DNS name.
-#[derive(Clone, PartialEq, Eq, Hash, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Address {
     text: Arc<str>,
     port: u16,
@@ -116,31 +113,7 @@ fn parse_port(port: &str) -> Result<u16, &'static str> {
     }
 }
 
-impl Serialize for Address {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.text)
-    }
-}
-
-impl FromStr for Address {
-    type Err = ValidationError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::new(s)
-    }
-}
-
-impl TryFrom<String> for Address {
-    type Error = ValidationError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::new(&s)
-    }
-}
-
-impl From<Address> for String {
-    fn from(a: Address) -> String {
-        a.text.to_string()
-    }
-}
+validated_string!(Address, parse: Address::new, serialize: as_str);
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

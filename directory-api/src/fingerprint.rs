@@ -1,23 +1,17 @@
 //! [`Fingerprint`]: the SHA-256 of a peer certificate's public key, used to pin identity.
 
 use std::fmt;
-use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use super::names::ValidationError;
+use crate::ValidationError;
+use crate::newtype::validated_string;
 
-/// SHA-256 of a peer certificate's SubjectPublicKeyInfo DER, as 64 lowercase hex digits.
-/// Upper-case input is accepted and normalised.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(try_from = "String")]
-pub struct Fingerprint([u8; 32]);
-
-impl Serialize for Fingerprint {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
+/// SHA-256 of a peer certificate's SubjectPublicKeyInfo DER, written as 64 lowercase hex
+/// digits. Upper-case input is accepted and normalised. Every 32-byte value is a valid
+/// fingerprint, so the digest is public.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
 
 impl Fingerprint {
     /// Parses 64 hex digits.
@@ -33,6 +27,11 @@ impl Fingerprint {
             out[i] = (hi << 4) | lo;
         }
         Ok(Self(out))
+    }
+
+    /// The fingerprint of a SubjectPublicKeyInfo in DER form.
+    pub fn of_spki(spki_der: &[u8]) -> Self {
+        Self(Sha256::digest(spki_der).into())
     }
 
     /// Wraps raw digest bytes.
@@ -55,25 +54,7 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
-impl FromStr for Fingerprint {
-    type Err = ValidationError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
-impl TryFrom<String> for Fingerprint {
-    type Error = ValidationError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<Fingerprint> for String {
-    fn from(f: Fingerprint) -> String {
-        f.to_string()
-    }
-}
+validated_string!(Fingerprint, parse: Fingerprint::parse, serialize: display);
 
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

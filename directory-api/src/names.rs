@@ -5,10 +5,10 @@
 //! entry from another node cannot smuggle in an invalid value either.
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use crate::ErrorCode;
+use crate::newtype::validated_string;
 
 /// Longest service name, instance id or node name, in bytes.
 pub const MAX_NAME_LEN: usize = 63;
@@ -51,17 +51,17 @@ pub enum ValidationError {
 }
 
 impl ValidationError {
-    /// Stable snake_case code used in HTTP error bodies.
-    pub fn code(&self) -> &'static str {
+    /// The stable code used in HTTP error bodies.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::ServiceName(_) => "invalid_service_name",
-            Self::InstanceId(_) => "invalid_instance_id",
-            Self::NodeName(_) => "invalid_node_name",
-            Self::Address { .. } => "invalid_address",
-            Self::Ttl(_) => "invalid_ttl",
-            Self::Tags(_) => "invalid_tags",
-            Self::Meta(_) => "invalid_meta",
-            Self::Fingerprint(_) => "invalid_fingerprint",
+            Self::ServiceName(_) => ErrorCode::InvalidServiceName,
+            Self::InstanceId(_) => ErrorCode::InvalidInstanceId,
+            Self::NodeName(_) => ErrorCode::InvalidNodeName,
+            Self::Address { .. } => ErrorCode::InvalidAddress,
+            Self::Ttl(_) => ErrorCode::InvalidTtl,
+            Self::Tags(_) => ErrorCode::InvalidTags,
+            Self::Meta(_) => ErrorCode::InvalidMeta,
+            Self::Fingerprint(_) => ErrorCode::InvalidFingerprint,
         }
     }
 }
@@ -79,19 +79,13 @@ fn is_valid_name(s: &str) -> bool {
         })
 }
 
-/// Declares a cheap-to-clone validated name type (`Arc<str>` inside).
+/// Declares a cheap-to-clone validated name type (`Arc<str>` inside), parsed by
+/// [`is_valid_name`] through [`validated_string!`].
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident, $variant:ident) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-        #[serde(try_from = "String")]
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(Arc<str>);
-
-        impl Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(&self.0)
-            }
-        }
 
         impl $name {
             /// Parses and validates `value`.
@@ -109,25 +103,7 @@ macro_rules! name_type {
             }
         }
 
-        impl FromStr for $name {
-            type Err = ValidationError;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Self::new(s)
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = ValidationError;
-            fn try_from(s: String) -> Result<Self, Self::Error> {
-                Self::new(&s)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(n: $name) -> String {
-                n.0.to_string()
-            }
-        }
+        validated_string!($name, parse: $name::new, serialize: as_str);
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -181,7 +157,7 @@ impl NodeName {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::{Address, Ttl};
+    use crate::{Address, Ttl};
     use proptest::prelude::*;
 
     #[test]

@@ -1,12 +1,10 @@
 //! [`Ttl`]: a lease length bounded by [`MIN_TTL`] and [`MAX_TTL`].
 
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use super::names::ValidationError;
+use crate::ValidationError;
+use crate::newtype::validated_string;
 
 /// Shortest lease a client may ask for: shorter leases turn heartbeats into a load test.
 pub const MIN_TTL: Duration = Duration::from_secs(1);
@@ -16,15 +14,8 @@ pub const MAX_TTL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 
 /// A lease length between [`MIN_TTL`] and [`MAX_TTL`]; written like `"10s"` or `"1m 30s"`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ttl(Duration);
-
-impl Serialize for Ttl {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
 
 impl Ttl {
     /// Validates a duration.
@@ -56,25 +47,7 @@ impl Default for Ttl {
     }
 }
 
-impl FromStr for Ttl {
-    type Err = ValidationError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
-impl TryFrom<String> for Ttl {
-    type Error = ValidationError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<Ttl> for String {
-    fn from(t: Ttl) -> String {
-        t.to_string()
-    }
-}
+validated_string!(Ttl, parse: Ttl::parse, serialize: display);
 
 impl fmt::Display for Ttl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

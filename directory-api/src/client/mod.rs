@@ -1,0 +1,359 @@
+//! [`Client`]: the typed async client of the directory's HTTP API, with failover across
+//! node URLs.
+//!
+//! Layout: `builder` — [`ClientBuilder`] (URLs, token, CAs, timeouts, TLS);
+//! `error` — [`ClientError`]; `watch` — [`WatchStream`] (SSE parsing into
+//! [`WatchEvent`](crate::WatchEvent)s); this file — the calls and the failover loop.
+
+mod builder;
+mod error;
+mod watch;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use serde::de::DeserializeOwned;
+
+pub use builder::{ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
+pub use error::ClientError;
+pub use watch::WatchStream;
+
+use crate::{
+    ErrorBody, Health, InstanceId, MembersResponse, Record, Registration, ServiceName,
+    ServiceResponse, ServicesResponse,
+};
+
+/// A client of one directory cluster. Cheap to clone (one `Arc`); share it.
+///
+/// Every call tries the node that answered last, then the others in order: a transport
+/// failure or a 5xx moves on to the next URL, any other answer is final. The error of the
+/// last node tried is returned when none answers.
+#[derive(Clone)]
+pub struct Client(Arc<Inner>);
+
+struct Inner {
+    http: reqwest::Client,
+    urls: Vec<reqwest::Url>,
+    /// Index into `urls` of the node that answered last.
+    preferred: AtomicUsize,
+    token: Option<String>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("urls", &self.urls().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lookup filters: every tag must be present and every meta pair must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceFilter {
+    /// Tags that must all be present (`?tag=`).
+    pub tags: Vec<String>,
+    /// `(key, value)` pairs that must all match (`?meta=key:value`).
+    pub meta: Vec<(String, String)>,
+}
+
+impl InstanceFilter {
+    /// Also require `tag`.
+    #[must_use]
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.push(tag.into());
+        self
+    }
+
+    /// Also require meta `key` to equal `value`.
+    #[must_use]
+    pub fn meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.meta.push((key.into(), value.into()));
+        self
+    }
+
+    fn query(&self) -> impl Iterator<Item = (&'static str, String)> + '_ {
+        let tags = self.tags.iter().map(|t| ("tag", t.clone()));
+        let meta = self.meta.iter().map(|(k, v)| ("meta", format!("{k}:{v}")));
+        tags.chain(meta)
+    }
+}
+
+/// One request, replayable on each node.
+struct Call {
+    method: Method,
+    path: String,
+    query: Vec<(&'static str, String)>,
+    body: Option<Vec<u8>>,
+    /// `None`: no overall limit (watch streams).
+    timeout: Option<Duration>,
+}
+
+impl Call {
+    fn new(method: Method, path: String) -> Self {
+        Self {
+            method,
+            path,
+            query: Vec::new(),
+            body: None,
+            timeout: None,
+        }
+    }
+}
+
+impl Client {
+    /// A builder for a client of the nodes at `urls` (`http(s)://host:port` or `host:port`).
+    pub fn builder<I, S>(urls: I) -> ClientBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ClientBuilder::new(urls.into_iter().map(Into::into).collect())
+    }
+
+    /// A client of one node with the default options.
+    pub fn new(url: &str) -> Result<Self, ClientError> {
+        Self::builder([url]).build()
+    }
+
+    /// The node URLs, in failover order.
+    pub fn urls(&self) -> impl Iterator<Item = &str> {
+        self.0.urls.iter().map(reqwest::Url::as_str)
+    }
+
+    /// `GET /v1/health`: the node's name and version.
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.json(self.call(Method::GET, "/v1/health".into())).await
+    }
+
+    /// `GET /v1/services`: every service with live instances and their counts.
+    pub async fn services(&self) -> Result<ServicesResponse, ClientError> {
+        self.json(self.call(Method::GET, "/v1/services".into()))
+            .await
+    }
+
+    /// `GET /v1/cluster/members`: the cluster as the answering node sees it.
+    pub async fn members(&self) -> Result<MembersResponse, ClientError> {
+        self.json(self.call(Method::GET, "/v1/cluster/members".into()))
+            .await
+    }
+
+    /// `GET /v1/services/{service}`: the live instances passing `filter` (an unknown service
+    /// has none).
+    pub async fn lookup(
+        &self,
+        service: &ServiceName,
+        filter: &InstanceFilter,
+    ) -> Result<ServiceResponse, ClientError> {
+        let mut call = self.call(Method::GET, format!("/v1/services/{service}"));
+        call.query.extend(filter.query());
+        self.json(call).await
+    }
+
+    /// A blocking lookup: answers once the service's index exceeds `index` (see
+    /// [`ServiceResponse::index`]) or after `wait` (the node caps it at its maximum, 5 minutes
+    /// by default), whichever comes first.
+    pub async fn lookup_after(
+        &self,
+        service: &ServiceName,
+        filter: &InstanceFilter,
+        index: u64,
+        wait: Duration,
+    ) -> Result<ServiceResponse, ClientError> {
+        let mut call = self.call(Method::GET, format!("/v1/services/{service}"));
+        call.query.extend(filter.query());
+        call.query.push(("index", index.to_string()));
+        call.query
+            .push(("wait", humantime::format_duration(wait).to_string()));
+        call.timeout = Some(self.0.timeout + wait);
+        self.json(call).await
+    }
+
+    /// `GET /v1/services/{service}/instances/{instance}`: one instance (an
+    /// `instance_not_found` [`ClientError::Api`] if it is not registered).
+    pub async fn instance(
+        &self,
+        service: &ServiceName,
+        instance: &InstanceId,
+    ) -> Result<Record, ClientError> {
+        self.json(self.call(Method::GET, instance_path(service, instance)))
+            .await
+    }
+
+    /// `PUT /v1/services/{service}/instances/{instance}`: registers (or replaces) an
+    /// instance; it expires after its TTL unless [`heartbeat`](Self::heartbeat) renews it.
+    pub async fn register(
+        &self,
+        service: &ServiceName,
+        instance: &InstanceId,
+        registration: &Registration,
+    ) -> Result<Record, ClientError> {
+        let mut call = self.call(Method::PUT, instance_path(service, instance));
+        // Cannot fail: every field serializes to a string, a list or a string-keyed map.
+        call.body = Some(serde_json::to_vec(registration).unwrap_or_default());
+        self.json(call).await
+    }
+
+    /// `POST .../heartbeat`: renews the lease. An `instance_not_found` API error means the
+    /// lease already ran out: register again.
+    pub async fn heartbeat(
+        &self,
+        service: &ServiceName,
+        instance: &InstanceId,
+    ) -> Result<Record, ClientError> {
+        let path = format!("{}/heartbeat", instance_path(service, instance));
+        self.json(self.call(Method::POST, path)).await
+    }
+
+    /// `DELETE`: removes an instance (succeeds if it is already gone).
+    pub async fn deregister(
+        &self,
+        service: &ServiceName,
+        instance: &InstanceId,
+    ) -> Result<(), ClientError> {
+        let call = self.call(Method::DELETE, instance_path(service, instance));
+        let (url, response) = self.send(&call).await?;
+        read(&url, response).await.map(|_| ())
+    }
+
+    /// `GET /v1/watch`: a stream of changes (of `service` only, if given). The stream ends
+    /// with a [`ClientError::WatchBroken`] if the connection is lost; watch again after a
+    /// lookup to resynchronise.
+    pub async fn watch(&self, service: Option<&ServiceName>) -> Result<WatchStream, ClientError> {
+        let mut call = Call::new(Method::GET, "/v1/watch".into());
+        if let Some(service) = service {
+            call.query.push(("service", service.to_string()));
+        }
+        let (url, response) = self.send(&call).await?;
+        if !response.status().is_success() {
+            return Err(read(&url, response)
+                .await
+                .err()
+                .unwrap_or_else(|| ClientError::not_a_directory(&url, 200, None, b"")));
+        }
+        Ok(WatchStream::new(url, response))
+    }
+
+    fn call(&self, method: Method, path: String) -> Call {
+        let mut call = Call::new(method, path);
+        call.timeout = Some(self.0.timeout);
+        call
+    }
+
+    async fn json<T: DeserializeOwned>(&self, call: Call) -> Result<T, ClientError> {
+        let (url, response) = self.send(&call).await?;
+        let (status, content_type, body) = read(&url, response).await?;
+        serde_json::from_slice(&body)
+            .map_err(|_| ClientError::not_a_directory(&url, status, content_type.as_deref(), &body))
+    }
+
+    /// Sends `call` to the preferred node, then to the others on a transport failure or 5xx.
+    async fn send(&self, call: &Call) -> Result<(String, reqwest::Response), ClientError> {
+        let urls = &self.0.urls;
+        let start = self.0.preferred.load(Ordering::Relaxed);
+        let mut last = ClientError::NoUrl;
+        for i in 0..urls.len() {
+            let idx = (start + i) % urls.len();
+            let url = target(&urls[idx], call);
+            match self.request(&url, call).send().await {
+                Ok(response) if response.status().is_server_error() => {
+                    last = read(url.as_str(), response).await.err().unwrap_or(last);
+                }
+                Ok(response) => {
+                    self.0.preferred.store(idx, Ordering::Relaxed);
+                    return Ok((url.to_string(), response));
+                }
+                Err(e) => last = ClientError::transport(url.as_str(), &e),
+            }
+        }
+        Err(last)
+    }
+
+    fn request(&self, url: &reqwest::Url, call: &Call) -> reqwest::RequestBuilder {
+        let mut request = self.0.http.request(call.method.clone(), url.clone());
+        if let Some(timeout) = call.timeout {
+            request = request.timeout(timeout);
+        }
+        if let Some(token) = &self.0.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = &call.body {
+            request = request
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .body(body.clone());
+        }
+        request
+    }
+}
+
+fn instance_path(service: &ServiceName, instance: &InstanceId) -> String {
+    // Validated names are `[a-z0-9._-]`: nothing to escape.
+    format!("/v1/services/{service}/instances/{instance}")
+}
+
+/// `base` + the call's path and query.
+fn target(base: &reqwest::Url, call: &Call) -> reqwest::Url {
+    let mut url = base.clone();
+    let path = format!("{}{}", base.path().trim_end_matches('/'), call.path);
+    url.set_path(&path);
+    if !call.query.is_empty() {
+        url.query_pairs_mut().extend_pairs(&call.query);
+    }
+    url
+}
+
+/// The body of a success, or the error the answer stands for.
+async fn read(
+    url: &str,
+    response: reqwest::Response,
+) -> Result<(u16, Option<String>, Vec<u8>), ClientError> {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| ClientError::transport(url, &e))?
+        .to_vec();
+    if (200..300).contains(&status) {
+        return Ok((status, content_type, body));
+    }
+    Err(match serde_json::from_slice::<ErrorBody>(&body) {
+        Ok(e) => ClientError::Api {
+            url: url.to_owned(),
+            status,
+            code: e.error.code,
+            message: e.error.message,
+        },
+        Err(_) => ClientError::not_a_directory(url, status, content_type.as_deref(), &body),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_and_blocking_parameters_become_the_query_string() {
+        let base = reqwest::Url::parse("http://h:1/").unwrap();
+        let mut call = Call::new(Method::GET, "/v1/services/orders".into());
+        let filter = InstanceFilter::default().tag("a b").meta("zone", "eu:1");
+        call.query.extend(filter.query());
+        call.query.push(("index", "7".into()));
+        assert_eq!(
+            target(&base, &call).as_str(),
+            "http://h:1/v1/services/orders?tag=a+b&meta=zone%3Aeu%3A1&index=7"
+        );
+        let prefixed = reqwest::Url::parse("https://h/dir").unwrap();
+        assert_eq!(
+            target(&prefixed, &Call::new(Method::GET, "/v1/health".into())).as_str(),
+            "https://h/dir/v1/health"
+        );
+    }
+}
