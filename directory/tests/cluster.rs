@@ -241,7 +241,7 @@ async fn garbage_oversized_and_unauthenticated_anti_entropy_frames_are_dropped_a
     let dropped = &server.gossip().unwrap().counters().dropped;
     let mut stranger = Sealer::new(Some(&ClusterKey::generate()));
     let foreign = stranger.seal(b"\x01anything");
-    let oversized_prefix = u32::try_from(directory::gossip::wire::MAX_FRAME + 1)
+    let oversized_prefix = u32::try_from(directory::gossip::proto::wire::MAX_FRAME + 1)
         .unwrap()
         .to_be_bytes();
     for (bytes, reason) in [
