@@ -21,6 +21,8 @@
 //!   (rustls, reloadable), accept-error backoff.
 //! - `server` — [`Server`]: start, bound addresses, graceful shutdown.
 //! - `metrics` — the Prometheus recorder behind `GET /metrics`.
+//! - `timers` — `TimerTable`, the one deadline table of the registry's leases and
+//!   tombstones and of the gossip core.
 //! - [`cli`] — the `directory` command line (server and client subcommands).
 
 pub mod acl;
@@ -32,6 +34,7 @@ pub mod listener;
 mod metrics;
 pub mod registry;
 mod server;
+mod timers;
 
 pub use config::{
     Config, DEFAULT_BODY_LIMIT, DEFAULT_HTTP_ADDR, DEFAULT_LOOKUP_CACHE_BYTES, DEFAULT_MAX_WAIT,

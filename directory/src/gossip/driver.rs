@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::registry::{Entry, NodeName, Registry, ReplicationRules};
+use crate::registry::{Entry, NodeName, Now, Registry, ReplicationRules};
 
 use super::command::Command;
 use super::convert::{to_registry, to_wire};
@@ -129,7 +129,7 @@ impl Driver {
         while let Some(entry) = self.core.poll_apply() {
             match to_registry(entry, &self.node, &self.rules) {
                 Ok(entry) => {
-                    self.registry.merge_remote(entry, Instant::now());
+                    self.registry.merge_remote(entry, Now::current());
                     metrics::counter!("directory_gossip_entries_applied_total").increment(1);
                 }
                 Err(err) => {

@@ -7,6 +7,8 @@
 //!   ([`Record`], [`Registration`]) and what watchers get ([`ChangeEvent`]) live in the API
 //!   crate, `directory_api`, and are re-exported here;
 //! - `version` — [`Version`] and the hybrid logical clock [`Hlc`];
+//! - `clock` — [`Now`], the monotonic and wall-clock time every write is given (the
+//!   registry reads no clock itself);
 //! - `rules` — the replication rules, I/O-free and shared with the gossip replica: which
 //!   version wins ([`supersedes`]), when a non-owner's lease is over and when a tombstone
 //!   may be forgotten ([`ReplicationRules`], whose two knobs live in [`RegistryConfig`]);
@@ -21,6 +23,7 @@
 //! [`Registry::merge_remote`] applies a remote [`Entry`] if [`supersedes`] says it wins.
 //! Anti-entropy reads the gossip replica, not the registry.
 
+mod clock;
 mod config;
 mod entry;
 mod error;
@@ -28,6 +31,7 @@ mod rules;
 mod store;
 mod version;
 
+pub use clock::Now;
 pub use config::{DEFAULT_EVENT_BUFFER, DEFAULT_MAX_INSTANCES, DEFAULT_NODE_NAME, RegistryConfig};
 pub use directory_api::{
     Address, ChangeEvent, ChangeKind, DEFAULT_TTL, Fingerprint, InstanceId, MAX_META_KEYS,

@@ -615,3 +615,29 @@ proptest! {
         prop_assert_eq!(merged(&entries, now), merged(&twice, now));
     }
 }
+
+#[test]
+fn wall_time_comes_from_the_caller() {
+    let (r, mut writes) = replicated();
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(4_000_000_000);
+    let now = Now {
+        instant: Instant::now(),
+        wall,
+    };
+    let rec = r
+        .register(&svc("a"), &inst("i"), reg("h:1", 10), now)
+        .unwrap();
+    assert_eq!(rec.registered_at, wall);
+    assert_eq!(rec.lease_expires_at, wall + Duration::from_secs(10));
+    let version = last_write(&mut writes).version;
+    assert_eq!(version.wall_millis(), 4_000_000_000_000);
+    let later = Now {
+        instant: now.instant + Duration::from_secs(5),
+        wall: wall + Duration::from_secs(5),
+    };
+    let renewed = r.heartbeat(&svc("a"), &inst("i"), later).unwrap();
+    assert_eq!(renewed.lease_expires_at, wall + Duration::from_secs(15));
+    r.merge_remote(remote_live("b", "j", 1, 1, 1, Duration::from_secs(3)), now);
+    let merged = r.instance(&svc("b"), &inst("j")).unwrap();
+    assert_eq!(merged.lease_expires_at, wall + Duration::from_secs(3));
+}

@@ -31,13 +31,13 @@ use super::events::{CoreStats, DatagramError, GossipEvent, MemberState, MemberVi
 use super::identity::NodeIdentity;
 use super::queue::BroadcastQueue;
 use super::replica::Replica;
-use super::timers::TimerTable;
 use super::wire::{
     Datagram, EntryKey, MAX_DATAGRAM, MAX_FRAME, SyncMsg, WireEntry, decode_datagram,
     encode_datagram, entry_size,
 };
 use crate::gossip::crypto::SEALED_OVERHEAD;
 use crate::registry::ReplicationRules;
+use crate::timers::TimerTable;
 
 /// Largest plaintext datagram: [`MAX_DATAGRAM`] minus the encryption envelope.
 pub const MAX_PLAINTEXT: usize = MAX_DATAGRAM - SEALED_OVERHEAD;
@@ -77,7 +77,7 @@ pub struct GossipCore {
     rng: SmallRng,
     replica: Replica,
     queue: BroadcastQueue,
-    timers: TimerTable<TimerKind>,
+    timers: TimerTable<Instant, TimerKind>,
     transmits: VecDeque<Transmit>,
     applies: VecDeque<WireEntry>,
     events: VecDeque<GossipEvent>,
@@ -232,7 +232,7 @@ impl GossipCore {
 
     /// Input: the deadline from [`Self::poll_timeout`] was reached.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(kind) = self.timers.pop_due(now) {
+        while let Some((_, kind)) = self.timers.pop_due(now) {
             match kind {
                 TimerKind::Swim(timer) => {
                     if let Err(err) = self.swim.handle_timer(timer, &mut self.runtime) {

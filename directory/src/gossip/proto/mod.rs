@@ -8,7 +8,8 @@
 //! - [`wire`]: versioned, size-limited postcard formats (entries, datagrams, sync frames).
 //! - [`replica`]: the replicated entries with relative leases and tombstone ages, and the
 //!   anti-entropy digests (the rules it applies are `registry::rules`).
-//! - `queue`, `timers`: the piggyback backlog and the deadline table.
+//! - `queue`: the piggyback backlog (deadlines go in the crate's one
+//!   [`TimerTable`](crate::timers::TimerTable)).
 //! - `events`: what the core hands to its driver (transmits, membership events, stats).
 //! - [`core`]: the state machine that ties them together (how to drive it is documented
 //!   there).
@@ -23,7 +24,6 @@ mod queue;
 pub mod replica;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
-mod timers;
 pub mod wire;
 
 pub use self::config::{GossipConfig, GossipConfigError};

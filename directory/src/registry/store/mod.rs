@@ -16,8 +16,7 @@ mod timers;
 mod waits;
 mod writes;
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -30,6 +29,7 @@ use crate::registry::config::RegistryConfig;
 use crate::registry::version::{Hlc, Version};
 use crate::registry::{ChangeEvent, Entry, Record};
 use crate::registry::{InstanceId, ServiceName};
+use crate::timers::TimerTable;
 
 pub use lookup::{Filter, ServiceSummary, ServiceView};
 pub use replication::MergeOutcome;
@@ -59,7 +59,7 @@ struct Inner {
     revision: AtomicU64,
     /// Live instances in the whole store.
     live: AtomicUsize,
-    timers: Mutex<BinaryHeap<Reverse<Timer>>>,
+    timers: Mutex<TimerTable<Instant, Timer>>,
     timer_added: Notify,
     events: broadcast::Sender<ChangeEvent>,
     replication: Option<mpsc::UnboundedSender<Entry>>,
@@ -144,7 +144,7 @@ impl Registry {
             index: AtomicU64::new(0),
             revision: AtomicU64::new(0),
             live: AtomicUsize::new(0),
-            timers: Mutex::new(BinaryHeap::new()),
+            timers: Mutex::new(TimerTable::default()),
             timer_added: Notify::new(),
             events,
             replication,

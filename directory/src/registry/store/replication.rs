@@ -3,13 +3,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::SystemTime;
-
-use tokio::time::Instant;
 
 use super::writes::change_kind;
 use super::{Registry, ServiceState, Slot};
 use crate::registry::InstanceId;
+use crate::registry::clock::Now;
 use crate::registry::rules::supersedes;
 use crate::registry::version::Version;
 use crate::registry::{Entry, EntryState, LiveState, Record};
@@ -28,7 +26,8 @@ impl Registry {
     /// An applied entry updates the change index and notifies watchers like a local write
     /// (unless it is only a renewal); a live entry's lease ends at `now + lease_remaining`.
     /// Remote entries are admitted even above the capacity limit, so replicas converge.
-    pub fn merge_remote(&self, entry: Entry, now: Instant) -> MergeOutcome {
+    pub fn merge_remote(&self, entry: Entry, now: impl Into<Now>) -> MergeOutcome {
+        let now = now.into();
         self.inner.hlc.observe(entry.version.hlc);
         let mut svc = self
             .inner
@@ -43,9 +42,13 @@ impl Registry {
             EntryState::Live(live) => {
                 self.merge_live(&mut svc, entry.instance, entry.version, live, now)
             }
-            EntryState::Tombstone { reason } => {
-                self.store_tombstone(&mut svc, &entry.instance, entry.version, reason, now)
-            }
+            EntryState::Tombstone { reason } => self.store_tombstone(
+                &mut svc,
+                &entry.instance,
+                entry.version,
+                reason,
+                now.instant,
+            ),
         }
         MergeOutcome::Applied
     }
@@ -56,7 +59,7 @@ impl Registry {
         instance: InstanceId,
         version: Version,
         live: LiveState,
-        now: Instant,
+        now: Now,
     ) {
         let previous = svc
             .slots
@@ -84,9 +87,9 @@ impl Registry {
             owner: live.owner,
             index,
             registered_at: live.registered_at,
-            lease_expires_at: SystemTime::now() + live.lease_remaining,
+            lease_expires_at: now.wall + live.lease_remaining,
         });
-        let deadline = now + live.lease_remaining;
+        let deadline = now.instant + live.lease_remaining;
         self.store_live(svc, record, version, deadline, kind);
     }
 }
