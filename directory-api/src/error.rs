@@ -90,6 +90,12 @@ error_codes! {
     NotFound = "not_found",
     /// The endpoint does not take this method.
     MethodNotAllowed = "method_not_allowed",
+    /// No token where one is needed, or a token the node does not know (HTTP 401).
+    Unauthorized = "unauthorized",
+    /// The token's rules do not allow this (HTTP 403).
+    Forbidden = "forbidden",
+    /// The request took longer than the node's request timeout (HTTP 503).
+    RequestTimeout = "request_timeout",
     /// The node failed; details are in its log.
     Internal = "internal",
 }

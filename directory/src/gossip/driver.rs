@@ -151,6 +151,7 @@ impl GossipCounters {
 pub(super) enum Command {
     Members(oneshot::Sender<Vec<MemberView>>),
     Seeds(Vec<SocketAddr>),
+    AclHash(Option<[u8; 8]>),
     Sync(SyncMsg, oneshot::Sender<Option<SyncMsg>>),
 }
 
@@ -245,6 +246,13 @@ impl Gossip {
     /// Traffic counters.
     pub fn counters(&self) -> &GossipCounters {
         &self.counters
+    }
+
+    /// Tells the cluster the short hash of the ACL file this node enforces (shown in every
+    /// member's view); call at start and after each reload.
+    pub async fn set_acl_hash(&self, hash: Option<[u8; 8]>) {
+        // An error means the gossip layer has stopped: nobody is left to tell.
+        let _ = self.commands.send(Command::AclHash(hash)).await;
     }
 
     /// Every known member, this node first. Empty once shut down.
@@ -370,6 +378,7 @@ impl Driver {
                 let _ = reply.send(self.core.members(now()));
             }
             Command::Seeds(seeds) => self.core.set_seeds(seeds),
+            Command::AclHash(hash) => self.core.set_acl_hash(hash),
             Command::Sync(msg, reply) => {
                 let _ = reply.send(self.core.handle_sync(now(), msg));
             }

@@ -7,6 +7,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use directory_api::ErrorCode;
 
 use super::AppState;
 use super::error::ApiError;
@@ -25,7 +26,7 @@ pub(super) async fn request_timeout(
         Ok(response) => response,
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             format!("the request took longer than {limit:?}"),
         )
         .into_response(),
