@@ -7,7 +7,6 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use directory_api::ErrorCode;
 
 use super::AppState;
 use super::error::ApiError;
@@ -26,7 +25,7 @@ pub(super) async fn request_timeout(
         Ok(response) => response,
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::RequestTimeout,
+            directory_api::ErrorCode::RequestTimeout,
             format!("the request took longer than {limit:?}"),
         )
         .into_response(),
