@@ -94,6 +94,11 @@ impl Server {
                 (registry, Some(Arc::new(gossip)))
             }
         };
+        if let Some(gossip) = &gossip {
+            gossip
+                .set_acl_hash(acl.as_ref().map(|a| a.short_hash()))
+                .await;
+        }
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let metrics = prometheus_handle();
@@ -164,8 +169,13 @@ impl Server {
     /// Reloads what can change without a restart (the ACL file, the TLS certificate, key
     /// and client CA); what SIGHUP does. What fails to load is logged and the previous
     /// version stays in force.
-    pub fn reload(&self) {
+    pub async fn reload(&self) {
         reload_acl(self.acl.as_deref());
+        if let Some(gossip) = &self.gossip {
+            gossip
+                .set_acl_hash(self.acl.as_ref().map(|a| a.short_hash()))
+                .await;
+        }
         if let Some(tls) = &self.tls {
             match tls.reload() {
                 Ok(()) => {
@@ -220,7 +230,7 @@ fn reload_acl(acl: Option<&Acl>) {
     match acl.reload() {
         Ok(hash) => tracing::info!(
             file = %acl.path().display(),
-            acl_hash = %hex::encode(hash),
+            acl_hash = %hex::encode(crate::acl::short(&hash)),
             "ACL file reloaded"
         ),
         Err(e) => {

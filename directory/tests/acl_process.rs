@@ -567,3 +567,104 @@ async fn a_bad_acl_file_stops_the_start_and_no_file_warns_that_the_api_is_open()
     child.kill().await?;
     Ok(())
 }
+
+/// A cluster node with an ACL file; returns it with its gossip address.
+async fn start_cluster_node(
+    acl_file: &Path,
+    key: &str,
+    join: Option<&str>,
+) -> Result<(Node, String)> {
+    let mut cmd = serve_command(&[
+        "--log-filter",
+        "info",
+        "--gossip-addr",
+        "127.0.0.1:0",
+        "--acl-file",
+    ]);
+    cmd.arg(acl_file).env("DIRECTORY_CLUSTER_KEY", key);
+    if let Some(seed) = join {
+        cmd.args(["--join", seed]);
+    }
+    let (child, addrs, log) =
+        spawn_capturing(cmd, &["http_addr", "gossip_addr"], Duration::from_secs(20)).await?;
+    let node = Node {
+        child,
+        base: format!("http://{}", addrs[0]),
+        log,
+    };
+    Ok((node, addrs[1].clone()))
+}
+
+/// The `acl_hash` of every member as `node` sees them, by gossip address.
+async fn acl_hashes(node: &Node, operator: &Token) -> Vec<(String, Option<String>)> {
+    let (_, members) = call(
+        node,
+        Method::GET,
+        "/v1/cluster/members",
+        Some(&operator.secret),
+        None,
+    )
+    .await;
+    members["members"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|m| {
+                    (
+                        m["address"].as_str().unwrap_or_default().to_owned(),
+                        m["acl_hash"].as_str().map(str::to_owned),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn every_node_sees_which_members_enforce_another_acl_file() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (file_a, file_b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    let operator = create_token(&file_a, "ops", &["operator"]).await?;
+    std::fs::copy(&file_a, &file_b)?;
+    create_token(&file_b, "extra", &["read:*"]).await?; // b now differs
+    let key = directory::gossip::ClusterKey::generate().to_base64();
+    let (a, gossip_a) = start_cluster_node(&file_a, &key, None).await?;
+    let (b, gossip_b) = start_cluster_node(&file_b, &key, Some(&gossip_a)).await?;
+    let (hash_a, hash_b) = (file_hash(&file_a).await?, file_hash(&file_b).await?);
+    assert_ne!(hash_a, hash_b);
+
+    let expected = |b_hash: &str| {
+        vec![
+            (gossip_a.clone(), Some(hash_a.clone())),
+            (gossip_b.clone(), Some(b_hash.to_owned())),
+        ]
+    };
+    let seen_by_a = |want: Vec<(String, Option<String>)>| {
+        let a = &a;
+        let operator = &operator;
+        async move {
+            let mut want = want;
+            want.sort();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let mut got = acl_hashes(a, operator).await;
+                got.sort();
+                if got == want {
+                    return Ok(());
+                }
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "node a sees {got:?}, expected {want:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    seen_by_a(expected(&hash_b)).await?;
+
+    // Fix the drift: b gets a's file, SIGHUP, and a sees b agree.
+    std::fs::copy(&file_a, &file_b)?;
+    send_signal(&b.child, "HUP").await?;
+    seen_by_a(expected(&hash_a)).await?;
+    Ok(())
+}

@@ -244,7 +244,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             () = server.cancelled() => break,
             () = hangup.recv() => {
                 tracing::info!("SIGHUP received; reloading");
-                server.reload();
+                server.reload().await;
             }
         }
     }

@@ -13,6 +13,8 @@ pub(super) enum Command {
     Members(oneshot::Sender<Vec<MemberView>>),
     /// A freshly resolved seed list.
     Seeds(Vec<SocketAddr>),
+    /// The short hash of the ACL file this node enforces, told to the cluster.
+    AclHash(Option<[u8; 8]>),
     /// One anti-entropy frame; the reply (if any) goes back on the same stream.
     Sync(SyncMsg, oneshot::Sender<Option<SyncMsg>>),
 }

@@ -83,6 +83,7 @@ impl Driver {
                 let _ = reply.send(self.core.members(now()));
             }
             Command::Seeds(seeds) => self.core.set_seeds(seeds),
+            Command::AclHash(hash) => self.core.set_acl_hash(hash),
             Command::Sync(msg, reply) => {
                 let _ = reply.send(self.core.handle_sync(now(), msg));
             }

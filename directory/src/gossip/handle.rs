@@ -118,6 +118,13 @@ impl Gossip {
         &self.counters
     }
 
+    /// Tells the cluster the short hash of the ACL file this node enforces (shown in every
+    /// member's view); call at start and after each reload.
+    pub async fn set_acl_hash(&self, hash: Option<[u8; 8]>) {
+        // An error means the gossip layer has stopped: nobody is left to tell.
+        let _ = self.commands.send(Command::AclHash(hash)).await;
+    }
+
     /// Every known member, this node first. Empty once shut down.
     pub async fn members(&self) -> Vec<MemberView> {
         let (tx, rx) = oneshot::channel();

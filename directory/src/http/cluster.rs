@@ -56,7 +56,7 @@ pub async fn members(
                 generation: m.identity.generation,
                 last_change: stamp(m.since),
                 local: m.is_local,
-                acl_hash: if m.is_local { local_acl.clone() } else { None },
+                acl_hash: m.acl_hash.map(hex::encode),
             })
             .collect(),
     };

@@ -41,6 +41,9 @@ use crate::timers::TimerTable;
 
 /// Largest plaintext datagram: [`MAX_DATAGRAM`] minus the encryption envelope.
 pub const MAX_PLAINTEXT: usize = MAX_DATAGRAM - SEALED_OVERHEAD;
+/// Most bytes of the ACL hash field (postcard): option tag, an IPv6 socket address (20)
+/// and 8 bytes of hash, rounded up.
+const ACL_HASH_SIZE: usize = 32;
 /// Datagram bytes besides foca's message and the entries (version, lengths, option tag).
 const DATAGRAM_FRAMING: usize = 1 + 3 + 3 + 1;
 /// Entry bytes one anti-entropy frame may carry (room left for framing and envelope).
@@ -86,6 +89,9 @@ pub struct GossipCore {
     eager: bool,
     left: bool,
     stats: CoreStats,
+    /// This node's ACL file hash (sent with every datagram) and the members' by address.
+    acl_hash: Option<[u8; 8]>,
+    member_acl_hashes: BTreeMap<SocketAddr, [u8; 8]>,
 }
 
 impl GossipCore {
@@ -119,6 +125,8 @@ impl GossipCore {
             eager: false,
             left: false,
             stats: CoreStats::default(),
+            acl_hash: None,
+            member_acl_hashes: BTreeMap::new(),
             config,
         };
         core.timers
@@ -182,6 +190,9 @@ impl GossipCore {
             self.stats.malformed += 1;
             return Err(DatagramError::Malformed);
         };
+        if let Some((addr, hash)) = datagram.acl_hash {
+            self.member_acl_hashes.insert(addr, hash);
+        }
         if let Some(leaving) = datagram.leaving {
             self.mark_left(now, &leaving);
         }
@@ -315,6 +326,12 @@ impl GossipCore {
         self.events.pop_front()
     }
 
+    /// Input: the short hash of the ACL file this node enforces (`None`: no ACL file);
+    /// sent with every datagram from now on.
+    pub fn set_acl_hash(&mut self, hash: Option<[u8; 8]>) {
+        self.acl_hash = hash;
+    }
+
     /// Output: when [`Self::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
@@ -332,6 +349,7 @@ impl GossipCore {
             incarnation: 0,
             since: now.saturating_duration_since(self.started),
             is_local: true,
+            acl_hash: self.acl_hash,
         }];
         for member in self.swim.iter_membership_state() {
             let tracked = self.tracked.get(&member.id().addr);
@@ -350,6 +368,7 @@ impl GossipCore {
                 incarnation: member.incarnation(),
                 since,
                 is_local: false,
+                acl_hash: self.member_acl_hashes.get(&member.id().addr).copied(),
             });
         }
         out
@@ -426,7 +445,9 @@ impl GossipCore {
             postcard::experimental::serialized_size(id).unwrap_or(MAX_PLAINTEXT)
         });
         let max_budget = MAX_PLAINTEXT - DATAGRAM_FRAMING;
-        let budget = max_budget.saturating_sub(swim.len() + leaving_size);
+        let acl_hash = self.acl_hash.map(|hash| (self.identity.addr, hash));
+        let acl_size = acl_hash.map_or(0, |_| ACL_HASH_SIZE);
+        let budget = max_budget.saturating_sub(swim.len() + leaving_size + acl_size);
         let entries = self.queue.fill(&self.replica, now, budget, max_budget);
         if swim.is_empty() && entries.is_empty() && leaving.is_none() {
             return;
@@ -435,6 +456,7 @@ impl GossipCore {
             swim,
             entries,
             leaving,
+            acl_hash,
         };
         match encode_datagram(&datagram, MAX_PLAINTEXT) {
             Ok(payload) => {

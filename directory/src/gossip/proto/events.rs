@@ -71,6 +71,9 @@ pub struct MemberView {
     pub since: Duration,
     /// Whether this row is the local node.
     pub is_local: bool,
+    /// Short hash of the ACL file the member enforces, once it has said (see
+    /// [`super::GossipCore::set_acl_hash`]).
+    pub acl_hash: Option<[u8; 8]>,
 }
 
 /// Counters of the core's activity.

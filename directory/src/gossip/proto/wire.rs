@@ -6,6 +6,7 @@
 //! the new one. Sizes are bounded before decoding: datagrams by [`MAX_DATAGRAM`] (after the
 //! encryption envelope), stream frames by [`MAX_FRAME`].
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -116,6 +117,9 @@ pub struct Datagram {
     pub entries: Vec<WireEntry>,
     /// Set by a node that leaves gracefully, so members show it as "left", not "dead".
     pub leaving: Option<NodeIdentity>,
+    /// The sender's advertised address and the short hash of the ACL file it enforces,
+    /// shown in the members view so nodes with different files stand out.
+    pub acl_hash: Option<(SocketAddr, [u8; 8])>,
 }
 
 /// One anti-entropy message on a stream (push-pull, digest first).
@@ -274,6 +278,7 @@ mod tests {
             swim: vec![1, 2, 3],
             entries: vec![live_entry("orders", "orders-1", 5)],
             leaving: None,
+            acl_hash: Some(("127.0.0.1:7701".parse().unwrap(), [7; 8])),
         };
         let bytes = encode_datagram(&d, MAX_DATAGRAM).unwrap();
         assert_eq!(bytes[0], WIRE_VERSION);
