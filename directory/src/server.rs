@@ -15,10 +15,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Config;
+use crate::acl::{Acl, AclFileError};
 use crate::gossip::{Gossip, GossipStartError};
 use crate::http::{self, AppState};
+use crate::listener::{HttpListener, TlsAcceptor, TlsError, raise_fd_limit};
 use crate::metrics::prometheus_handle;
-use crate::registry::Registry;
+use crate::registry::{Registry, RulesError};
 
 /// How often histogram upkeep runs (drains and compacts the recorder's buffers).
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -27,6 +29,10 @@ const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
+    /// The configuration breaks a documented constraint (today: the tombstone retention
+    /// must exceed the longest lease plus the lease grace). Remedy: see the message.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] RulesError),
     /// The HTTP address could not be bound (in use, not local, no permission).
     /// Remedy: pick another `http_addr` or port 0.
     #[error("cannot listen for HTTP on {addr}: {source}")]
@@ -40,6 +46,12 @@ pub enum StartError {
     /// address, bad settings). Remedy: see the message.
     #[error("cannot start gossip: {0}")]
     Gossip(#[from] GossipStartError),
+    /// The ACL file cannot be read or is invalid. Remedy: see the message (file, line).
+    #[error("{0}")]
+    Acl(#[from] AclFileError),
+    /// The TLS certificate, key or client CA cannot be used. Remedy: see the message.
+    #[error("{0}")]
+    Tls(#[from] TlsError),
 }
 
 /// A running directory node. Dropping it without [`Server::shutdown`] cancels its tasks
@@ -48,6 +60,8 @@ pub struct Server {
     http_addr: SocketAddr,
     registry: Registry,
     gossip: Option<Arc<Gossip>>,
+    acl: Option<Arc<Acl>>,
+    tls: Option<Arc<TlsAcceptor>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -55,7 +69,14 @@ pub struct Server {
 impl Server {
     /// Binds the listeners and starts every task of a node.
     pub async fn start(config: Config) -> Result<Self, StartError> {
+        config.registry.validate()?;
         let config = Arc::new(config);
+        let acl = load_acl(&config)?;
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(TlsAcceptor::load(files.clone())?)),
+            None => None,
+        };
+        raise_fd_limit(config.http_limits.max_connections.get());
         let listener = bind_http(config.http_addr).await?;
         let http_addr = listener
             .local_addr()
@@ -64,10 +85,10 @@ impl Server {
                 source,
             })?;
         let (registry, gossip) = match &config.cluster {
-            None => (Registry::new(config.registry_config()), None),
+            None => (Registry::new(config.registry.clone()), None),
             Some(settings) => {
                 let (writes_tx, writes_rx) = tokio::sync::mpsc::unbounded_channel();
-                let registry = Registry::with_replication(config.registry_config(), writes_tx);
+                let registry = Registry::with_replication(config.registry.clone(), writes_tx);
                 let gossip = Gossip::start(settings.clone(), registry.clone(), writes_rx).await?;
                 tracing::info!(gossip_addr = %gossip.local_addr(), advertise = %gossip.advertise_addr(), "gossip started");
                 (registry, Some(Arc::new(gossip)))
@@ -80,20 +101,36 @@ impl Server {
         tracker.spawn(run_reaper(registry.clone(), cancel.clone()));
         tracker.spawn(run_metrics_upkeep(metrics.clone(), cancel.clone()));
         let state = AppState::new(registry.clone(), config.clone(), metrics, cancel.clone())
-            .with_gossip(gossip.clone());
-        tracker.spawn(run_http(
+            .with_gossip(gossip.clone())
+            .with_acl(acl.clone());
+        let http = HttpListener {
             listener,
-            state,
-            config.shutdown_grace,
-            cancel.clone(),
-        ));
+            tls: tls.clone(),
+            limits: config.http_limits.clone(),
+            grace: config.shutdown_grace,
+        };
+        tracker.spawn(http.serve(http::router(state), cancel.clone()));
         tracker.close();
 
-        tracing::info!(http_addr = %http_addr, node = %config.node_name, "directory node listening");
+        tracing::info!(http_addr = %http_addr, node = %config.registry.node, tls = tls.is_some(), "directory node listening");
+        // After the address line, which scripts and tests read first.
+        match &acl {
+            Some(acl) => tracing::info!(
+                file = %acl.path().display(),
+                acl_hash = %acl.file_hash(),
+                "ACL file loaded"
+            ),
+            None => tracing::warn!(
+                "the HTTP API is OPEN: no --acl-file, so anyone who can reach it may register, \
+                 replace and delete any service"
+            ),
+        }
         Ok(Self {
             http_addr,
             registry,
             gossip,
+            acl,
+            tls,
             cancel,
             tracker,
         })
@@ -117,6 +154,28 @@ impl Server {
     /// The gossip layer (membership, counters), when clustering is enabled.
     pub fn gossip(&self) -> Option<&Gossip> {
         self.gossip.as_deref()
+    }
+
+    /// The enforced ACL, when started with an ACL file.
+    pub fn acl(&self) -> Option<&Acl> {
+        self.acl.as_deref()
+    }
+
+    /// Reloads what can change without a restart (the ACL file, the TLS certificate, key
+    /// and client CA); what SIGHUP does. What fails to load is logged and the previous
+    /// version stays in force.
+    pub fn reload(&self) {
+        reload_acl(self.acl.as_deref());
+        if let Some(tls) = &self.tls {
+            match tls.reload() {
+                Ok(()) => {
+                    tracing::info!(cert = %tls.files().cert.display(), "TLS certificate reloaded")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificate NOT reloaded; the previous one stays in use")
+                }
+            }
+        }
     }
 
     /// A token that, when cancelled, shuts the node down (e.g. from a signal handler).
@@ -148,6 +207,28 @@ impl Drop for Server {
     }
 }
 
+/// Loads the ACL file if one is configured.
+fn load_acl(config: &Config) -> Result<Option<Arc<Acl>>, StartError> {
+    let Some(path) = &config.acl_file else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(Acl::load(path)?)))
+}
+
+fn reload_acl(acl: Option<&Acl>) {
+    let Some(acl) = acl else { return };
+    match acl.reload() {
+        Ok(hash) => tracing::info!(
+            file = %acl.path().display(),
+            acl_hash = %hex::encode(hash),
+            "ACL file reloaded"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "ACL file NOT reloaded; the previous rules stay in force")
+        }
+    }
+}
+
 async fn bind_http(addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
@@ -166,29 +247,6 @@ async fn run_metrics_upkeep(handle: PrometheusHandle, cancel: CancellationToken)
             () = cancel.cancelled() => return,
             _ = tick.tick() => handle.run_upkeep(),
         }
-    }
-}
-
-/// Serves HTTP until cancelled, then gives in-flight requests `grace` to finish.
-async fn run_http(
-    listener: TcpListener,
-    state: AppState,
-    grace: Duration,
-    cancel: CancellationToken,
-) {
-    let app = http::router(state);
-    let serve = axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
-    let forced = async {
-        cancel.cancelled().await;
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        result = serve => {
-            if let Err(e) = result {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        }
-        () = forced => tracing::warn!(?grace, "shutdown grace period over; dropping open connections"),
     }
 }
 

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use directory_api::{Address, Client, InstanceFilter, Registration, ServiceName, Ttl};
+use serde_json::Value;
 use tokio::process::Command;
 use tokio::time::Instant;
 
@@ -95,18 +96,32 @@ async fn all_alive(node: &Node, names: &[&str]) -> bool {
         .all(|n| member_state(&members, n).as_deref() == Some("alive"))
 }
 
+fn api(node: &Node) -> Client {
+    Client::new(&node.http).expect("client builds")
+}
+
+fn orders() -> ServiceName {
+    ServiceName::new("orders").unwrap()
+}
+
 async fn register(node: &Node, instance: &str) {
-    let url = format!("{}/v1/services/orders/instances/{instance}", node.http);
-    let body = json!({"address": "127.0.0.1:7000", "ttl": "1h"});
-    let status = client().put(url).json(&body).send().await.unwrap().status();
-    assert_eq!(status, 200);
+    let mut registration = Registration::new(Address::new("127.0.0.1:7000").unwrap());
+    registration.ttl = Ttl::parse("1h").unwrap();
+    let instance = instance.parse().unwrap();
+    api(node)
+        .register(&orders(), &instance, &registration)
+        .await
+        .expect("registered");
 }
 
 async fn has_instance(node: &Node, instance: &str) -> bool {
-    let view = get(node, "/v1/services/orders").await;
-    view["instances"]
-        .as_array()
-        .is_some_and(|list| list.iter().any(|r| r["instance"] == instance))
+    let view = api(node)
+        .lookup(&orders(), &InstanceFilter::default())
+        .await
+        .expect("lookup answers");
+    view.instances
+        .iter()
+        .any(|r| r.instance.as_str() == instance)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

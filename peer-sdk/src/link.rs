@@ -4,7 +4,7 @@
 
 use crate::driver::{Input, LinkTx, SenderCheck};
 use crate::proto::{Decoder, ErrorCode, Frame, InstanceInfo, LinkId, LinkKind};
-use crate::tls::Fingerprint;
+use crate::tls::{CertificatePin, Fingerprint};
 use bytes::{Bytes, BytesMut};
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use std::sync::Arc;

@@ -167,7 +167,7 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
             deregister(&client, &key).await
         }
         Command::Members { client } => members(&client).await,
-        Command::Serve(_) | Command::Keygen => {
+        Command::Serve(_) | Command::Keygen | Command::Acl(_) => {
             Err(ClientError::Usage("not a client command".into()))
         }
     }

@@ -1,6 +1,7 @@
 //! The `directory` command line: `serve` (the default) runs a node; `services`, `lookup`,
 //! `register`, `deregister`, `members` and `health` talk to a running node over HTTP.
 
+mod acl;
 mod client;
 mod serve;
 
@@ -8,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use acl::{AclCommand, TokenCommand};
 pub use client::{ClientArgs, ClientError, http_client};
 pub use serve::{LogFormat, ServeArgs, host_node_name};
 
@@ -28,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a directory node (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// List services and their instance counts (like `consul catalog services`).
     Services {
         /// Connection options.
@@ -81,6 +83,9 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Manage ACL tokens in an ACL file (see `directory serve --acl-file`).
+    #[command(subcommand)]
+    Acl(AclCommand),
     /// Print a new random cluster key for --cluster-key (like `consul keygen`).
     Keygen,
     /// Check that a node answers `GET /v1/health`; exits 0 if it does, 1 otherwise. Meant for
@@ -107,11 +112,12 @@ pub enum Command {
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         None => serve::run(cli.serve).await,
-        Some(Command::Serve(args)) => serve::run(args).await,
+        Some(Command::Serve(args)) => serve::run(*args).await,
         Some(Command::Keygen) => {
             println!("{}", crate::gossip::ClusterKey::generate().to_base64());
             Ok(())
         }
+        Some(Command::Acl(command)) => acl::run(command),
         Some(other) => client::run(other).await.map_err(anyhow::Error::from),
     };
     match result {

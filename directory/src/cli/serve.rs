@@ -2,13 +2,15 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use crate::gossip::{ClusterKey, GossipSettings, Security};
-use crate::registry::{DEFAULT_NODE_NAME, NodeName};
+use crate::listener::{HttpLimits, TlsFiles};
+use crate::registry::{DEFAULT_NODE_NAME, NodeName, RegistryConfig, ReplicationRules};
 use crate::{Config, Server, shutdown_signal};
 
 /// Log output format.
@@ -33,9 +35,9 @@ pub struct ServeArgs {
     /// Most live instances accepted; further registrations get 507 capacity_full.
     #[arg(long, env = "DIRECTORY_MAX_INSTANCES", default_value_t = 1_000_000)]
     pub max_instances: usize,
-    /// How long removed instances are remembered as tombstones (must exceed the time
-    /// replication needs to reach every node).
-    #[arg(long, env = "DIRECTORY_TOMBSTONE_RETENTION", default_value = "10m")]
+    /// How long removed instances are remembered as tombstones, on every node; must exceed
+    /// the longest lease (1h) plus the lease grace (5s), so a removed instance never returns.
+    #[arg(long, env = "DIRECTORY_TOMBSTONE_RETENTION", default_value = "65m")]
     pub tombstone_retention: humantime::Duration,
     /// Watch events buffered per watcher; a slower watcher gets a `lagged` event.
     #[arg(long, env = "DIRECTORY_EVENT_BUFFER", default_value = "4096")]
@@ -79,6 +81,33 @@ pub struct ServeArgs {
         conflicts_with = "cluster_key"
     )]
     pub insecure_no_cluster_key: bool,
+    /// ACL file to enforce on the HTTP API (JSON; create tokens with `directory acl token
+    /// create`). Without one the API is open to anyone who reaches it. SIGHUP reloads it.
+    #[arg(long, env = "DIRECTORY_ACL_FILE")]
+    pub acl_file: Option<PathBuf>,
+    /// Longest time a client may take to send a request head (and, with TLS, to finish the
+    /// handshake); slower connections are closed. Idle keep-alive connections are closed
+    /// after it too.
+    #[arg(long, env = "DIRECTORY_HEADER_READ_TIMEOUT", default_value = "10s")]
+    pub header_read_timeout: humantime::Duration,
+    /// Longest time to answer an ordinary request (503 request_timeout after it); blocking
+    /// queries (--max-wait) and watch streams are not limited by it.
+    #[arg(long, env = "DIRECTORY_REQUEST_TIMEOUT", default_value = "30s")]
+    pub request_timeout: humantime::Duration,
+    /// Most HTTP connections open at once; more wait in the kernel's backlog. Each needs a
+    /// file descriptor: the node raises its soft open-files limit to the hard one.
+    #[arg(long, env = "DIRECTORY_MAX_CONNECTIONS", default_value = "16384")]
+    pub max_connections: NonZeroUsize,
+    /// Serve the API over HTTPS with this certificate chain (PEM, leaf first); needs
+    /// --tls-key. SIGHUP reloads it.
+    #[arg(long, env = "DIRECTORY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM).
+    #[arg(long, env = "DIRECTORY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA bundle (PEM): mutual TLS.
+    #[arg(long, env = "DIRECTORY_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Memory budget in bytes of the cache of rendered service lookups (0 disables it).
     #[arg(long, env = "DIRECTORY_LOOKUP_CACHE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub lookup_cache_bytes: usize,
@@ -98,12 +127,18 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The node configuration these options describe.
     pub fn to_config(&self) -> Config {
-        Config {
-            node_name: self.node_name.clone(),
-            http_addr: self.http_addr,
+        let registry = RegistryConfig {
+            node: self.node_name.clone(),
             max_instances: self.max_instances,
-            tombstone_retention: self.tombstone_retention.into(),
+            replication: ReplicationRules {
+                tombstone_retention: self.tombstone_retention.into(),
+                ..ReplicationRules::default()
+            },
             event_buffer: self.event_buffer,
+        };
+        Config {
+            registry,
+            http_addr: self.http_addr,
             max_wait: self.max_wait.into(),
             default_wait: self.default_wait.into(),
             body_limit: self.body_limit,
@@ -111,7 +146,22 @@ impl ServeArgs {
             shutdown_grace: self.shutdown_grace.into(),
             lookup_cache_bytes: self.lookup_cache_bytes,
             cluster: self.cluster_settings(),
+            acl_file: self.acl_file.clone(),
+            http_limits: HttpLimits {
+                header_read_timeout: self.header_read_timeout.into(),
+                request_timeout: self.request_timeout.into(),
+                max_connections: self.max_connections,
+            },
+            tls: self.tls_files(),
         }
+    }
+
+    fn tls_files(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
     }
 
     /// The cluster settings: `None` (single node) unless a cluster key or the insecure flag
@@ -178,19 +228,52 @@ pub fn host_node_name() -> NodeName {
         .unwrap_or_else(|_| unreachable!("the default node name is valid"))
 }
 
-/// Runs a node until Ctrl-C or SIGTERM.
+/// Runs a node until Ctrl-C or SIGTERM; SIGHUP reloads the ACL file.
 pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format, &args.log_filter)?;
     args.check()?;
-    // Installed before the node announces itself, so an early SIGTERM is handled gracefully.
+    // Installed before the node announces itself, so an early SIGTERM is handled gracefully
+    // and an early SIGHUP does not kill the process (its default action).
     let signal = shutdown_signal();
+    let mut hangup = Hangup::install()?;
     let server = Server::start(args.to_config()).await?;
-    tokio::select! {
-        () = signal => {}
-        () = server.cancelled() => {}
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            () = &mut signal => break,
+            () = server.cancelled() => break,
+            () = hangup.recv() => {
+                tracing::info!("SIGHUP received; reloading");
+                server.reload();
+            }
+        }
     }
     server.shutdown().await;
     Ok(())
+}
+
+/// SIGHUP, on Unix; never fires elsewhere.
+struct Hangup {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Hangup {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Self {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("cannot listen for SIGHUP")?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if self.signal.recv().await.is_some() {
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
 }
 
 fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
@@ -218,10 +301,8 @@ mod tests {
     fn documented_flag_defaults_are_the_embedded_defaults() {
         let cli = Cli::try_parse_from(["directory"]).unwrap();
         let from_flags = cli.serve.to_config();
-        let embedded = Config {
-            node_name: host_node_name(),
-            ..Config::default()
-        };
+        let mut embedded = Config::default();
+        embedded.registry.node = host_node_name();
         assert_eq!(format!("{from_flags:?}"), format!("{embedded:?}"));
     }
 

@@ -4,19 +4,30 @@ use std::time::SystemTime;
 
 use axum::Json;
 use axum::extract::State;
-use directory_api::{MemberRow, MembersResponse};
+use directory_api::{ErrorBody, MemberRow, MembersResponse};
 
 use super::AppState;
+use super::error::ApiError;
+use crate::acl::Access;
 
 /// Cluster members as seen by this node (a single-node directory lists only itself).
 #[utoipa::path(
     get,
     path = "/v1/cluster/members",
-    responses((status = 200, description = "every member this node knows, itself first", body = MembersResponse)),
+    responses(
+        (status = 200, description = "every member this node knows, itself first", body = MembersResponse),
+        (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
+        (status = 403, description = "forbidden: the token may not use operator endpoints (needs the operator rule)", body = ErrorBody),
+    ),
     tag = "cluster"
 )]
-pub async fn members(State(state): State<AppState>) -> Json<MembersResponse> {
-    let node = state.config().node_name.to_string();
+pub async fn members(
+    State(state): State<AppState>,
+    access: Access,
+) -> Result<Json<MembersResponse>, ApiError> {
+    access.operator()?;
+    let node = state.config().registry.node.to_string();
+    let local_acl = state.acl().map(crate::acl::Acl::file_hash);
     let now = SystemTime::now();
     let stamp = |ago| humantime::format_rfc3339_millis(now - ago).to_string();
     let members = match state.gossip() {
@@ -28,6 +39,7 @@ pub async fn members(State(state): State<AppState>) -> Json<MembersResponse> {
             generation: 0,
             last_change: stamp(std::time::Duration::ZERO),
             local: true,
+            acl_hash: local_acl,
         }],
         Some(gossip) => gossip
             .members()
@@ -44,8 +56,9 @@ pub async fn members(State(state): State<AppState>) -> Json<MembersResponse> {
                 generation: m.identity.generation,
                 last_change: stamp(m.since),
                 local: m.is_local,
+                acl_hash: if m.is_local { local_acl.clone() } else { None },
             })
             .collect(),
     };
-    Json(MembersResponse { node, members })
+    Ok(Json(MembersResponse { node, members }))
 }

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use directory_api::{ErrorBody, ErrorCode, ErrorDetail};
 
+use crate::acl::Denied;
 use crate::registry::{HeartbeatError, RegisterError, ValidationError};
 
 /// An API error. Handlers return `Result<_, ApiError>` and use `?`.
@@ -125,6 +126,21 @@ impl From<HeartbeatError> for ApiError {
             HeartbeatError::NotFound { .. } => Self::new(
                 StatusCode::NOT_FOUND,
                 ErrorCode::InstanceNotFound,
+                e.to_string(),
+            ),
+        }
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(e: Denied) -> Self {
+        match e {
+            Denied::Forbidden { .. } => {
+                Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, e.to_string())
+            }
+            Denied::TokenRequired(_) | Denied::UnknownToken | Denied::Malformed(_) => Self::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
                 e.to_string(),
             ),
         }

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::AppState;
 use super::error::ApiError;
 use super::path::InstancePath;
+use crate::acl::Access;
 use crate::registry::Record;
 
 /// Register or replace an instance.
@@ -24,6 +25,8 @@ use crate::registry::Record;
     responses(
         (status = 200, description = "the stored record", body = Record),
         (status = 400, description = "invalid name, body, address, ttl, tags, meta or fingerprint", body = ErrorBody),
+        (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
+        (status = 403, description = "forbidden: the token may not write this service", body = ErrorBody),
         (status = 413, description = "body over the size limit", body = ErrorBody),
         (status = 507, description = "capacity_full: the node holds its maximum of instances", body = ErrorBody),
     ),
@@ -31,9 +34,11 @@ use crate::registry::Record;
 )]
 pub async fn register(
     State(state): State<AppState>,
+    access: Access,
     InstancePath { service, instance }: InstancePath,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Arc<Record>>, ApiError> {
+    access.write(service.as_str())?;
     let body: RegisterBody = serde_json::from_slice(&body?).map_err(ApiError::invalid_json)?;
     let registration = body.into_registration()?;
     let record = state
@@ -50,14 +55,18 @@ pub async fn register(
     responses(
         (status = 200, description = "the renewed record", body = Record),
         (status = 400, description = "invalid service name or instance id", body = ErrorBody),
+        (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
+        (status = 403, description = "forbidden: the token may not write this service", body = ErrorBody),
         (status = 404, description = "instance_not_found: unknown or already expired; register again", body = ErrorBody),
     ),
     tag = "instances"
 )]
 pub async fn heartbeat(
     State(state): State<AppState>,
+    access: Access,
     InstancePath { service, instance }: InstancePath,
 ) -> Result<Json<Arc<Record>>, ApiError> {
+    access.write(service.as_str())?;
     let record = state
         .registry()
         .heartbeat(&service, &instance, Instant::now())?;
@@ -72,13 +81,17 @@ pub async fn heartbeat(
     responses(
         (status = 204, description = "gone (whether or not it existed)"),
         (status = 400, description = "invalid name", body = ErrorBody),
+        (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
+        (status = 403, description = "forbidden: the token may not write this service", body = ErrorBody),
     ),
     tag = "instances"
 )]
 pub async fn deregister(
     State(state): State<AppState>,
+    access: Access,
     InstancePath { service, instance }: InstancePath,
 ) -> Result<StatusCode, ApiError> {
+    access.write(service.as_str())?;
     state
         .registry()
         .deregister(&service, &instance, Instant::now());
@@ -93,14 +106,18 @@ pub async fn deregister(
     responses(
         (status = 200, description = "the record", body = Record),
         (status = 400, description = "invalid service name or instance id", body = ErrorBody),
+        (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
+        (status = 403, description = "forbidden: the token may not read this service", body = ErrorBody),
         (status = 404, description = "instance_not_found", body = ErrorBody),
     ),
     tag = "instances"
 )]
 pub async fn get_instance(
     State(state): State<AppState>,
+    access: Access,
     InstancePath { service, instance }: InstancePath,
 ) -> Result<Json<Arc<Record>>, ApiError> {
+    access.read(service.as_str())?;
     metrics::counter!("directory_lookups_total").increment(1);
     state
         .registry()

@@ -7,9 +7,11 @@
 //! rendered-lookup cache; `error` — [`ApiError`]; `openapi` — the generated document;
 //! `request_metrics` — per-route counters.
 
+mod auth;
 mod cluster;
 mod error;
 mod instances;
+mod limits;
 mod lookup_cache;
 mod openapi;
 mod ops;
@@ -31,6 +33,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub use auth::TOKEN_HEADER;
 pub use directory_api::{
     ErrorBody, ErrorDetail, Health, LAGGED_EVENT, RegisterBody, ServiceCount, ServiceResponse,
     ServicesResponse,
@@ -43,6 +46,7 @@ pub use query::{LookupQuery, WatchQuery};
 pub use services::INDEX_HEADER;
 
 use crate::Config;
+use crate::acl::Acl;
 use crate::gossip::Gossip;
 use crate::registry::Registry;
 use request_metrics::{MethodLabel, RequestMetrics, Route, StatusLabel};
@@ -60,6 +64,8 @@ struct StateInner {
     lookup_cache: LookupCache,
     request_metrics: RequestMetrics,
     gossip: Option<Arc<Gossip>>,
+    /// The rules enforced; `None` without an ACL file (everything allowed).
+    acl: Option<Arc<Acl>>,
 }
 
 impl AppState {
@@ -79,6 +85,7 @@ impl AppState {
             cancel,
             request_metrics: RequestMetrics::default(),
             gossip: None,
+            acl: None,
         }))
     }
 
@@ -99,8 +106,31 @@ impl AppState {
                 lookup_cache: LookupCache::new(shared.config.lookup_cache_bytes),
                 request_metrics: RequestMetrics::default(),
                 gossip,
+                acl: shared.acl.clone(),
             })),
         }
+    }
+
+    /// The same state enforcing `acl` (`None`: no access control).
+    #[must_use]
+    pub fn with_acl(self, acl: Option<Arc<Acl>>) -> Self {
+        let mut inner = self.into_inner();
+        inner.acl = acl;
+        Self(Arc::new(inner))
+    }
+
+    /// The inner state, or a twin of it when shared (its lookup cache starts empty).
+    fn into_inner(self) -> StateInner {
+        Arc::try_unwrap(self.0).unwrap_or_else(|shared| StateInner {
+            registry: shared.registry.clone(),
+            config: shared.config.clone(),
+            metrics: shared.metrics.clone(),
+            cancel: shared.cancel.clone(),
+            lookup_cache: LookupCache::new(shared.config.lookup_cache_bytes),
+            request_metrics: RequestMetrics::default(),
+            gossip: shared.gossip.clone(),
+            acl: shared.acl.clone(),
+        })
     }
 }
 
@@ -135,6 +165,23 @@ impl AppState {
         self.0.metrics.render()
     }
 
+    /// The enforced ACL, when the node runs with an ACL file.
+    pub fn acl(&self) -> Option<&Acl> {
+        self.0.acl.as_deref()
+    }
+
+    /// Resolves at the next reload of the ACL file (never without one): long-lived streams
+    /// end then, so their clients reconnect under the new rules.
+    pub fn acl_reloaded(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
+        let reloaded = self.0.acl.as_ref().map(|acl| acl.reloaded());
+        async move {
+            match reloaded {
+                Some(reloaded) => reloaded.await,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
     fn request_metrics(&self) -> &RequestMetrics {
         &self.0.request_metrics
     }
@@ -162,6 +209,14 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(ops::openapi))
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::request_timeout,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), track_request))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(|_| {

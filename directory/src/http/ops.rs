@@ -4,18 +4,20 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use directory_api::Health;
+use directory_api::{ErrorBody, Health};
 use utoipa::OpenApi;
 
 use super::AppState;
+use super::error::ApiError;
 use super::openapi::ApiDoc;
+use crate::acl::Access;
 
 /// Liveness: answers while the node runs.
 #[utoipa::path(get, path = "/v1/health", responses((status = 200, body = Health)), tag = "ops")]
 pub async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok".into(),
-        node: state.config().node_name.to_string(),
+        node: state.config().registry.node.to_string(),
         version: env!("CARGO_PKG_VERSION").into(),
     })
 }
@@ -24,18 +26,35 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
 #[utoipa::path(
     get,
     path = "/metrics",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)),
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
+        (status = 403, description = "forbidden: the token may not use operator endpoints (needs the operator rule)", body = ErrorBody),
+    ),
     tag = "ops"
 )]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(
+    State(state): State<AppState>,
+    access: Access,
+) -> Result<impl IntoResponse, ApiError> {
+    access.operator()?;
     #[allow(clippy::cast_precision_loss)] // instance counts are far below 2^52
     metrics::gauge!("directory_instances").set(state.registry().len() as f64);
     let text = state.render_metrics();
-    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 
 /// The OpenAPI document of this API.
-#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3 document")), tag = "ops")]
-pub async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    responses(
+        (status = 200, description = "OpenAPI 3 document"),
+        (status = 401, description = "unauthorized: ACLs are on, the request has no token and anonymous requests may do nothing", body = ErrorBody),
+    ),
+    tag = "ops"
+)]
+pub async fn openapi(access: Access) -> Result<impl IntoResponse, ApiError> {
+    access.any()?;
+    Ok(Json(ApiDoc::openapi()))
 }

@@ -12,6 +12,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::path::ServicePath;
 use super::query::LookupQuery;
+use crate::acl::Access;
 use crate::registry::{Filter, ServiceName, ServiceView};
 
 /// Header carrying the service's change index on lookups ([`directory_api::INDEX_HEADER`]).
@@ -21,19 +22,28 @@ pub const INDEX_HEADER: HeaderName = HeaderName::from_static(directory_api::INDE
 #[utoipa::path(
     get,
     path = "/v1/services",
-    responses((status = 200, description = "the catalog", body = ServicesResponse)),
+    responses(
+        (status = 200, description = "the catalog: only the services the token may read", body = ServicesResponse),
+        (status = 401, description = "unauthorized: no token, and anonymous requests may read no service", body = ErrorBody),
+        (status = 403, description = "forbidden: the token may read no service", body = ErrorBody),
+    ),
     tag = "services"
 )]
-pub async fn list(State(state): State<AppState>) -> Json<ServicesResponse> {
+pub async fn list(
+    State(state): State<AppState>,
+    access: Access,
+) -> Result<Json<ServicesResponse>, ApiError> {
+    access.list()?;
     let (index, services) = state.registry().services();
     let services = services
         .into_iter()
+        .filter(|s| access.can_read(s.service.as_str()))
         .map(|s| ServiceCount {
             service: s.service,
             instances: s.instances,
         })
         .collect();
-    Json(ServicesResponse { index, services })
+    Ok(Json(ServicesResponse { index, services }))
 }
 
 /// Live instances of a service, optionally filtered; a blocking query when `index` is given.
@@ -51,14 +61,18 @@ pub async fn list(State(state): State<AppState>) -> Json<ServicesResponse> {
         (status = 200, description = "live instances; an unknown service is an empty list",
          body = ServiceResponse, headers(("X-Directory-Index" = u64, description = "the service's change index"))),
         (status = 400, description = "invalid service name or query", body = ErrorBody),
+        (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
+        (status = 403, description = "forbidden: the token may not read this service", body = ErrorBody),
     ),
     tag = "services"
 )]
 pub async fn lookup(
     State(state): State<AppState>,
+    access: Access,
     ServicePath(service): ServicePath,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    access.read(service.as_str())?;
     let query = LookupQuery::parse(raw.as_deref())?;
     if let Some(after) = query.index {
         block(&state, &service, after, &query).await;

@@ -13,6 +13,7 @@ use directory_api::{ErrorBody, LAGGED_EVENT, Lagged};
 use super::AppState;
 use super::error::ApiError;
 use super::query::WatchQuery;
+use crate::acl::Access;
 use crate::registry::{ChangeEvent, ServiceName};
 
 /// Stream change events (`registered`, `updated`, `expired`, `deregistered`).
@@ -25,20 +26,31 @@ use crate::registry::{ChangeEvent, ServiceName};
           A `lagged` event with data {\"missed\":N} means events were dropped for a slow reader: resynchronise with a lookup.",
          body = ChangeEvent, content_type = "text/event-stream"),
         (status = 400, description = "invalid service name or query", body = ErrorBody),
+        (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
+        (status = 403, description = "forbidden: the token may not read this service (or, unfiltered, any service)", body = ErrorBody),
     ),
     tag = "watch"
 )]
 pub async fn watch(
     State(state): State<AppState>,
+    access: Access,
     RawQuery(raw): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let query = WatchQuery::parse(raw.as_deref())?;
+    match &query.service {
+        Some(service) => access.read(service.as_str())?,
+        None => access.list()?,
+    }
     let gauge = WatcherGauge::new();
     let events = BroadcastStream::new(state.registry().subscribe())
         .take_until(state.shutdown().clone().cancelled_owned())
+        .take_until(state.acl_reloaded())
         .filter_map(move |item| {
             let _alive = &gauge; // dropped with the stream, when the client goes away
-            std::future::ready(to_sse(item, query.service.as_ref()))
+            let visible = item
+                .as_ref()
+                .map_or(true, |e| access.can_read(e.service.as_str()));
+            std::future::ready(to_sse(item, query.service.as_ref()).filter(|_| visible))
         })
         .map(Ok);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(state.config().sse_keep_alive)))

@@ -138,3 +138,75 @@ pub fn member_state(members: &Value, name: &str) -> Option<String> {
         .as_str()
         .map(str::to_owned)
 }
+
+/// The log lines a process printed so far (shared with the task draining its stdout).
+pub type LogLines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Like [`spawn_logging`] but keeps every stdout line (the ones read before the fields were
+/// found too) for the test to search, e.g. for audit lines.
+pub async fn spawn_capturing(
+    mut cmd: Command,
+    fields: &[&str],
+    limit: Duration,
+) -> Result<(Child, Vec<String>, LogLines)> {
+    let mut child = cmd.stdout(Stdio::piped()).kill_on_drop(true).spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let log = LogLines::default();
+    let (found_tx, mut found_rx) = tokio::sync::mpsc::unbounded_channel();
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = found_tx.send(line.clone());
+            sink.lock().map(|mut l| l.push(line)).ok();
+        }
+    });
+    let mut values: Vec<Option<String>> = vec![None; fields.len()];
+    let deadline = Instant::now() + limit;
+    while values.iter().any(Option::is_none) {
+        let line = tokio::time::timeout_at(deadline, found_rx.recv())
+            .await
+            .with_context(|| format!("no {fields:?} logged within {limit:?}"))?
+            .context("the process exited before logging its addresses")?;
+        let Ok(log) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        for (field, value) in fields.iter().zip(&mut values) {
+            if let Some(v) = log["fields"][field].as_str() {
+                *value = Some(v.to_owned());
+            }
+        }
+    }
+    Ok((child, values.into_iter().flatten().collect(), log))
+}
+
+/// Waits up to `limit` for a log line containing every one of `needles`; returns it.
+pub async fn wait_for_log(log: &LogLines, needles: &[&str], limit: Duration) -> Result<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let found = log
+            .lock()
+            .map_err(|_| anyhow::anyhow!("log lock poisoned"))?
+            .iter()
+            .find(|l| needles.iter().all(|n| l.contains(n)))
+            .cloned();
+        if let Some(line) = found {
+            return Ok(line);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no log line with {needles:?} within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends `signal` (e.g. `HUP`) to the process, through `kill(1)`.
+pub async fn send_signal(child: &Child, signal: &str) -> Result<()> {
+    let pid = child.id().context("the process has exited")?;
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
+    Ok(())
+}
