@@ -29,7 +29,7 @@ async fn create_token(file: &Path, name: &str, rules: &[&str]) -> Result<Token> 
     for rule in rules {
         cmd.args(["--rule", rule]);
     }
-    let out = cmd.output().await?;
+    let out = process_support::output_within(&mut cmd, process_support::ONE_SHOT_LIMIT).await?;
     anyhow::ensure!(
         out.status.success(),
         "{}",
@@ -539,11 +539,9 @@ async fn sighup_reloads_the_rules_and_a_bad_file_keeps_the_old_ones() -> Result<
 
 /// `directory acl hash --acl-file FILE`.
 async fn file_hash(file: &Path) -> Result<String> {
-    let out = Command::new(BIN)
-        .args(["acl", "hash", "--acl-file"])
-        .arg(file)
-        .output()
-        .await?;
+    let mut cmd = Command::new(BIN);
+    cmd.args(["acl", "hash", "--acl-file"]).arg(file);
+    let out = process_support::output_within(&mut cmd, process_support::ONE_SHOT_LIMIT).await?;
     anyhow::ensure!(out.status.success());
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
@@ -553,7 +551,10 @@ async fn a_bad_acl_file_stops_the_start_and_no_file_warns_that_the_api_is_open()
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("acl.json");
     std::fs::write(&file, "{\"tokens\": [{\"id\": \"x\"}]}")?;
-    let out = serve_command(&["--acl-file"]).arg(&file).output().await?;
+    let mut cmd = serve_command(&["--acl-file"]);
+    cmd.arg(&file);
+    // Bounded: a regression that accepted the bad file would otherwise serve forever.
+    let out = process_support::output_within(&mut cmd, process_support::ONE_SHOT_LIMIT).await?;
     assert!(!out.status.success());
     let stderr = String::from_utf8(out.stderr)?;
     assert!(

@@ -170,6 +170,11 @@ fn a_duplicates_ack_goes_to_the_newest_stream() {
     r.handle_frame(t0, LinkId(7), message(1, false, None))
         .unwrap();
     let d = deliveries(&mut r);
+    // The delivery names its sender as the HELLO introduced it.
+    assert_eq!(
+        (&*d[0].from_service, &*d[0].from_instance),
+        ("src", "src-1")
+    );
     r.handle_frame(t0, LinkId(8), message(1, false, None))
         .unwrap();
     assert!(deliveries(&mut r).is_empty());
