@@ -90,6 +90,12 @@ error_codes! {
     NotFound = "not_found",
     /// The endpoint does not take this method.
     MethodNotAllowed = "method_not_allowed",
+    /// No token where one is needed, or an unknown or malformed token (HTTP 401).
+    Unauthorized = "unauthorized",
+    /// The token may not do this (HTTP 403).
+    Forbidden = "forbidden",
+    /// The node took longer than its request time limit (HTTP 503).
+    RequestTimeout = "request_timeout",
     /// The node failed; details are in its log.
     Internal = "internal",
 }
@@ -136,7 +142,14 @@ mod tests {
 
     #[test]
     fn codes_round_trip_and_unknown_ones_are_kept() {
-        for code in ["invalid_address", "capacity_full", "internal", "not_found"] {
+        for code in [
+            "invalid_address",
+            "capacity_full",
+            "internal",
+            "not_found",
+            "unauthorized",
+            "forbidden",
+        ] {
             let parsed = ErrorCode::from_wire(code);
             assert!(!matches!(parsed, ErrorCode::Other(_)), "{code}");
             assert_eq!(parsed.as_str(), code);

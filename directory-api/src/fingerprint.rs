@@ -34,6 +34,16 @@ impl Fingerprint {
         Self(Sha256::digest(spki_der).into())
     }
 
+    /// Last labels of [`server_name`](Self::server_name).
+    pub const PIN_SUFFIX: &'static str = "pin.peer";
+
+    /// The TLS server name that carries this pin when a peer dials an instance:
+    /// `<32 hex>.<32 hex>.pin.peer` (a 64-character label would not be a valid DNS name).
+    pub fn server_name(&self) -> String {
+        let hex = self.to_string();
+        format!("{}.{}.{}", &hex[..32], &hex[32..], Self::PIN_SUFFIX)
+    }
+
     /// Wraps raw digest bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use hdrhistogram::Histogram;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::time::Instant;
 
 #[path = "../tests/process_support/mod.rs"]
@@ -101,6 +101,10 @@ async fn main() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let mut propagation = Histogram::<u64>::new(3)?;
+    let bench_service: directory_api::ServiceName = "bench".parse()?;
+    let mut registration =
+        directory_api::Registration::new(directory_api::Address::new("127.0.0.1:7000")?);
+    registration.ttl = directory_api::Ttl::parse("1h")?;
     for w in 0..50 {
         let writer = w % n;
         let instance = format!("i-{w}");
@@ -117,20 +121,12 @@ async fn main() -> Result<()> {
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let url = format!(
-            "{}/v1/services/bench/instances/{instance}",
-            nodes[writer].http
-        );
+        let writer_api = directory_api::Client::new(&nodes[writer].http)?;
+        let instance_id: directory_api::InstanceId = instance.parse()?;
         let start = Instant::now();
-        let status = client
-            .put(url)
-            .json(&json!({"address": "127.0.0.1:7000", "ttl": "1h"}))
-            .send()
-            .await?
-            .status();
-        if !status.is_success() {
-            bail!("register failed: {status}");
-        }
+        writer_api
+            .register(&bench_service, &instance_id, &registration)
+            .await?;
         let mut last = start;
         for w in waiters {
             last = last.max(w.await??);

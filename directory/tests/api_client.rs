@@ -299,3 +299,35 @@ async fn the_client_example_runs_against_a_node() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_bearer_token_opens_a_node_with_acls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("acl.json");
+    let mut file = directory::acl::AclFile::default();
+    let (_, secret) = file.create_token("orders-writer", vec!["write:orders".parse().unwrap()]);
+    file.save(&path).unwrap();
+    let server = common::start_with(|c| c.acl_file = Some(path)).await;
+    let (service, instance) = names("orders", "orders-1");
+    let anonymous = Client::new(&node_url(&server)).unwrap();
+    let err = anonymous
+        .register(&service, &instance, &registration("127.0.0.1:7000"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::Unauthorized), "{err}");
+    let writer = Client::builder([node_url(&server)])
+        .bearer_token(secret)
+        .build()
+        .unwrap();
+    writer
+        .register(&service, &instance, &registration("127.0.0.1:7000"))
+        .await
+        .unwrap();
+    let (other, _) = names("billing", "x");
+    let err = writer
+        .lookup(&other, &InstanceFilter::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::Forbidden), "{err}");
+    server.shutdown().await;
+}

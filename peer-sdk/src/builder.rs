@@ -1,8 +1,8 @@
 //! Building and starting a [`Peer`]: the [`PeerBuilder`] knobs, config validation, the
 //! QUIC endpoint, directory registration, and the driver and link tasks.
 
-use crate::config::{PeerConfig, StoreConfig, valid_name};
-use crate::discovery::{Discovery, Registration, Timing};
+use crate::config::{PeerConfig, StoreConfig};
+use crate::discovery::{Access, Discovery, Registration, Timing};
 use crate::driver::{Driver, DriverParts, Input, NeedInstances, SenderCheck};
 use crate::error::StartError;
 use crate::link::{self, LinkCtx};
@@ -19,7 +19,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -35,7 +34,8 @@ pub struct PeerBuilder {
     identity: Option<Identity>,
     statics: Vec<InstanceInfo>,
     balancer: Option<Box<dyn Balancer>>,
-    directory_tls: Option<rustls::ClientConfig>,
+    /// Token, CAs and TLS for the directory (its URLs live in `cfg.directories`).
+    directory: Access,
 }
 
 impl std::fmt::Debug for PeerBuilder {
@@ -54,7 +54,7 @@ impl PeerBuilder {
             identity: None,
             statics: Vec::new(),
             balancer: None,
-            directory_tls: None,
+            directory: Access::default(),
         }
     }
 
@@ -121,9 +121,24 @@ impl PeerBuilder {
         self
     }
 
-    /// rustls config for `https` directories (plain `http` needs none).
+    /// rustls config for `https` directories (plain `http` needs none). Replaces the
+    /// configuration built from [`directory_ca_pem`](Self::directory_ca_pem) and the
+    /// system's roots.
     pub fn directory_tls(mut self, config: rustls::ClientConfig) -> Self {
-        self.directory_tls = Some(config);
+        self.directory.tls = Some(config);
+        self
+    }
+
+    /// Bearer token sent to the directory with every request (for directories with ACLs).
+    pub fn directory_token(mut self, token: impl Into<String>) -> Self {
+        self.directory.token = Some(token.into());
+        self
+    }
+
+    /// Also trusts the CA certificate(s) in `pem` for `https` directories, beside the
+    /// system's roots (repeatable).
+    pub fn directory_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.directory.ca_pems.push(pem.into());
         self
     }
 
@@ -302,21 +317,14 @@ fn validate(b: &mut PeerBuilder) -> Result<(), StartError> {
         .cfg
         .instance
         .get_or_insert_with(|| format!("{}-{:08x}", b.cfg.service, rand::random::<u32>()));
-    for (what, name) in [("service", &b.cfg.service), ("instance", instance)] {
-        if !valid_name(name) {
-            return Err(invalid(format!(
-                "{what} name {name:?} must match [a-z0-9][a-z0-9._-]{{0,62}}"
-            )));
-        }
-    }
+    directory_api::ServiceName::new(&b.cfg.service).map_err(|e| invalid(e.to_string()))?;
+    directory_api::InstanceId::new(instance).map_err(|e| invalid(e.to_string()))?;
     if b.cfg.window == 0 || b.cfg.max_payload == 0 || b.cfg.max_payload > u32::MAX as usize / 2 {
         return Err(invalid(
             "window and max_payload must be positive (max_payload below 2 GiB)",
         ));
     }
-    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&b.cfg.ttl) {
-        return Err(invalid("ttl must be between 1s and 1h"));
-    }
+    directory_api::Ttl::from_duration(b.cfg.ttl).map_err(|e| invalid(e.to_string()))?;
     for url in &b.cfg.directories {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(invalid(format!(
@@ -445,21 +453,13 @@ async fn start_discovery(
         wait: cfg.lookup_wait,
         timeout: cfg.http_timeout,
     };
-    let d = Arc::new(Discovery::new(
-        cfg.directories.clone(),
-        timing,
-        b.directory_tls.clone(),
-        cancel.child_token(),
-    )?);
-    let reg = Registration {
-        service: cfg.service.clone(),
-        instance: instance.to_owned(),
-        address: advertised.to_string(),
-        tags: cfg.tags.clone(),
-        meta: cfg.meta.clone(),
-        ttl: humantime::format_duration(cfg.ttl).to_string(),
-        fingerprint: fingerprint.to_string(),
+    let reg = Registration::new(cfg, instance, advertised, fingerprint)
+        .map_err(|e| invalid(e.to_string()))?;
+    let access = Access {
+        urls: cfg.directories.clone(),
+        ..b.directory.clone()
     };
+    let d = Arc::new(Discovery::new(access, timing, cancel.child_token())?);
     d.register(&reg).await?;
     d.spawn_lease(reg.clone());
     Ok(Some((d, reg)))

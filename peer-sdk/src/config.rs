@@ -262,13 +262,8 @@ impl PeerConfig {
     }
 }
 
-/// Checks a service or instance name against the directory's rule `[a-z0-9][a-z0-9._-]{0,62}`.
+/// Checks a service or instance name against the directory's rule `[a-z0-9][a-z0-9._-]{0,62}`
+/// (the API crate's parser, so the two cannot drift).
 pub fn valid_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
-        })
+    directory_api::ServiceName::new(name).is_ok()
 }

@@ -1,18 +1,22 @@
 //! Directory client: registration with the certificate fingerprint, lease renewal,
 //! re-registration after a 404, failover between directory URLs, and cached lookups kept
-//! fresh with blocking queries. When no directory answers, the last known view stays in
-//! use (logged, and `peer_sdk_directory_available` drops to 0).
+//! fresh with blocking queries. The HTTP calls and failover are the API crate's
+//! [`directory_api::Client`]; this module adds the peer's policies on top. When no directory
+//! answers, the last known view stays in use (logged, and `peer_sdk_directory_available`
+//! drops to 0).
 
+use crate::config::PeerConfig;
 use crate::driver::Input;
 use crate::error::DiscoveryError;
 use crate::proto::InstanceInfo;
 use crate::tls::Fingerprint;
 use dashmap::DashMap;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use directory_api::{
+    Address, Client, ClientError, InstanceFilter, InstanceId, Meta, Record, ServiceName, Tags, Ttl,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -22,45 +26,35 @@ use tokio_util::task::TaskTracker;
 const MIN_RETRY_PAUSE: Duration = Duration::from_millis(100);
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
 
-/// What this peer registers.
-#[derive(Debug, Clone, Serialize)]
+/// What this peer registers, under which key.
+#[derive(Debug, Clone)]
 pub(crate) struct Registration {
-    #[serde(skip)]
-    pub(crate) service: String,
-    #[serde(skip)]
-    pub(crate) instance: String,
-    pub(crate) address: String,
-    pub(crate) tags: Vec<String>,
-    pub(crate) meta: BTreeMap<String, String>,
-    pub(crate) ttl: String,
-    pub(crate) fingerprint: String,
+    pub(crate) service: ServiceName,
+    pub(crate) instance: InstanceId,
+    pub(crate) body: directory_api::Registration,
 }
 
-/// One instance record as the directory returns it (fields we use).
-#[derive(Debug, Clone, Deserialize)]
-struct Record {
-    service: String,
-    instance: String,
-    address: String,
-    #[serde(default)]
-    fingerprint: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ServiceView {
-    index: u64,
-    instances: Vec<Record>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorDetail {
-    code: String,
-    message: String,
+impl Registration {
+    /// The registration of instance `instance` of `cfg.service`, reachable at `advertised`
+    /// and pinned to `fingerprint`; an invalid tag, meta pair or TTL is refused here.
+    pub(crate) fn new(
+        cfg: &PeerConfig,
+        instance: &str,
+        advertised: SocketAddr,
+        fingerprint: Fingerprint,
+    ) -> Result<Self, directory_api::ValidationError> {
+        Ok(Self {
+            service: ServiceName::new(&cfg.service)?,
+            instance: InstanceId::new(instance)?,
+            body: directory_api::Registration {
+                address: Address::new(&advertised.to_string())?,
+                tags: Tags::new(cfg.tags.clone())?,
+                meta: Meta::new(cfg.meta.clone())?,
+                ttl: Ttl::from_duration(cfg.ttl)?,
+                fingerprint: Some(fingerprint),
+            },
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -77,11 +71,19 @@ pub(crate) struct Timing {
     pub(crate) timeout: Duration,
 }
 
+/// How to reach the directory: URLs (failover order), optional bearer token, and either a
+/// ready rustls configuration or extra CA certificates (PEM) for `https`.
+#[derive(Clone, Default)]
+pub(crate) struct Access {
+    pub(crate) urls: Vec<String>,
+    pub(crate) token: Option<String>,
+    pub(crate) tls: Option<rustls::ClientConfig>,
+    pub(crate) ca_pems: Vec<Vec<u8>>,
+}
+
 /// The directory client shared by the peer's tasks.
 pub(crate) struct Discovery {
-    client: reqwest::Client,
-    urls: Vec<String>,
-    preferred: AtomicUsize,
+    client: Client,
     timing: Timing,
     views: DashMap<String, View>,
     watching: DashMap<String, ()>,
@@ -93,47 +95,37 @@ pub(crate) struct Discovery {
 impl std::fmt::Debug for Discovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Discovery")
-            .field("urls", &self.urls)
+            .field("client", &self.client)
             .finish_non_exhaustive()
     }
 }
 
-fn default_tls() -> Result<rustls::ClientConfig, DiscoveryError> {
-    // Plain-http directories need no roots; https ones need `PeerBuilder::directory_tls`.
-    let builder = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| DiscoveryError::Client(e.to_string()))?;
-    Ok(builder
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth())
-}
-
 impl Discovery {
     pub(crate) fn new(
-        urls: Vec<String>,
+        access: Access,
         timing: Timing,
-        tls: Option<rustls::ClientConfig>,
         cancel: CancellationToken,
     ) -> Result<Self, DiscoveryError> {
-        if urls.is_empty() {
+        if access.urls.is_empty() {
             return Err(DiscoveryError::NoDirectory);
         }
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(match tls {
-                Some(t) => t,
-                None => default_tls()?,
-            })
-            .connect_timeout(timing.timeout)
+        let mut builder = Client::builder(access.urls)
+            .timeout(timing.timeout)
+            .connect_timeout(timing.timeout);
+        if let Some(token) = access.token {
+            builder = builder.bearer_token(token);
+        }
+        for pem in access.ca_pems {
+            builder = builder.ca_pem(pem);
+        }
+        if let Some(tls) = access.tls {
+            builder = builder.tls_config(tls);
+        }
+        let client = builder
             .build()
             .map_err(|e| DiscoveryError::Client(e.to_string()))?;
-        let urls = urls
-            .into_iter()
-            .map(|u| u.trim_end_matches('/').to_owned())
-            .collect();
         Ok(Self {
             client,
-            urls,
-            preferred: AtomicUsize::new(0),
             timing,
             views: DashMap::new(),
             watching: DashMap::new(),
@@ -159,97 +151,47 @@ impl Discovery {
         self.available.load(Ordering::Relaxed)
     }
 
-    /// Sends one request with failover: connection errors and 5xx move to the next URL.
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Registration>,
-        timeout: Duration,
-    ) -> Result<reqwest::Response, DiscoveryError> {
-        let n = self.urls.len();
-        let start = self.preferred.load(Ordering::Relaxed);
-        let mut last = String::new();
-        for i in 0..n {
-            let idx = (start + i) % n;
-            let url = format!("{}{path}", self.urls[idx]);
-            let mut req = self.client.request(method.clone(), &url).timeout(timeout);
-            if let Some(body) = body {
-                req = req.json(body);
+    /// Notes whether a directory answered and turns the client's error into ours.
+    fn observe<T>(&self, result: Result<T, ClientError>) -> Result<T, DiscoveryError> {
+        match result {
+            Ok(value) => {
+                self.set_available(true);
+                Ok(value)
             }
-            match req.send().await {
-                Ok(resp) if resp.status().is_server_error() => {
-                    last = format!("{url}: {}", resp.status())
-                }
-                Ok(resp) => {
-                    self.preferred.store(idx, Ordering::Relaxed);
-                    self.set_available(true);
-                    return Ok(resp);
-                }
-                Err(e) => last = format!("{url}: {e}"),
+            Err(e) => {
+                self.set_available(!e.is_unavailable());
+                Err(discovery_error(e))
             }
         }
-        self.set_available(false);
-        Err(DiscoveryError::Unavailable { last })
-    }
-
-    async fn rejected(url: String, resp: reqwest::Response) -> DiscoveryError {
-        let status = resp.status().as_u16();
-        let (code, message) = match resp.json::<ErrorBody>().await {
-            Ok(b) => (b.error.code, b.error.message),
-            Err(_) => ("unknown".into(), "unparseable error body".into()),
-        };
-        DiscoveryError::Rejected {
-            url,
-            status,
-            code,
-            message,
-        }
-    }
-
-    fn instance_path(reg: &Registration) -> String {
-        format!("/v1/services/{}/instances/{}", reg.service, reg.instance)
     }
 
     /// Registers (or re-registers) this peer.
     pub(crate) async fn register(&self, reg: &Registration) -> Result<(), DiscoveryError> {
-        let path = Self::instance_path(reg);
-        let resp = self
-            .call(reqwest::Method::PUT, &path, Some(reg), self.timing.timeout)
-            .await?;
-        if resp.status().is_success() {
-            return Ok(());
-        }
-        Err(Self::rejected(path, resp).await)
+        let result = self
+            .client
+            .register(&reg.service, &reg.instance, &reg.body)
+            .await;
+        self.observe(result).map(|_| ())
     }
 
     /// Renews the lease; re-registers when the directory no longer knows us.
     pub(crate) async fn heartbeat(&self, reg: &Registration) -> Result<(), DiscoveryError> {
-        let path = format!("{}/heartbeat", Self::instance_path(reg));
-        let resp = self
-            .call(reqwest::Method::POST, &path, None, self.timing.timeout)
-            .await?;
-        match resp.status().as_u16() {
-            200..=299 => Ok(()),
-            404 => {
+        let result = self.client.heartbeat(&reg.service, &reg.instance).await;
+        match result {
+            Err(e) if e.status() == Some(404) => {
+                self.set_available(true);
                 tracing::info!("lease unknown to the directory; registering again");
                 metrics::counter!("peer_sdk_reregistrations_total").increment(1);
                 self.register(reg).await
             }
-            _ => Err(Self::rejected(path, resp).await),
+            other => self.observe(other).map(|_| ()),
         }
     }
 
     /// Removes this peer's registration (idempotent).
     pub(crate) async fn deregister(&self, reg: &Registration) -> Result<(), DiscoveryError> {
-        let path = Self::instance_path(reg);
-        let resp = self
-            .call(reqwest::Method::DELETE, &path, None, self.timing.timeout)
-            .await?;
-        if resp.status().is_success() {
-            return Ok(());
-        }
-        Err(Self::rejected(path, resp).await)
+        let result = self.client.deregister(&reg.service, &reg.instance).await;
+        self.observe(result)
     }
 
     /// Starts the lease renewal task (every third of the TTL).
@@ -274,27 +216,23 @@ impl Discovery {
 
     /// One lookup; with `index`, a blocking query that returns when the view changes past it.
     async fn lookup(&self, service: &str, index: Option<u64>) -> Result<View, DiscoveryError> {
-        let (path, timeout) = match index {
+        let service =
+            ServiceName::new(service).map_err(|e| DiscoveryError::Client(e.to_string()))?;
+        let filter = InstanceFilter::default();
+        let result = match index {
             Some(i) => {
-                let wait = humantime::format_duration(self.timing.wait);
-                (
-                    format!("/v1/services/{service}?index={i}&wait={wait}"),
-                    self.timing.wait + self.timing.timeout,
-                )
+                let wait = self.timing.wait;
+                self.client.lookup_after(&service, &filter, i, wait).await
             }
-            None => (format!("/v1/services/{service}"), self.timing.timeout),
+            None => self.client.lookup(&service, &filter).await,
         };
-        let resp = self
-            .call(reqwest::Method::GET, &path, None, timeout)
-            .await?;
-        if !resp.status().is_success() {
-            return Err(Self::rejected(path, resp).await);
-        }
-        let view: ServiceView = resp.json().await.map_err(|e| DiscoveryError::Unavailable {
-            last: e.to_string(),
-        })?;
+        let view = self.observe(result)?;
         Ok(View {
-            instances: view.instances.into_iter().filter_map(to_instance).collect(),
+            instances: view
+                .instances
+                .iter()
+                .filter_map(|r| to_instance(r))
+                .collect(),
             index: view.index,
         })
     }
@@ -380,23 +318,37 @@ impl Discovery {
     }
 }
 
+/// The API client's error in the SDK's terms: no usable answer, or a refusal with a code.
+fn discovery_error(e: ClientError) -> DiscoveryError {
+    match e {
+        ClientError::Api {
+            url,
+            status,
+            code,
+            message,
+        } => DiscoveryError::Rejected {
+            url,
+            status,
+            code: code.to_string(),
+            message,
+        },
+        ClientError::NoUrl => DiscoveryError::NoDirectory,
+        other => DiscoveryError::Unavailable {
+            last: other.to_string(),
+        },
+    }
+}
+
 /// Turns a record into an instance; records with an unusable address are skipped.
-fn to_instance(r: Record) -> Option<Arc<InstanceInfo>> {
-    let addr: SocketAddr = match r.address.parse() {
-        Ok(a) => a,
-        Err(_) => {
-            tracing::warn!(service = %r.service, instance = %r.instance, address = %r.address, "skipping instance with a non-IP address");
-            return None;
-        }
+fn to_instance(r: &Record) -> Option<Arc<InstanceInfo>> {
+    let Ok(addr) = r.address.as_str().parse::<SocketAddr>() else {
+        tracing::warn!(service = %r.service, instance = %r.instance, address = %r.address, "skipping instance with a non-IP address");
+        return None;
     };
-    let fingerprint = r
-        .fingerprint
-        .as_deref()
-        .and_then(|f| f.parse::<Fingerprint>().ok())
-        .map(|f| f.0);
+    let fingerprint = r.fingerprint.map(|f| f.0);
     Some(Arc::new(InstanceInfo::new(
-        &r.service,
-        &r.instance,
+        r.service.as_str(),
+        r.instance.as_str(),
         addr,
         fingerprint,
     )))
@@ -405,59 +357,89 @@ fn to_instance(r: Record) -> Option<Arc<InstanceInfo>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
+
+    fn record(address: &str, fingerprint: Option<Fingerprint>) -> Record {
+        let mut reg = directory_api::Registration::new(Address::new(address).unwrap());
+        reg.fingerprint = fingerprint;
+        Record {
+            service: "s".parse().unwrap(),
+            instance: "i".parse().unwrap(),
+            address: reg.address,
+            tags: reg.tags,
+            meta: reg.meta,
+            ttl: reg.ttl,
+            fingerprint: reg.fingerprint,
+            owner: "n".parse().unwrap(),
+            index: 1,
+            registered_at: SystemTime::UNIX_EPOCH,
+            lease_expires_at: SystemTime::UNIX_EPOCH,
+        }
+    }
 
     #[test]
     fn records_become_instances_and_bad_addresses_are_skipped() {
-        let fp = "ab".repeat(32);
-        let good = Record {
-            service: "s".into(),
-            instance: "i".into(),
-            address: "127.0.0.1:7000".into(),
-            fingerprint: Some(fp.clone()),
-        };
-        let inst = to_instance(good).unwrap();
-        assert_eq!(inst.fingerprint, Some(fp.parse::<Fingerprint>().unwrap().0));
-        let bad = Record {
-            service: "s".into(),
-            instance: "i".into(),
-            address: "host:7000".into(),
-            fingerprint: None,
-        };
-        assert!(to_instance(bad).is_none());
+        let fp: Fingerprint = "ab".repeat(32).parse().unwrap();
+        let inst = to_instance(&record("127.0.0.1:7000", Some(fp))).unwrap();
+        assert_eq!(inst.fingerprint, Some(fp.0));
+        assert_eq!(inst.addr, "127.0.0.1:7000".parse().unwrap());
+        assert!(to_instance(&record("host:7000", None)).is_none());
     }
 
     #[test]
     fn registration_serializes_to_the_contract_body() {
-        let reg = Registration {
-            service: "s".into(),
-            instance: "i".into(),
-            address: "127.0.0.1:1".into(),
-            tags: vec!["v2".into()],
-            meta: [("zone".to_owned(), "a".to_owned())].into(),
-            ttl: "10s".into(),
-            fingerprint: "00".repeat(32),
-        };
-        let v = serde_json::to_value(&reg).unwrap();
+        let mut cfg = PeerConfig::new("s");
+        cfg.tags = vec!["v2".into()];
+        cfg.meta = [("zone".to_owned(), "a".to_owned())].into();
+        cfg.ttl = Duration::from_secs(10);
+        let fp = Fingerprint([0; 32]);
+        let reg = Registration::new(&cfg, "i", "127.0.0.1:1".parse().unwrap(), fp).unwrap();
+        assert_eq!((reg.service.as_str(), reg.instance.as_str()), ("s", "i"));
+        let v = serde_json::to_value(&reg.body).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"address":"127.0.0.1:1","tags":["v2"],"meta":{"zone":"a"},"ttl":"10s","fingerprint":"00".repeat(32)})
         );
+        cfg.meta = [("a:b".to_owned(), "c".to_owned())].into();
+        let bad = Registration::new(&cfg, "i", "127.0.0.1:1".parse().unwrap(), fp);
+        assert!(bad.is_err(), "invalid meta is refused before any request");
+    }
+
+    #[test]
+    fn only_an_api_refusal_is_rejected_everything_else_is_unavailable() {
+        let refused = ClientError::Refused { url: "u".into() };
+        assert!(matches!(
+            discovery_error(refused),
+            DiscoveryError::Unavailable { .. }
+        ));
+        let api = ClientError::Api {
+            url: "u".into(),
+            status: 507,
+            code: directory_api::ErrorCode::CapacityFull,
+            message: "m".into(),
+        };
+        assert!(matches!(
+            discovery_error(api),
+            DiscoveryError::Rejected { status: 507, ref code, .. } if code == "capacity_full"
+        ));
     }
 
     #[test]
     fn building_the_client_installs_no_process_wide_provider() {
-        let d = Discovery::new(
-            vec!["http://127.0.0.1:1/".into()],
-            Timing {
-                ttl: Duration::from_secs(1),
-                wait: Duration::from_secs(1),
-                timeout: Duration::from_secs(1),
-            },
-            None,
-            CancellationToken::new(),
-        )
-        .unwrap();
-        assert_eq!(d.urls, vec!["http://127.0.0.1:1".to_owned()]);
+        let access = Access {
+            urls: vec!["http://127.0.0.1:1/".into()],
+            token: Some("t".into()),
+            ..Access::default()
+        };
+        let timing = Timing {
+            ttl: Duration::from_secs(1),
+            wait: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+        };
+        let d = Discovery::new(access, timing, CancellationToken::new()).unwrap();
+        assert_eq!(d.client.urls().collect::<Vec<_>>(), ["http://127.0.0.1:1/"]);
         assert!(rustls::crypto::CryptoProvider::get_default().is_none());
+        let none = Discovery::new(Access::default(), timing, CancellationToken::new());
+        assert!(matches!(none, Err(DiscoveryError::NoDirectory)));
     }
 }

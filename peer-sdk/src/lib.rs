@@ -49,10 +49,14 @@
 //! - [`error`]: one error enum per operation.
 //! - [`proto`]: the sans-IO delivery core (frames and codec, outbox with retries and
 //!   backoff, dedup windows, ordering keys, dead letters, one timer table).
-//! - [`tls`]: identity (key pair, self-signed certificate), fingerprints, pinning verifiers.
+//! - [`tls`]: identity (key pair, self-signed certificate), fingerprints (the API crate's
+//!   [`Fingerprint`]), pinning verifiers.
 //! - `link`: per-stream I/O tasks (dial, accept, reader, writer).
 //! - `driver`: the single task that owns the core and the link table.
-//! - `discovery`: directory client (register, lease, failover, cached blocking lookups).
+//! - `discovery`: the peer's directory policies (lease renewal, re-registration after a 404,
+//!   cached blocking lookups) over [`directory_api::Client`], which does the HTTP and the
+//!   failover. The API crate is re-exported as [`directory_api`]: to look services up
+//!   without starting a peer, use its `Client` directly.
 //! - `builder`: [`PeerBuilder`] and start-up (validation, QUIC endpoint, registration,
 //!   spawning the driver and link tasks).
 //! - `peer`: the running [`Peer`] and its send side (send, request, broadcast, enqueue
@@ -78,9 +82,11 @@ pub mod tls;
 
 pub use builder::PeerBuilder;
 pub use config::{DeliveryConfig, PeerConfig, StoreConfig, WhenFull};
+/// The directory's API types and its Rust client: look services up without starting a peer.
+pub use directory_api;
 pub use error::{BroadcastError, DiscoveryError, IdentityError, SendError, StartError};
 pub use peer::{BroadcastOutcome, Peer, Pending, SendOptions};
 pub use proto::{DeadLetter, DeadLetterReason, InstanceInfo};
 pub use received::{DeadLetters, Incoming, Message, Nack};
 pub use store::{Store, StoreError};
-pub use tls::{Fingerprint, Identity};
+pub use tls::{CertificatePin, Fingerprint, Identity};

@@ -14,78 +14,42 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, Error as TlsError, SignatureScheme};
-use sha2::{Digest, Sha256};
 use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 
 /// ALPN protocol id of the peer protocol, version 1.
 pub const ALPN: &[u8] = b"peer-sdk/1";
-const PIN_SUFFIX: &str = "pin.peer";
 
-/// SHA-256 of a certificate's SubjectPublicKeyInfo DER (64 lowercase hex when printed).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Fingerprint(pub [u8; 32]);
+/// SHA-256 of a certificate's SubjectPublicKeyInfo DER (64 lowercase hex when printed): the
+/// directory API's type, so a fingerprint read from the directory is the one pinned here.
+pub use directory_api::Fingerprint;
 
-impl Fingerprint {
+/// What the peer SDK adds to a [`Fingerprint`]: computing it from an X.509 certificate.
+pub trait CertificatePin: Sized {
     /// Fingerprint of an X.509 certificate.
-    pub fn of_certificate(cert: &CertificateDer<'_>) -> Result<Self, IdentityError> {
+    fn of_certificate(cert: &CertificateDer<'_>) -> Result<Self, IdentityError>;
+}
+
+impl CertificatePin for Fingerprint {
+    fn of_certificate(cert: &CertificateDer<'_>) -> Result<Self, IdentityError> {
         let parsed = webpki::EndEntityCert::try_from(cert)
             .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
         Ok(Self::of_spki(parsed.subject_public_key_info().as_ref()))
     }
-
-    /// Fingerprint of SubjectPublicKeyInfo DER bytes.
-    pub fn of_spki(spki_der: &[u8]) -> Self {
-        Self(Sha256::digest(spki_der).into())
-    }
-
-    /// The TLS server name that carries this pin: `<32 hex>.<32 hex>.pin.peer`.
-    pub fn server_name(&self) -> String {
-        let hex = self.to_string();
-        format!("{}.{}.{PIN_SUFFIX}", &hex[..32], &hex[32..])
-    }
-
-    fn from_server_name(name: &ServerName<'_>) -> Option<Self> {
-        let ServerName::DnsName(dns) = name else {
-            return None;
-        };
-        let mut parts = dns.as_ref().splitn(3, '.');
-        let (a, b, rest) = (parts.next()?, parts.next()?, parts.next()?);
-        if rest != PIN_SUFFIX {
-            return None;
-        }
-        format!("{a}{b}").parse().ok()
-    }
 }
 
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+/// The pin carried by a server name made by [`Fingerprint::server_name`].
+fn pin_of_server_name(name: &ServerName<'_>) -> Option<Fingerprint> {
+    let ServerName::DnsName(dns) = name else {
+        return None;
+    };
+    let mut parts = dns.as_ref().splitn(3, '.');
+    let (a, b, rest) = (parts.next()?, parts.next()?, parts.next()?);
+    if rest != Fingerprint::PIN_SUFFIX {
+        return None;
     }
-}
-
-impl fmt::Debug for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Fingerprint({self})")
-    }
-}
-
-impl FromStr for Fingerprint {
-    type Err = IdentityError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() != 64
-            || !s
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return Err(IdentityError::BadFingerprint(s.chars().take(80).collect()));
-        }
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out).map_err(|_| IdentityError::BadFingerprint(s.into()))?;
-        Ok(Self(out))
-    }
+    format!("{a}{b}").parse().ok()
 }
 
 /// A peer's certificate and private key.
@@ -254,7 +218,7 @@ impl ServerCertVerifier for PinnedServerVerifier {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, TlsError> {
-        let expected = Fingerprint::from_server_name(server_name)
+        let expected = pin_of_server_name(server_name)
             .ok_or_else(|| TlsError::General("server name carries no certificate pin".into()))?;
         if presented_fingerprint(end_entity)? != expected {
             return Err(TlsError::InvalidCertificate(
@@ -376,6 +340,7 @@ pub fn server_config(identity: &Identity) -> Result<rustls::ServerConfig, Identi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     #[test]
     fn fingerprint_is_sha256_of_spki_and_round_trips_as_hex() {
@@ -387,7 +352,9 @@ mod tests {
         assert_eq!(hex.len(), 64);
         assert_eq!(hex.parse::<Fingerprint>().unwrap(), id.fingerprint());
         assert!("ABCD".parse::<Fingerprint>().is_err());
-        assert!(hex.to_uppercase().parse::<Fingerprint>().is_err());
+        // One rule with the directory: upper case is accepted and normalised.
+        let upper = hex.to_uppercase().parse::<Fingerprint>().unwrap();
+        assert_eq!(upper.to_string(), hex);
     }
 
     #[test]
@@ -395,9 +362,9 @@ mod tests {
         let fp = Identity::generate().unwrap().fingerprint();
         let name = ServerName::try_from(fp.server_name()).unwrap();
         assert!(matches!(name, ServerName::DnsName(_)));
-        assert_eq!(Fingerprint::from_server_name(&name), Some(fp));
+        assert_eq!(pin_of_server_name(&name), Some(fp));
         let other = ServerName::try_from("example.test").unwrap();
-        assert_eq!(Fingerprint::from_server_name(&other), None);
+        assert_eq!(pin_of_server_name(&other), None);
     }
 
     #[test]

@@ -4,7 +4,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{serve, wait_for};
-use directory::registry::{InstanceId, ServiceName};
+use directory::registry::{InstanceId, Record, ServiceName};
 use parking_lot::Mutex;
 use peer_sdk::{DeadLetterReason, Nack, Peer, SendError, SendOptions};
 use std::sync::Arc;
@@ -29,12 +29,10 @@ async fn peer_via(urls: &[String], service: &str) -> Peer {
         .expect("peer starts")
 }
 
-fn record(d: &directory::Server, service: &str, instance: &str) -> Option<serde_json::Value> {
+fn record(d: &directory::Server, service: &str, instance: &str) -> Option<Arc<Record>> {
     let s = ServiceName::new(service).unwrap();
     let i = InstanceId::new(instance).unwrap();
-    d.registry()
-        .instance(&s, &i)
-        .map(|r| serde_json::to_value(&*r).unwrap())
+    d.registry().instance(&s, &i)
 }
 
 #[tokio::test]
@@ -48,10 +46,14 @@ async fn registration_publishes_address_fingerprint_tags_and_meta() {
         .await
         .unwrap();
     let r = record(&d, "billing", p.instance()).expect("registered");
-    assert_eq!(r["address"], p.local_addr().to_string());
-    assert_eq!(r["fingerprint"], p.fingerprint().to_string());
-    assert_eq!(r["tags"], serde_json::json!(["v2"]));
-    assert_eq!(r["meta"], serde_json::json!({"zone": "a"}));
+    assert_eq!(r.address.as_str(), p.local_addr().to_string());
+    assert_eq!(
+        r.fingerprint,
+        Some(p.fingerprint()),
+        "one Fingerprint type on both sides"
+    );
+    assert_eq!(r.tags.to_vec(), ["v2"]);
+    assert_eq!(r.meta.iter().collect::<Vec<_>>(), [("zone", "a")]);
     p.shutdown().await;
     assert!(
         record(&d, "billing", p.instance()).is_none(),

@@ -1,6 +1,7 @@
 //! The stream transport of anti-entropy: TCP connections carrying `u32`-length-delimited
 //! frames, each a sealed [`SyncMsg`]. Each session alternates frames with the peer through
-//! the driver's core until one side has nothing more to say.
+//! the driver loop's core (a [`Command::Sync`] per frame) until one side has nothing more
+//! to say.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,9 +17,10 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::command::Command;
 use super::crypto::{DropReason, Opener, Sealer};
-use super::driver::{Command, GossipCounters, Security};
-use super::wire::{MAX_FRAME, SyncMsg, decode_sync, encode_sync};
+use super::proto::wire::{MAX_FRAME, SyncMsg, decode_sync, encode_sync};
+use super::settings::{GossipCounters, Security};
 
 /// How long an anti-entropy connection may take to open.
 const SYNC_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -79,7 +81,13 @@ impl Session {
         let frame = match timeout(SYNC_FRAME_TIMEOUT, self.framed.next()).await {
             Err(_) => return Err(SyncError::Timeout),
             Ok(None) => return Ok(None),
-            Ok(Some(frame)) => frame?,
+            Ok(Some(Ok(frame))) => frame,
+            // The codec refuses a length prefix above `MAX_FRAME` before buffering the body.
+            Ok(Some(Err(err))) if err.kind() == std::io::ErrorKind::InvalidData => {
+                counters.count_drop(DropReason::Oversized);
+                return Err(SyncError::Dropped(DropReason::Oversized));
+            }
+            Ok(Some(Err(err))) => return Err(err.into()),
         };
         let plain = self.opener.open(&frame, MAX_FRAME).map_err(|reason| {
             counters.count_drop(reason);

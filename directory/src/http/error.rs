@@ -136,11 +136,13 @@ impl From<Denied> for ApiError {
     fn from(e: Denied) -> Self {
         match e {
             Denied::Forbidden { .. } => {
-                Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+                Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, e.to_string())
             }
-            Denied::TokenRequired(_) | Denied::UnknownToken | Denied::Malformed(_) => {
-                Self::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
-            }
+            Denied::TokenRequired(_) | Denied::UnknownToken | Denied::Malformed(_) => Self::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                e.to_string(),
+            ),
         }
     }
 }

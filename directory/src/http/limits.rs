@@ -25,7 +25,7 @@ pub(super) async fn request_timeout(
         Ok(response) => response,
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "request_timeout",
+            directory_api::ErrorCode::RequestTimeout,
             format!("the request took longer than {limit:?}"),
         )
         .into_response(),

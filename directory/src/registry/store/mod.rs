@@ -7,7 +7,7 @@
 //!   share with replication;
 //! - `lookup` — reads ([`Filter`], [`ServiceView`], the catalog);
 //! - `timers` — the timer queue: lease expiry, tombstone collection, the reaper task;
-//! - `replication` — merging remote entries and listing entries for anti-entropy;
+//! - `replication` — merging remote entries (the winner is chosen by `registry::rules`);
 //! - `waits` — blocking waits on a service's change index and the watch event stream.
 
 mod lookup;
@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use crate::registry::config::RegistryConfig;
 use crate::registry::version::{Hlc, Version};
-use crate::registry::{ChangeEvent, Entry, Record, TombstoneReason};
+use crate::registry::{ChangeEvent, Entry, Record};
 use crate::registry::{InstanceId, ServiceName};
 
 pub use lookup::{Filter, ServiceSummary, ServiceView};
@@ -115,9 +115,8 @@ enum SlotState {
         deadline: Instant,
         armed: Instant,
     },
-    Tombstone {
-        reason: TombstoneReason,
-    },
+    /// Removed; kept (invisible) so older copies arriving later are refused.
+    Tombstone,
 }
 
 impl Registry {
@@ -180,7 +179,7 @@ impl Slot {
     fn live_record(&self) -> Option<&Arc<Record>> {
         match &self.state {
             SlotState::Live { record, .. } => Some(record),
-            SlotState::Tombstone { .. } => None,
+            SlotState::Tombstone => None,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Replication: merging entries from other nodes (last writer wins) and listing entries
-//! for anti-entropy.
+//! Replication: merging entries from other nodes. Which one wins is decided by
+//! [`crate::registry::supersedes`] (the rules module), not here.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,10 +8,11 @@ use std::time::SystemTime;
 use tokio::time::Instant;
 
 use super::writes::change_kind;
-use super::{Registry, ServiceState, Slot, SlotState};
+use super::{Registry, ServiceState, Slot};
+use crate::registry::InstanceId;
+use crate::registry::rules::supersedes;
 use crate::registry::version::Version;
 use crate::registry::{Entry, EntryState, LiveState, Record};
-use crate::registry::{InstanceId, ServiceName};
 
 /// Result of [`Registry::merge_remote`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +36,7 @@ impl Registry {
             .entry(entry.service.clone())
             .or_insert_with(|| ServiceState::new(entry.service.clone()));
         let current = svc.slots.get(&entry.instance).map(|s| s.version);
-        if current.is_some_and(|v| v >= entry.version) {
+        if !supersedes(entry.version, current) {
             return MergeOutcome::Stale;
         }
         match entry.state {
@@ -88,48 +89,28 @@ impl Registry {
         let deadline = now + live.lease_remaining;
         self.store_live(svc, record, version, deadline, kind);
     }
-
-    /// Every entry, tombstones included, with leases as remaining durations at `now`
-    /// (for anti-entropy digests and full syncs). Locks one service at a time.
-    pub fn entries(&self, now: Instant) -> Vec<Entry> {
-        let mut out = Vec::with_capacity(self.len());
-        for svc in self.inner.services.iter() {
-            out.extend(
-                svc.slots
-                    .iter()
-                    .map(|(id, slot)| slot.to_entry(&svc.name, id, now)),
-            );
-        }
-        out
-    }
-
-    /// One entry (live or tombstone), as [`entries`](Self::entries) would report it.
-    pub fn entry(
-        &self,
-        service: &ServiceName,
-        instance: &InstanceId,
-        now: Instant,
-    ) -> Option<Entry> {
-        let svc = self.inner.services.get(service)?;
-        svc.slots
-            .get(instance)
-            .map(|s| s.to_entry(service, instance, now))
-    }
 }
 
-impl Slot {
-    fn to_entry(&self, service: &ServiceName, instance: &InstanceId, now: Instant) -> Entry {
-        match &self.state {
-            SlotState::Live {
-                record, deadline, ..
-            } => Entry::live(
-                record,
-                self.version,
-                deadline.saturating_duration_since(now),
-            ),
-            SlotState::Tombstone { reason } => {
-                Entry::tombstone(service, instance, self.version, *reason)
-            }
-        }
+#[cfg(test)]
+impl Registry {
+    /// Every slot's service, instance, version and liveness, sorted: what the merge tests
+    /// compare (tombstones included). Tests only; nothing else lists slots.
+    pub(crate) fn held_versions(&self) -> Vec<(String, String, Version, bool)> {
+        let mut out: Vec<_> = self
+            .inner
+            .services
+            .iter()
+            .flat_map(|svc| {
+                svc.slots
+                    .iter()
+                    .map(|(id, slot)| {
+                        let live = slot.live_record().is_some();
+                        (svc.name.to_string(), id.to_string(), slot.version, live)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        out.sort();
+        out
     }
 }

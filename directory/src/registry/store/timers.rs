@@ -144,7 +144,7 @@ impl Registry {
                 return false;
             };
             let current = svc.slots.get(&timer.instance).is_some_and(|s| {
-                s.version == timer.version && matches!(s.state, SlotState::Tombstone { .. })
+                s.version == timer.version && matches!(s.state, SlotState::Tombstone)
             });
             if current {
                 svc.slots.remove(&timer.instance);

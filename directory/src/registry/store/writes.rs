@@ -231,10 +231,10 @@ impl Registry {
         reason: TombstoneReason,
         now: Instant,
     ) {
-        let state = SlotState::Tombstone { reason };
+        let state = SlotState::Tombstone;
         let previous = svc.slots.insert(instance.clone(), Slot { version, state });
         svc.revision = self.next_revision();
-        let collect_at = now + self.inner.config.tombstone_retention;
+        let collect_at = self.inner.config.replication.forget_tombstone_at(now);
         self.push_timer(Timer {
             deadline: collect_at,
             kind: TimerKind::TombstoneCollection,

@@ -4,8 +4,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-#[cfg(doc)]
-use super::core::{GossipCore, MAX_PLAINTEXT};
 use super::identity::NodeIdentity;
 use super::wire::SyncMsg;
 
@@ -16,11 +14,11 @@ pub enum Transmit {
     Datagram {
         /// Destination gossip address.
         to: SocketAddr,
-        /// Plaintext payload (at most [`MAX_PLAINTEXT`] bytes).
+        /// Plaintext payload (at most [`MAX_PLAINTEXT`](crate::gossip::MAX_PLAINTEXT) bytes).
         payload: Vec<u8>,
     },
     /// Open an anti-entropy stream to `to` and send `msg` first; feed every reply frame to
-    /// [`GossipCore::handle_sync`] and send back what it returns until it returns `None`.
+    /// [`GossipCore::handle_sync`](crate::gossip::GossipCore::handle_sync) and send back what it returns until it returns `None`.
     Sync {
         /// Destination gossip address (same port, stream transport).
         to: SocketAddr,

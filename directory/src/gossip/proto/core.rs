@@ -27,8 +27,7 @@ use rand::seq::IndexedRandom;
 use rand::{RngExt as _, SeedableRng};
 
 use super::config::{GossipConfig, GossipConfigError};
-use super::crypto::SEALED_OVERHEAD;
-pub use super::events::{CoreStats, DatagramError, GossipEvent, MemberState, MemberView, Transmit};
+use super::events::{CoreStats, DatagramError, GossipEvent, MemberState, MemberView, Transmit};
 use super::identity::NodeIdentity;
 use super::queue::BroadcastQueue;
 use super::replica::Replica;
@@ -37,6 +36,8 @@ use super::wire::{
     Datagram, EntryKey, MAX_DATAGRAM, MAX_FRAME, SyncMsg, WireEntry, decode_datagram,
     encode_datagram, entry_size,
 };
+use crate::gossip::crypto::SEALED_OVERHEAD;
+use crate::registry::ReplicationRules;
 
 /// Largest plaintext datagram: [`MAX_DATAGRAM`] minus the encryption envelope.
 pub const MAX_PLAINTEXT: usize = MAX_DATAGRAM - SEALED_OVERHEAD;
@@ -88,18 +89,21 @@ pub struct GossipCore {
 }
 
 impl GossipCore {
-    /// A node with `identity` starting at `now`. It joins once seeds are given.
+    /// A node with `identity` starting at `now`, keeping entries by `rules` (the same
+    /// value its registry uses). It joins once seeds are given.
     pub fn new(
         identity: NodeIdentity,
         config: GossipConfig,
+        rules: ReplicationRules,
         now: Instant,
     ) -> Result<Self, GossipConfigError> {
         config.validate()?;
+        rules.validate()?;
         let mut rng = SmallRng::seed_from_u64(config.rng_seed);
         let swim_rng = SmallRng::seed_from_u64(rng.random());
         let swim = Foca::new(identity.clone(), config.foca(), swim_rng, PostcardCodec);
         let mut core = Self {
-            replica: Replica::new(config.tombstone_retention, config.lease_grace),
+            replica: Replica::new(rules),
             identity,
             started: now,
             swim,
@@ -579,12 +583,13 @@ impl GossipCore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gossip::wire::test_live_entry;
+    use crate::gossip::proto::wire::test_live_entry;
 
     fn core(port: u16) -> GossipCore {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let identity = NodeIdentity::new(addr, format!("n{port}"), 1);
-        GossipCore::new(identity, GossipConfig::for_test(), Instant::now()).unwrap()
+        let rules = ReplicationRules::default();
+        GossipCore::new(identity, GossipConfig::for_test(), rules, Instant::now()).unwrap()
     }
 
     fn entry(instance: &str, hlc: u64) -> WireEntry {
