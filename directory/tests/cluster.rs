@@ -185,8 +185,12 @@ async fn a_node_with_another_key_can_neither_join_nor_inject() {
     first.shutdown().await;
 }
 
+/// Held by the tests that read drop reasons from `/metrics`: the recorder is process-wide, so
+/// two of them running at once would see each other's drops.
+static DROP_METRICS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// `directory_gossip_dropped_packets_total` by `reason` label, from the node's `/metrics`. The
-/// recorder is process-wide, so callers compare two readings.
+/// recorder is process-wide, so callers compare two readings under [`DROP_METRICS`].
 async fn drops_by_reason(server: &Server) -> std::collections::BTreeMap<String, u64> {
     let metrics = client()
         .get(url(server, "/metrics"))
@@ -207,8 +211,64 @@ async fn drops_by_reason(server: &Server) -> std::collections::BTreeMap<String, 
         .collect()
 }
 
+/// Sends `bytes` on a fresh anti-entropy connection to `server` and waits for the node to
+/// close it.
+async fn anti_entropy_stream_closed_after(server: &Server, bytes: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.gossip_addr().unwrap())
+        .await
+        .unwrap();
+    // The node may close as soon as it has read enough to judge the frame.
+    let _ = stream.write_all(bytes).await;
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the node kept the connection open");
+}
+
+/// A u32 length prefix and `body`, as the anti-entropy stream frames it.
+fn stream_frame(body: &[u8]) -> Vec<u8> {
+    let mut out = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_oversized_and_unauthenticated_anti_entropy_frames_are_dropped_and_counted() {
+    let cluster_key = ClusterKey::generate();
+    let _metrics = DROP_METRICS.lock().await;
+    let server = node("node-1", &cluster_key, &[]).await;
+    let before = drops_by_reason(&server).await;
+    let dropped = &server.gossip().unwrap().counters().dropped;
+    let mut stranger = Sealer::new(Some(&ClusterKey::generate()));
+    let foreign = stranger.seal(b"\x01anything");
+    let oversized_prefix = u32::try_from(directory::gossip::wire::MAX_FRAME + 1)
+        .unwrap()
+        .to_be_bytes();
+    for (bytes, reason) in [
+        (stream_frame(b"GET / HTTP/1.1\r\n\r\n"), "garbage"),
+        (oversized_prefix.to_vec(), "oversized"),
+        (stream_frame(&foreign), "unauthenticated"),
+    ] {
+        let dropped_before = dropped.load(Ordering::Relaxed);
+        anti_entropy_stream_closed_after(&server, &bytes).await;
+        assert_eq!(
+            dropped.load(Ordering::Relaxed),
+            dropped_before + 1,
+            "{reason} frame not counted as dropped"
+        );
+        let after = drops_by_reason(&server).await;
+        let delta =
+            after.get(reason).copied().unwrap_or(0) - before.get(reason).copied().unwrap_or(0);
+        assert!(delta >= 1, "no {reason} drop counted: {after:?}");
+    }
+    let (status, _, _) = get(&server, "/v1/health").await;
+    assert_eq!(status, 200);
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_truncated_oversized_and_replayed_packets_are_dropped_and_counted() {
+    let _metrics = DROP_METRICS.lock().await;
     let cluster_key = ClusterKey::generate();
     let server = node("node-1", &cluster_key, &[]).await;
     let target = server.gossip_addr().unwrap();

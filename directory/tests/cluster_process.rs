@@ -22,6 +22,35 @@ async fn spawn(name: &str, gossip_addr: &str, key: &str, join: Option<&str>) -> 
         .expect("directory starts and logs its addresses")
 }
 
+/// The `/v1/cluster/members` row of `name` as seen by `node`.
+async fn member_row(node: &Node, name: &str) -> Value {
+    let members = get(node, "/v1/cluster/members").await;
+    members["members"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|m| m["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not listed by {}: {members}", node.name))
+}
+
+/// Every field docs/design.md promises for a member, as `seen_by` lists the `nodes`.
+async fn assert_members_fields(seen_by: &Node, nodes: &[&Node]) {
+    let members = get(seen_by, "/v1/cluster/members").await;
+    assert_eq!(members["node"], seen_by.name.as_str(), "{members}");
+    for node in nodes {
+        let row = member_row(seen_by, &node.name).await;
+        assert_eq!(row["address"], node.gossip.as_str(), "{row}");
+        assert_eq!(row["state"], "alive", "{row}");
+        assert!(row["incarnation"].is_u64(), "{row}");
+        assert!(row["generation"].as_u64().is_some_and(|g| g > 0), "{row}");
+        let changed = row["last_change"].as_str().unwrap_or_default();
+        assert!(
+            changed.len() >= 20 && changed.ends_with('Z') && changed.contains('T'),
+            "last_change is RFC 3339 UTC: {row}"
+        );
+        assert_eq!(row["local"], node.name == seen_by.name, "{row}");
+    }
+}
+
 /// A one-shot subcommand's output; fails the test if it runs past [`ONE_SHOT_LIMIT`].
 async fn output(cmd: &mut Command) -> std::process::Output {
     process_support::output_within(cmd, ONE_SHOT_LIMIT)
@@ -126,6 +155,9 @@ async fn three_processes_replicate_catch_up_a_killed_node_and_list_a_terminated_
         .await;
     }
 
+    let generation_before = member_row(&n1, "node-2").await["generation"].as_u64();
+    assert_members_fields(&n1, &[&n1, &n2, &n3]).await;
+
     // SIGKILL node 2: the others declare it dead.
     let n2_gossip = n2.gossip.clone();
     let mut n2 = n2;
@@ -151,6 +183,11 @@ async fn three_processes_replicate_catch_up_a_killed_node_and_list_a_terminated_
         })
         .await;
     }
+    let generation_after = member_row(&n1, "node-2").await["generation"].as_u64();
+    assert!(
+        generation_after > generation_before,
+        "a restart gets a higher generation: {generation_before:?} -> {generation_after:?}"
+    );
     for instance in ["orders-1", "orders-2"] {
         eventually(
             "restarted node caught up",

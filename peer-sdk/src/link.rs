@@ -361,3 +361,38 @@ fn close_with(conn: &Connection, code: ErrorCode, reason: &[u8]) {
 pub(crate) fn close_on_error(conn: &Connection, e: &crate::proto::ProtocolError) {
     close_with(conn, e.code, e.detail.as_bytes());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn closed_with(code: u32, reason: &'static str) -> String {
+        let close = quinn::ApplicationClose {
+            error_code: VarInt::from_u32(code),
+            reason: Bytes::from_static(reason.as_bytes()),
+        };
+        read_failure(&quinn::ReadError::ConnectionLost(
+            quinn::ConnectionError::ApplicationClosed(close),
+        ))
+    }
+
+    #[test]
+    fn a_close_by_the_peer_names_known_and_unknown_codes() {
+        assert_eq!(
+            closed_with(6, "sender not registered"),
+            "closed by the peer with code 6 (UnauthorizedSender): sender not registered"
+        );
+        assert_eq!(
+            closed_with(7, "bye"),
+            "closed by the peer with code 7 (ShuttingDown): bye"
+        );
+        assert_eq!(
+            closed_with(42, "?"),
+            "closed by the peer with code 42 (unknown code): ?"
+        );
+        assert_eq!(
+            closed_with(70_000, ""),
+            "closed by the peer with code 70000 (unknown code): "
+        );
+    }
+}

@@ -247,3 +247,21 @@ fn unhealthiness_expires_after_unhealthy_for() {
         "avoided for good"
     );
 }
+
+/// The defaults docs/protocol.md states, pinned to the numbers written there.
+#[test]
+fn delivery_defaults_are_the_documented_ones() {
+    let d = DeliveryConfig::default();
+    assert_eq!(d.ack_timeout, Duration::from_secs(5));
+    assert_eq!(d.deadline, Duration::from_secs(30));
+    assert_eq!(d.backoff_initial, Duration::from_millis(20));
+    assert_eq!(d.backoff_max, Duration::from_secs(2));
+    assert_eq!(d.unhealthy_for, Duration::from_secs(2));
+    assert_eq!(d.dedup_window, 16_384);
+    assert_eq!(d.reply_cache, 1_024);
+    assert_eq!(peer_sdk::config::DEFAULT_WINDOW, 256);
+    assert_eq!(
+        peer_sdk::proto::frame::DEFAULT_MAX_FRAME_SIZE,
+        1024 * 1024 + 1024
+    );
+}

@@ -79,7 +79,13 @@ impl Session {
         let frame = match timeout(SYNC_FRAME_TIMEOUT, self.framed.next()).await {
             Err(_) => return Err(SyncError::Timeout),
             Ok(None) => return Ok(None),
-            Ok(Some(frame)) => frame?,
+            Ok(Some(Ok(frame))) => frame,
+            // The codec refuses a length prefix above `MAX_FRAME` before buffering the body.
+            Ok(Some(Err(err))) if err.kind() == std::io::ErrorKind::InvalidData => {
+                counters.count_drop(DropReason::Oversized);
+                return Err(SyncError::Dropped(DropReason::Oversized));
+            }
+            Ok(Some(Err(err))) => return Err(err.into()),
         };
         let plain = self.opener.open(&frame, MAX_FRAME).map_err(|reason| {
             counters.count_drop(reason);

@@ -463,45 +463,12 @@ impl Store {
         let txn = self.db.begin_write()?;
         let state = {
             let mut meta = txn.open_table(META)?;
-            let identity = match identity {
-                Some(id) => {
-                    meta.insert(KEY_IDENTITY, encode(&id).as_slice())?;
-                    Some(id)
-                }
-                None => match meta.get(KEY_IDENTITY)? {
-                    Some(v) => Some(decode::<IdentityRecord>(v.value(), "identity")?),
-                    None => None,
-                },
-            };
-            let instance =
-                match instance {
-                    Some(name) => {
-                        meta.insert(KEY_INSTANCE, name.as_bytes())?;
-                        Some(name)
-                    }
-                    None => match meta.get(KEY_INSTANCE)? {
-                        Some(v) => Some(String::from_utf8(v.value().to_vec()).map_err(|_| {
-                            StoreError::Corrupt("instance name is not UTF-8".into())
-                        })?),
-                        None => None,
-                    },
-                };
-            let session = match meta_u64(&meta, KEY_SESSION)? {
-                Some(s) => s,
-                None => {
-                    let s = rand::random::<u64>();
-                    meta.insert(KEY_SESSION, s.to_be_bytes().as_slice())?;
-                    s
-                }
-            };
-            let next_id = meta_u64(&meta, KEY_NEXT_ID)?.unwrap_or(1).max(1);
-            let used_bytes = meta_u64(&meta, KEY_USED_BYTES)?.unwrap_or(0);
             PeerState {
-                identity,
-                instance,
-                session,
-                next_id,
-                used_bytes,
+                identity: stored_identity(&mut meta, identity)?,
+                instance: stored_instance(&mut meta, instance)?,
+                session: stored_session(&mut meta)?,
+                next_id: meta_u64(&meta, KEY_NEXT_ID)?.unwrap_or(1).max(1),
+                used_bytes: meta_u64(&meta, KEY_USED_BYTES)?.unwrap_or(0),
                 services: outbox_services(&txn.open_table(OUTBOX)?)?,
                 floors: txn
                     .open_table(FLOORS)?
@@ -529,6 +496,50 @@ impl Store {
         txn.commit()?;
         Ok(())
     }
+}
+
+type Meta<'t> = redb::Table<'t, &'static str, &'static [u8]>;
+
+/// `given` (then stored), or the stored identity.
+fn stored_identity(
+    meta: &mut Meta<'_>,
+    given: Option<IdentityRecord>,
+) -> Result<Option<IdentityRecord>, StoreError> {
+    if let Some(id) = given {
+        meta.insert(KEY_IDENTITY, encode(&id).as_slice())?;
+        return Ok(Some(id));
+    }
+    match meta.get(KEY_IDENTITY)? {
+        Some(v) => Ok(Some(decode::<IdentityRecord>(v.value(), "identity")?)),
+        None => Ok(None),
+    }
+}
+
+/// `given` (then stored), or the stored instance name.
+fn stored_instance(
+    meta: &mut Meta<'_>,
+    given: Option<String>,
+) -> Result<Option<String>, StoreError> {
+    if let Some(name) = given {
+        meta.insert(KEY_INSTANCE, name.as_bytes())?;
+        return Ok(Some(name));
+    }
+    match meta.get(KEY_INSTANCE)? {
+        Some(v) => String::from_utf8(v.value().to_vec())
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt("instance name is not UTF-8".into())),
+        None => Ok(None),
+    }
+}
+
+/// The stored session, or a new random one (stored).
+fn stored_session(meta: &mut Meta<'_>) -> Result<u64, StoreError> {
+    if let Some(s) = meta_u64(meta, KEY_SESSION)? {
+        return Ok(s);
+    }
+    let s = rand::random::<u64>();
+    meta.insert(KEY_SESSION, s.to_be_bytes().as_slice())?;
+    Ok(s)
 }
 
 /// Distinct services of the outbox, found by seeking past each one (no full scan).
