@@ -101,12 +101,12 @@ async fn start_cluster(n: usize) -> anyhow::Result<Vec<Server>> {
         if let Some(seed) = nodes.first().and_then(Server::gossip_addr) {
             gossip.join = vec![seed.to_string()];
         }
-        let config = Config {
-            node_name: format!("node-{i}").parse()?,
+        let mut config = Config {
             http_addr: "127.0.0.1:0".parse()?,
             cluster: Some(gossip),
             ..Config::default()
         };
+        config.registry.node = format!("node-{i}").parse()?;
         nodes.push(Server::start(config).await.context("starting a node")?);
     }
     Ok(nodes)

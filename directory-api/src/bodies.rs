@@ -109,8 +109,8 @@ pub struct MemberRow {
     pub last_change: String,
     /// Whether this row is the node that answered.
     pub local: bool,
-    /// SHA-256 (hex) of the ACL file the member enforces (`directory acl hash`); `null`
-    /// when it runs without one or has not said yet. Members showing different values
+    /// The first 16 hex digits of the SHA-256 of the ACL file the member enforces (what
+    /// `directory acl hash` prints); `null` when it runs without one or has not said yet. Members showing different values
     /// enforce different rules. Absent from older nodes' answers.
     #[serde(default)]
     pub acl_hash: Option<String>,

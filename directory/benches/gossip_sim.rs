@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use directory::gossip::GossipConfig;
-use directory::gossip::sim::{Sim, SimConfig};
+use directory::gossip::proto::sim::{Sim, SimConfig};
 use directory::gossip::{GossipEvent, NodeIdentity};
 use hdrhistogram::Histogram;
 

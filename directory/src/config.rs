@@ -1,16 +1,12 @@
 //! Every knob of a directory node, with its default and why.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::gossip::GossipSettings;
 use crate::listener::{HttpLimits, TlsFiles};
-use crate::registry::{
-    DEFAULT_EVENT_BUFFER, DEFAULT_MAX_INSTANCES, DEFAULT_TOMBSTONE_RETENTION, NodeName,
-    RegistryConfig,
-};
+use crate::registry::RegistryConfig;
 
 /// Default HTTP listen address: loopback only, so a node started by hand is not exposed
 /// to the network until someone decides it should be.
@@ -41,21 +37,12 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// variable of the `directory` binary.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Name of this node (owner of the records it accepts; unique per cluster).
-    /// Default `directory-1`.
-    pub node_name: NodeName,
+    /// The store's knobs: node name, capacity, watch buffer and the replication rules
+    /// (tombstone retention, lease grace). Default [`RegistryConfig::default`].
+    pub registry: RegistryConfig,
     /// Address the HTTP API listens on. Port 0 picks a free port ([`crate::Server::http_addr`]
     /// tells which). Default [`DEFAULT_HTTP_ADDR`].
     pub http_addr: SocketAddr,
-    /// Most live instances accepted from clients; more get `507 capacity_full`.
-    /// Default [`DEFAULT_MAX_INSTANCES`].
-    pub max_instances: usize,
-    /// How long removed instances are remembered as tombstones (must exceed replication
-    /// delay in a cluster). Default [`DEFAULT_TOMBSTONE_RETENTION`].
-    pub tombstone_retention: Duration,
-    /// Watch events buffered per watcher before it is cut off as lagging.
-    /// Default [`DEFAULT_EVENT_BUFFER`].
-    pub event_buffer: NonZeroUsize,
     /// Cap on `?wait=` of blocking queries; longer requested waits are shortened to it.
     /// Default [`DEFAULT_MAX_WAIT`].
     pub max_wait: Duration,
@@ -86,13 +73,9 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        let registry = RegistryConfig::default();
         Self {
-            node_name: registry.node,
+            registry: RegistryConfig::default(),
             http_addr: DEFAULT_HTTP_ADDR,
-            max_instances: DEFAULT_MAX_INSTANCES,
-            tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
-            event_buffer: DEFAULT_EVENT_BUFFER,
             max_wait: DEFAULT_MAX_WAIT,
             default_wait: DEFAULT_WAIT,
             body_limit: DEFAULT_BODY_LIMIT,
@@ -111,21 +94,11 @@ impl Config {
     /// For tests: the defaults with every listener on `127.0.0.1:0` and short intervals.
     pub fn for_test() -> Self {
         Self {
+            registry: RegistryConfig::for_test(),
             http_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)),
-            tombstone_retention: Duration::from_secs(2),
             sse_keep_alive: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(2),
             ..Self::default()
-        }
-    }
-
-    /// The registry part of this configuration.
-    pub fn registry_config(&self) -> RegistryConfig {
-        RegistryConfig {
-            node: self.node_name.clone(),
-            max_instances: self.max_instances,
-            tombstone_retention: self.tombstone_retention,
-            event_buffer: self.event_buffer,
         }
     }
 }
@@ -139,7 +112,7 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let c = Config::default();
         assert_eq!(c.http_addr.to_string(), "127.0.0.1:7700");
-        assert_eq!(c.node_name.as_str(), DEFAULT_NODE_NAME);
+        assert_eq!(c.registry.node.as_str(), DEFAULT_NODE_NAME);
         assert_eq!(c.body_limit, 65_536);
         assert_eq!(c.max_wait, Duration::from_secs(300));
         assert_eq!(Config::for_test().http_addr.port(), 0);

@@ -8,15 +8,21 @@
 //! - `directory_api` (a crate of its own) — the HTTP API's request and response types and
 //!   the validated names; re-exported through [`registry`] and [`http`].
 //! - [`registry`] — the in-memory store: validated records, leases, tombstones, change
-//!   index, watch events, last-writer-wins merge for replication.
+//!   index, watch events, last-writer-wins merge for replication, and `registry::rules`,
+//!   the one home of the replication rules (which version wins, lease grace, tombstone
+//!   retention) that the store and the gossip replica both call.
 //! - [`gossip`] — cluster membership (SWIM via foca) and replication of registrations:
-//!   sans-IO core, wire codec, encryption envelope, simulator, tokio driver.
+//!   `gossip::proto` is the protocol without I/O (core, replica, wire codec, simulator
+//!   behind the `sim` feature); beside it the encryption envelope, the registry adapter and
+//!   the tokio driver with its transports.
 //! - [`http`] — the axum router and handlers (one error type, OpenAPI document).
 //! - `config` — [`Config`], every knob with its default.
 //! - [`listener`] — the HTTP accept loop: connection cap, header-read timeout, TLS
 //!   (rustls, reloadable), accept-error backoff.
 //! - `server` — [`Server`]: start, bound addresses, graceful shutdown.
 //! - `metrics` — the Prometheus recorder behind `GET /metrics`.
+//! - `timers` — `TimerTable`, the one deadline table of the registry's leases and
+//!   tombstones and of the gossip core.
 //! - [`cli`] — the `directory` command line (server and client subcommands).
 
 pub mod acl;
@@ -28,6 +34,7 @@ pub mod listener;
 mod metrics;
 pub mod registry;
 mod server;
+mod timers;
 
 pub use config::{
     Config, DEFAULT_BODY_LIMIT, DEFAULT_HTTP_ADDR, DEFAULT_LOOKUP_CACHE_BYTES, DEFAULT_MAX_WAIT,

@@ -20,7 +20,7 @@ use crate::gossip::{Gossip, GossipStartError};
 use crate::http::{self, AppState};
 use crate::listener::{HttpListener, TlsAcceptor, TlsError, raise_fd_limit};
 use crate::metrics::prometheus_handle;
-use crate::registry::Registry;
+use crate::registry::{Registry, RulesError};
 
 /// How often histogram upkeep runs (drains and compacts the recorder's buffers).
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -29,6 +29,10 @@ const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
+    /// The configuration breaks a documented constraint (today: the tombstone retention
+    /// must exceed the longest lease plus the lease grace). Remedy: see the message.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] RulesError),
     /// The HTTP address could not be bound (in use, not local, no permission).
     /// Remedy: pick another `http_addr` or port 0.
     #[error("cannot listen for HTTP on {addr}: {source}")]
@@ -65,6 +69,7 @@ pub struct Server {
 impl Server {
     /// Binds the listeners and starts every task of a node.
     pub async fn start(config: Config) -> Result<Self, StartError> {
+        config.registry.validate()?;
         let config = Arc::new(config);
         let acl = load_acl(&config)?;
         let tls = match &config.tls {
@@ -80,15 +85,20 @@ impl Server {
                 source,
             })?;
         let (registry, gossip) = match &config.cluster {
-            None => (Registry::new(config.registry_config()), None),
+            None => (Registry::new(config.registry.clone()), None),
             Some(settings) => {
                 let (writes_tx, writes_rx) = tokio::sync::mpsc::unbounded_channel();
-                let registry = Registry::with_replication(config.registry_config(), writes_tx);
+                let registry = Registry::with_replication(config.registry.clone(), writes_tx);
                 let gossip = Gossip::start(settings.clone(), registry.clone(), writes_rx).await?;
                 tracing::info!(gossip_addr = %gossip.local_addr(), advertise = %gossip.advertise_addr(), "gossip started");
                 (registry, Some(Arc::new(gossip)))
             }
         };
+        if let Some(gossip) = &gossip {
+            gossip
+                .set_acl_hash(acl.as_ref().map(|a| a.short_hash()))
+                .await;
+        }
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let metrics = prometheus_handle();
@@ -107,7 +117,7 @@ impl Server {
         tracker.spawn(http.serve(http::router(state), cancel.clone()));
         tracker.close();
 
-        tracing::info!(http_addr = %http_addr, node = %config.node_name, tls = tls.is_some(), "directory node listening");
+        tracing::info!(http_addr = %http_addr, node = %config.registry.node, tls = tls.is_some(), "directory node listening");
         // After the address line, which scripts and tests read first.
         match &acl {
             Some(acl) => tracing::info!(
@@ -159,8 +169,13 @@ impl Server {
     /// Reloads what can change without a restart (the ACL file, the TLS certificate, key
     /// and client CA); what SIGHUP does. What fails to load is logged and the previous
     /// version stays in force.
-    pub fn reload(&self) {
+    pub async fn reload(&self) {
         reload_acl(self.acl.as_deref());
+        if let Some(gossip) = &self.gossip {
+            gossip
+                .set_acl_hash(self.acl.as_ref().map(|a| a.short_hash()))
+                .await;
+        }
         if let Some(tls) = &self.tls {
             match tls.reload() {
                 Ok(()) => {
@@ -215,7 +230,7 @@ fn reload_acl(acl: Option<&Acl>) {
     match acl.reload() {
         Ok(hash) => tracing::info!(
             file = %acl.path().display(),
-            acl_hash = %hex::encode(hash),
+            acl_hash = %hex::encode(crate::acl::short(&hash)),
             "ACL file reloaded"
         ),
         Err(e) => {

@@ -29,7 +29,7 @@ async fn create_token(file: &Path, name: &str, rules: &[&str]) -> Result<Token> 
     for rule in rules {
         cmd.args(["--rule", rule]);
     }
-    let out = cmd.output().await?;
+    let out = process_support::output_within(&mut cmd, process_support::ONE_SHOT_LIMIT).await?;
     anyhow::ensure!(
         out.status.success(),
         "{}",
@@ -539,11 +539,9 @@ async fn sighup_reloads_the_rules_and_a_bad_file_keeps_the_old_ones() -> Result<
 
 /// `directory acl hash --acl-file FILE`.
 async fn file_hash(file: &Path) -> Result<String> {
-    let out = Command::new(BIN)
-        .args(["acl", "hash", "--acl-file"])
-        .arg(file)
-        .output()
-        .await?;
+    let mut cmd = Command::new(BIN);
+    cmd.args(["acl", "hash", "--acl-file"]).arg(file);
+    let out = process_support::output_within(&mut cmd, process_support::ONE_SHOT_LIMIT).await?;
     anyhow::ensure!(out.status.success());
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
@@ -553,7 +551,10 @@ async fn a_bad_acl_file_stops_the_start_and_no_file_warns_that_the_api_is_open()
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("acl.json");
     std::fs::write(&file, "{\"tokens\": [{\"id\": \"x\"}]}")?;
-    let out = serve_command(&["--acl-file"]).arg(&file).output().await?;
+    let mut cmd = serve_command(&["--acl-file"]);
+    cmd.arg(&file);
+    // Bounded: a regression that accepted the bad file would otherwise serve forever.
+    let out = process_support::output_within(&mut cmd, process_support::ONE_SHOT_LIMIT).await?;
     assert!(!out.status.success());
     let stderr = String::from_utf8(out.stderr)?;
     assert!(
@@ -565,5 +566,106 @@ async fn a_bad_acl_file_stops_the_start_and_no_file_warns_that_the_api_is_open()
         spawn_capturing(serve_command(&[]), &["http_addr"], Duration::from_secs(20)).await?;
     wait_for_log(&log, &["WARN", "API is OPEN"], Duration::from_secs(5)).await?;
     child.kill().await?;
+    Ok(())
+}
+
+/// A cluster node with an ACL file; returns it with its gossip address.
+async fn start_cluster_node(
+    acl_file: &Path,
+    key: &str,
+    join: Option<&str>,
+) -> Result<(Node, String)> {
+    let mut cmd = serve_command(&[
+        "--log-filter",
+        "info",
+        "--gossip-addr",
+        "127.0.0.1:0",
+        "--acl-file",
+    ]);
+    cmd.arg(acl_file).env("DIRECTORY_CLUSTER_KEY", key);
+    if let Some(seed) = join {
+        cmd.args(["--join", seed]);
+    }
+    let (child, addrs, log) =
+        spawn_capturing(cmd, &["http_addr", "gossip_addr"], Duration::from_secs(20)).await?;
+    let node = Node {
+        child,
+        base: format!("http://{}", addrs[0]),
+        log,
+    };
+    Ok((node, addrs[1].clone()))
+}
+
+/// The `acl_hash` of every member as `node` sees them, by gossip address.
+async fn acl_hashes(node: &Node, operator: &Token) -> Vec<(String, Option<String>)> {
+    let (_, members) = call(
+        node,
+        Method::GET,
+        "/v1/cluster/members",
+        Some(&operator.secret),
+        None,
+    )
+    .await;
+    members["members"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|m| {
+                    (
+                        m["address"].as_str().unwrap_or_default().to_owned(),
+                        m["acl_hash"].as_str().map(str::to_owned),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn every_node_sees_which_members_enforce_another_acl_file() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (file_a, file_b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    let operator = create_token(&file_a, "ops", &["operator"]).await?;
+    std::fs::copy(&file_a, &file_b)?;
+    create_token(&file_b, "extra", &["read:*"]).await?; // b now differs
+    let key = directory::gossip::ClusterKey::generate().to_base64();
+    let (a, gossip_a) = start_cluster_node(&file_a, &key, None).await?;
+    let (b, gossip_b) = start_cluster_node(&file_b, &key, Some(&gossip_a)).await?;
+    let (hash_a, hash_b) = (file_hash(&file_a).await?, file_hash(&file_b).await?);
+    assert_ne!(hash_a, hash_b);
+
+    let expected = |b_hash: &str| {
+        vec![
+            (gossip_a.clone(), Some(hash_a.clone())),
+            (gossip_b.clone(), Some(b_hash.to_owned())),
+        ]
+    };
+    let seen_by_a = |want: Vec<(String, Option<String>)>| {
+        let a = &a;
+        let operator = &operator;
+        async move {
+            let mut want = want;
+            want.sort();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let mut got = acl_hashes(a, operator).await;
+                got.sort();
+                if got == want {
+                    return Ok(());
+                }
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "node a sees {got:?}, expected {want:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    seen_by_a(expected(&hash_b)).await?;
+
+    // Fix the drift: b gets a's file, SIGHUP, and a sees b agree.
+    std::fs::copy(&file_a, &file_b)?;
+    send_signal(&b.child, "HUP").await?;
+    seen_by_a(expected(&hash_a)).await?;
     Ok(())
 }

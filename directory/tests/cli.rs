@@ -265,7 +265,7 @@ async fn help_documents_every_knob_with_its_env_var_and_default() {
         (
             "--tombstone-retention",
             "DIRECTORY_TOMBSTONE_RETENTION",
-            "10m",
+            "65m",
         ),
         ("--max-wait", "DIRECTORY_MAX_WAIT", "5m"),
         ("--body-limit", "DIRECTORY_BODY_LIMIT", "65536"),
@@ -293,6 +293,29 @@ async fn a_busy_port_is_a_clear_start_error() {
     assert!(!ok);
     assert!(
         err.contains("cannot listen for HTTP on") && err.contains(&addr),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_tombstone_retention_within_the_longest_lease_is_a_clear_start_error() {
+    let args = [
+        "serve",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--tombstone-retention",
+        "10m",
+    ];
+    // Bounded: a node that wrongly starts is killed when the timeout drops it.
+    let output = Command::new(BIN).args(args).kill_on_drop(true).output();
+    let out = tokio::time::timeout(Duration::from_secs(20), output)
+        .await
+        .expect("the node must refuse to start, not run")
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success());
+    assert!(
+        err.contains("tombstone retention") && err.contains("must exceed"),
         "{err}"
     );
 }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use directory::gossip::wire::{Datagram, MAX_DATAGRAM, encode_datagram};
+use directory::gossip::proto::wire::{Datagram, MAX_DATAGRAM, encode_datagram};
 use directory::gossip::{ClusterKey, GossipSettings, MemberState, Sealer, Security};
 use directory::registry::{Address, InstanceId, Registration, ServiceName};
 use directory::{Config, Server};
@@ -18,7 +18,7 @@ use common::{client, spawn_get_json, url};
 
 async fn node(name: &str, key: &ClusterKey, join: &[SocketAddr]) -> Server {
     let mut config = Config::for_test();
-    config.node_name = name.parse().unwrap();
+    config.registry.node = name.parse().unwrap();
     let mut cluster = GossipSettings::for_test(Security::Key(key.clone()));
     cluster.join = join.iter().map(ToString::to_string).collect();
     config.cluster = Some(cluster);
@@ -241,7 +241,7 @@ async fn garbage_oversized_and_unauthenticated_anti_entropy_frames_are_dropped_a
     let dropped = &server.gossip().unwrap().counters().dropped;
     let mut stranger = Sealer::new(Some(&ClusterKey::generate()));
     let foreign = stranger.seal(b"\x01anything");
-    let oversized_prefix = u32::try_from(directory::gossip::wire::MAX_FRAME + 1)
+    let oversized_prefix = u32::try_from(directory::gossip::proto::wire::MAX_FRAME + 1)
         .unwrap()
         .to_be_bytes();
     for (bytes, reason) in [
@@ -323,7 +323,7 @@ async fn early_node_then_seed_on_a_freed_port(cluster_key: &ClusterKey) -> (Serv
             .unwrap()
             .port();
         let mut config = Config::for_test();
-        config.node_name = "early".parse().unwrap();
+        config.registry.node = "early".parse().unwrap();
         let mut cluster = GossipSettings::for_test(Security::Key(cluster_key.clone()));
         cluster.join = vec![format!("localhost:{port}")];
         config.cluster = Some(cluster);
@@ -332,7 +332,7 @@ async fn early_node_then_seed_on_a_freed_port(cluster_key: &ClusterKey) -> (Serv
         assert_eq!(alive_members(&early).await, 1);
 
         let mut config = Config::for_test();
-        config.node_name = "seed".parse().unwrap();
+        config.registry.node = "seed".parse().unwrap();
         let mut cluster = GossipSettings::for_test(Security::Key(cluster_key.clone()));
         cluster.bind = SocketAddr::from(([127, 0, 0, 1], port));
         config.cluster = Some(cluster);
@@ -368,10 +368,10 @@ async fn instances_of_a_dead_owner_stay_until_their_lease_and_grace_run_out() {
     let cluster_key = ClusterKey::generate();
     let start = async |name: &str, join: &[SocketAddr]| {
         let mut config = Config::for_test();
-        config.node_name = name.parse().unwrap();
+        config.registry.node = name.parse().unwrap();
         let mut cluster = GossipSettings::for_test(Security::Key(cluster_key.clone()));
         cluster.join = join.iter().map(ToString::to_string).collect();
-        cluster.gossip.lease_grace = GRACE;
+        config.registry.replication.lease_grace = GRACE;
         config.cluster = Some(cluster);
         Server::start(config).await.unwrap()
     };
@@ -415,7 +415,7 @@ async fn instances_of_a_dead_owner_stay_until_their_lease_and_grace_run_out() {
 async fn insecure_nodes_cluster_only_with_each_other() {
     let start = async |name: &str, security: Security, join: Option<SocketAddr>| {
         let mut config = Config::for_test();
-        config.node_name = name.parse().unwrap();
+        config.registry.node = name.parse().unwrap();
         let mut cluster = GossipSettings::for_test(security);
         cluster.join = join.iter().map(ToString::to_string).collect();
         config.cluster = Some(cluster);

@@ -1,4 +1,4 @@
-//! Deterministic simulations of a 50-node cluster (see `directory::gossip::sim`).
+//! Deterministic simulations of a 50-node cluster (see `directory::gossip::proto::sim`).
 //!
 //! Each test runs a few seeds; a failure names its seed. Rerun one with
 //! `GOSSIP_SIM_SEED=<seed> cargo test -p directory --test gossip_sim`.
@@ -6,8 +6,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use directory::gossip::sim::{Sim, SimConfig};
-use directory::gossip::{EntryKey, EntryVersion, GossipEvent, MemberState, NodeIdentity};
+use directory::gossip::proto::sim::{Sim, SimConfig};
+use directory::gossip::{EntryKey, GossipEvent, MemberState, NodeIdentity};
+use directory::registry::Version;
 
 const NODES: usize = 50;
 /// A crashed node is declared dead by every live member within this bound (default
@@ -97,7 +98,7 @@ fn assert_steady_under_loss(nodes: usize, seed: u64, duration: Duration) {
     );
 }
 
-fn register_many(sim: &mut Sim, count: usize) -> Vec<(EntryKey, EntryVersion)> {
+fn register_many(sim: &mut Sim, count: usize) -> Vec<(EntryKey, Version)> {
     (0..count)
         .map(|n| {
             let node = (n * 7) % NODES;

@@ -505,7 +505,7 @@ async fn every_bad_input_is_rejected_with_a_clear_error_and_changes_nothing() {
 
 #[tokio::test]
 async fn a_full_node_answers_507_and_changes_nothing() {
-    let server = start_with(|c| c.max_instances = 2).await;
+    let server = start_with(|c| c.registry.max_instances = 2).await;
     put(&server, "s", "a", json!({"address": "h:1"})).await;
     put(&server, "s", "b", json!({"address": "h:2"})).await;
     let before = snapshot(server.registry());
@@ -529,7 +529,7 @@ async fn a_full_node_answers_507_and_changes_nothing() {
 
 #[tokio::test]
 async fn health_metrics_and_openapi_are_served() {
-    let server = start_with(|c| c.node_name = "node-x".parse().unwrap()).await;
+    let server = start_with(|c| c.registry.node = "node-x".parse().unwrap()).await;
     let (status, health) = get_json(&server, "/v1/health").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(

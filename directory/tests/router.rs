@@ -21,7 +21,7 @@ fn app() -> (Router, Registry) {
 }
 
 fn app_with(config: Config) -> (Router, Registry) {
-    let registry = Registry::new(config.registry_config());
+    let registry = Registry::new(config.registry.clone());
     let metrics = PrometheusBuilder::new().build_recorder().handle();
     let state = AppState::new(
         registry.clone(),

@@ -200,3 +200,74 @@ async fn a_tls_connection_that_never_handshakes_is_closed_by_the_header_timeout(
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_cli_reaches_a_secured_node_with_its_token_and_ca() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ca = Ca::new("ca")?;
+    let (cert, key) = ca.leaf()?;
+    write(dir.path(), "cert.pem", &cert)?;
+    write(dir.path(), "key.pem", &key)?;
+    let ca_file = write(dir.path(), "ca.pem", &ca.pem())?;
+    let acl = dir.path().join("acl.json");
+    let token = |name: &str, rule: &str| {
+        let out = std::process::Command::new(process_support::BIN)
+            .args([
+                "acl",
+                "token",
+                "create",
+                "--name",
+                name,
+                "--rule",
+                rule,
+                "--acl-file",
+            ])
+            .arg(&acl)
+            .output()?;
+        let text = String::from_utf8(out.stdout)?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("secret:"))
+            .map(|s| s.trim().to_owned())
+            .ok_or_else(|| anyhow::anyhow!("no secret in {text}"))
+    };
+    let billing = token("billing", "write:billing")?;
+    let acl_flag = acl.display().to_string();
+    let (_node, base, _log) = start_node(dir.path(), &["--acl-file", &acl_flag]).await?;
+    let base = base.replace("127.0.0.1", "localhost");
+    let cli = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(process_support::BIN);
+        cmd.args(args)
+            .args(["--addr", &base])
+            .env_remove("DIRECTORY_ADDR")
+            .env_remove("DIRECTORY_TOKEN")
+            .env_remove("DIRECTORY_CA");
+        cmd.output()
+    };
+    let register = ["register", "billing", "b1", "--address", "127.0.0.1:7000"];
+    let ok = cli(&[&register[..], &["--token", &billing, "--ca", &ca_file]].concat())?;
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let no_ca = cli(&[&register[..], &["--token", &billing]].concat())?;
+    let stderr = String::from_utf8_lossy(&no_ca.stderr).to_lowercase();
+    assert!(
+        !no_ca.status.success() && stderr.contains("certificate"),
+        "{stderr}"
+    );
+    let other = ["register", "orders", "o1", "--address", "127.0.0.1:7000"];
+    let refused = cli(&[&other[..], &["--token", &billing, "--ca", &ca_file]].concat())?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("forbidden"),
+        "{stderr}"
+    );
+    let anonymous = cli(&[&register[..], &["--ca", &ca_file]].concat())?;
+    let stderr = String::from_utf8_lossy(&anonymous.stderr);
+    assert!(
+        !anonymous.status.success() && stderr.contains("unauthorized"),
+        "{stderr}"
+    );
+    Ok(())
+}

@@ -8,7 +8,7 @@ use crate::error::StartError;
 use crate::link::{self, LinkCtx};
 use crate::peer::{Inner, Peer};
 use crate::proto::frame::PROTOCOL_VERSION;
-use crate::proto::{Balancer, Core, Frame, InstanceInfo, LeastInFlight};
+use crate::proto::{Balancer, Cause, Core, Frame, InstanceInfo, LeastInFlight};
 use crate::quota::Quota;
 use crate::received::DeadLetterQueue;
 use crate::store::{Committer, IdentityRecord, PeerState, Store, WallClock};
@@ -484,11 +484,28 @@ fn need_instances(
     inputs: mpsc::UnboundedSender<Input>,
 ) -> NeedInstances {
     Box::new(move |service| match &discovery {
-        Some(d) => d.watch(service, inputs.clone()),
+        Some(d) => {
+            report_lookup_failure(d, &service, &inputs);
+            d.watch(service, inputs.clone());
+        }
         None => {
             tracing::warn!(%service, "no directory configured and no static instance for this service")
         }
     })
+}
+
+/// Looks `service` up once and tells the driver if no directory answered, so messages
+/// waiting for its instances can say why (the watch alone keeps the last view silently).
+fn report_lookup_failure(d: &Arc<Discovery>, service: &str, inputs: &mpsc::UnboundedSender<Input>) {
+    let (d, service, inputs) = (d.clone(), service.to_owned(), inputs.clone());
+    tokio::spawn(async move {
+        let detail = match d.refresh(&service).await {
+            Err(e @ crate::DiscoveryError::Unavailable { .. }) => e.to_string(),
+            _ => return,
+        };
+        let cause = Cause::DirectoryUnreachable { detail };
+        let _ = inputs.send(Input::LookupFailed { service, cause });
+    });
 }
 
 fn sender_check(cfg: &PeerConfig, discovery: Option<Arc<Discovery>>) -> Option<SenderCheck> {

@@ -1,11 +1,16 @@
 //! Every knob of the SDK, with its default as a named constant and the reason beside it.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 /// Default time to wait for an ack before retrying: long enough for a slow handler, short
 /// enough that a silently dead instance is abandoned quickly. Lost connections are noticed
 /// sooner (keep-alive) and retried at once.
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default maximum number of attempts: none, the deadline alone bounds the retries (a
+/// maximum suits handlers that fail the same way every time; set it per message with
+/// `SendOptions::max_attempts`).
+pub const DEFAULT_MAX_ATTEMPTS: Option<NonZeroU32> = None;
 /// Default per-message deadline; after it the message goes to the dead letters.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
 /// First retry delay; doubled on every further attempt.
@@ -33,7 +38,13 @@ pub const DEFAULT_MAX_PENDING_DELIVERIES: usize = 65_536;
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
     /// Time to wait for an ack before the next attempt. Default [`DEFAULT_ACK_TIMEOUT`].
+    /// A handler that signals progress (`Message::in_progress`) restarts this wait, so a
+    /// slow handler that keeps signalling is never retried on another instance. Shorter
+    /// finds dead instances sooner; longer retries slow handlers less often.
     pub ack_timeout: Duration,
+    /// Attempts after which a message is dead-lettered before its deadline. Default
+    /// [`DEFAULT_MAX_ATTEMPTS`] (no limit).
+    pub max_attempts: Option<NonZeroU32>,
     /// Default deadline of a message. Default [`DEFAULT_DEADLINE`].
     pub deadline: Duration,
     /// First retry delay. Default [`DEFAULT_BACKOFF_INITIAL`].
@@ -67,6 +78,7 @@ impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {
             ack_timeout: DEFAULT_ACK_TIMEOUT,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
             deadline: DEFAULT_DEADLINE,
             backoff_initial: DEFAULT_BACKOFF_INITIAL,
             backoff_max: DEFAULT_BACKOFF_MAX,

@@ -9,7 +9,7 @@
 use crate::link::{self, LinkCtx};
 use crate::proto::hash::FastMap as HashMap;
 use crate::proto::{
-    AppOutcome, Core, DeliveryToken, Event, Frame, InstanceInfo, LinkId, LinkKind, Outcome,
+    AppOutcome, Cause, Core, DeliveryToken, Event, Frame, InstanceInfo, LinkId, LinkKind, Outcome,
     SendRequest, Transmit,
 };
 use crate::quota::Quota;
@@ -58,6 +58,10 @@ pub(crate) enum Input {
         token: DeliveryToken,
         outcome: AppOutcome,
     },
+    /// The handler is still working on this delivery.
+    Progress {
+        token: DeliveryToken,
+    },
     Frames {
         link: LinkId,
         frames: Vec<Frame>,
@@ -73,11 +77,16 @@ pub(crate) enum Input {
     },
     Dialed {
         inst: Arc<InstanceInfo>,
-        result: Result<(LinkId, LinkTx), String>,
+        result: Result<(LinkId, LinkTx), Cause>,
     },
     Instances {
         service: String,
         list: Vec<Arc<InstanceInfo>>,
+    },
+    /// A lookup of `service` failed (the directory did not answer).
+    LookupFailed {
+        service: String,
+        cause: Cause,
     },
     KnownInstances {
         service: String,
@@ -237,6 +246,10 @@ impl Driver {
             }
             Input::Store(report) => self.store_report(now, report),
             Input::Settle { token, outcome } => self.p.core.handle_app_outcome(now, token, outcome),
+            Input::Progress { token } => self.p.core.handle_app_progress(token),
+            Input::LookupFailed { service, cause } => {
+                self.p.core.handle_lookup_failed(&service, cause)
+            }
             Input::Frames { link, frames } => self.frames(now, link, frames),
             Input::LinkUp { link, kind, tx } => {
                 self.p.core.handle_link_up(link, kind);
@@ -350,7 +363,7 @@ impl Driver {
         &mut self,
         now: Instant,
         inst: Arc<InstanceInfo>,
-        result: Result<(LinkId, LinkTx), String>,
+        result: Result<(LinkId, LinkTx), Cause>,
     ) {
         let queued = match self.outbound.remove(&inst) {
             Some(Outbound::Dialing(buf)) => buf,
@@ -366,10 +379,11 @@ impl Driver {
                 self.p.core.handle_link_up(link, LinkKind::Outbound(inst));
                 self.links.insert(link, tx);
             }
-            Err(reason) => {
-                tracing::warn!(instance = %inst.instance, addr = %inst.addr, "cannot reach instance: {reason}");
-                metrics::counter!("peer_sdk_dial_failures_total").increment(1);
-                self.p.core.handle_unreachable(now, &inst, &reason);
+            Err(cause) => {
+                tracing::warn!(instance = %inst.instance, addr = %inst.addr, "cannot reach instance: {cause}");
+                metrics::counter!("peer_sdk_dial_failures_total", "cause" => cause.code())
+                    .increment(1);
+                self.p.core.handle_unreachable(now, &inst, cause);
             }
         }
     }

@@ -61,7 +61,11 @@ pub enum StartError {
 pub enum SendError {
     /// Given up: deadline passed, nacked to dead letter, or shutdown. The dead letter (also
     /// published on `Peer::dead_letters`) carries the reason and the attempts.
-    #[error("message dead-lettered: {:?} after {} attempt(s)", .0.reason, .0.attempts)]
+    ///
+    /// Match on `.reason` ([`crate::DeadLetterReason`]) to tell what happened: no
+    /// instances or directory unreachable (as the last error of a passed deadline),
+    /// identity mismatch (not retried), rejected by the handler, attempts used up.
+    #[error("message dead-lettered: {} after {} attempt(s)", .0.reason, .0.attempts)]
     DeadLettered(Box<DeadLetter>),
     /// The peer is shut down; nothing was sent.
     #[error("the peer is shut down")]

@@ -61,10 +61,15 @@
 //!   spawning the driver and link tasks).
 //! - `peer`: the running [`Peer`] and its send side (send, request, broadcast, enqueue
 //!   with a [`Pending`] outcome, [`SendOptions`], windows, shutdown).
-//! - `received`: the receive side ([`Incoming`], [`Message`], [`Nack`], [`DeadLetters`]).
+//! - `received`: the receive side ([`Incoming`], [`Message`] with its [`Progress`] signal,
+//!   [`Nack`], [`DeadLetters`]).
 //! - [`store`]: the durable store ([`Store`]): outbox, dead letters, receiver records,
 //!   identity; its group committer executes the core's [`proto::StoreOp`]s.
 //! - `quota`: the store quota that bounds what a durable peer accepts.
+//!
+//! The package also builds the `peer` command-line tool (`src/bin/peer`, feature `cli`, on
+//! by default: turn default features off to build the library without clap, anyhow,
+//! indicatif and hdrhistogram).
 #![deny(missing_docs)]
 
 mod builder;
@@ -86,7 +91,7 @@ pub use config::{DeliveryConfig, PeerConfig, StoreConfig, WhenFull};
 pub use directory_api;
 pub use error::{BroadcastError, DiscoveryError, IdentityError, SendError, StartError};
 pub use peer::{BroadcastOutcome, Peer, Pending, SendOptions};
-pub use proto::{DeadLetter, DeadLetterReason, InstanceInfo};
-pub use received::{DeadLetters, Incoming, Message, Nack};
+pub use proto::{Cause, DeadLetter, DeadLetterReason, InstanceInfo};
+pub use received::{DeadLetters, Incoming, Message, Nack, Progress};
 pub use store::{Store, StoreError};
 pub use tls::{CertificatePin, Fingerprint, Identity};

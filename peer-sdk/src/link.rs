@@ -3,7 +3,7 @@
 //! only through [`Input`] messages.
 
 use crate::driver::{Input, LinkTx, SenderCheck};
-use crate::proto::{Decoder, ErrorCode, Frame, InstanceInfo, LinkId, LinkKind};
+use crate::proto::{Cause, Decoder, ErrorCode, Frame, InstanceInfo, LinkId, LinkKind};
 use crate::tls::{CertificatePin, Fingerprint};
 use bytes::{Bytes, BytesMut};
 use quinn::{Connection, RecvStream, SendStream, VarInt};
@@ -134,11 +134,12 @@ pub(crate) fn spawn_dial(
     ctx.tracker.clone().spawn(async move {
         let link = ctx.next_link();
         let result = tokio::select! {
-            _ = ctx.cancel.cancelled() => Err("shutting down".to_owned()),
+            _ = ctx.cancel.cancelled() => Err(DialError::Other("shutting down".to_owned())),
             r = tokio::time::timeout(connect_timeout, dial(&endpoint, client, &inst, hello)) => {
-                r.unwrap_or_else(|_| Err(format!("handshake timed out after {connect_timeout:?}")))
+                r.unwrap_or_else(|_| Err(DialError::Other(format!("handshake timed out after {connect_timeout:?}"))))
             }
         };
+        let result = result.map_err(|e| e.into_cause(&inst.instance));
         report_dial(&ctx, link, inst, result);
     });
 }
@@ -149,7 +150,7 @@ fn report_dial(
     ctx: &LinkCtx,
     link: LinkId,
     inst: Arc<InstanceInfo>,
-    result: Result<(Connection, SendStream, RecvStream), String>,
+    result: Result<(Connection, SendStream, RecvStream), Cause>,
 ) {
     match result {
         Ok((conn, send, recv)) => {
@@ -178,27 +179,59 @@ fn report_dial(
     }
 }
 
+/// Why dialing failed: the instance's identity (never retried) or anything else.
+enum DialError {
+    Identity(String),
+    Other(String),
+}
+
+impl DialError {
+    fn into_cause(self, instance: &str) -> Cause {
+        let instance = instance.to_owned();
+        match self {
+            Self::Identity(detail) => Cause::IdentityMismatch { instance, detail },
+            Self::Other(detail) => Cause::Unreachable { instance, detail },
+        }
+    }
+
+    /// A handshake that we aborted with a TLS alert (QUIC CRYPTO_ERROR, codes 0x100-0x1ff)
+    /// means our pinning verifier refused the certificate the instance presented: nothing
+    /// else in the handshake is checked on this side.
+    fn of_handshake(e: quinn::ConnectionError) -> Self {
+        match &e {
+            quinn::ConnectionError::TransportError(t)
+                if (0x100..0x200).contains(&u64::from(t.code)) =>
+            {
+                Self::Identity(format!("handshake: {e}"))
+            }
+            _ => Self::Other(format!("handshake: {e}")),
+        }
+    }
+}
+
 async fn dial(
     endpoint: &quinn::Endpoint,
     client: quinn::ClientConfig,
     inst: &InstanceInfo,
     hello: Bytes,
-) -> Result<(Connection, SendStream, RecvStream), String> {
-    let fp = inst
-        .fingerprint
-        .ok_or("instance publishes no certificate fingerprint; refusing to dial unpinned")?;
+) -> Result<(Connection, SendStream, RecvStream), DialError> {
+    let fp = inst.fingerprint.ok_or_else(|| {
+        DialError::Identity(
+            "instance publishes no certificate fingerprint; refusing to dial unpinned".into(),
+        )
+    })?;
     let name = Fingerprint(fp).server_name();
     let connecting = endpoint
         .connect_with(client, inst.addr, &name)
-        .map_err(|e| format!("connect: {e}"))?;
-    let conn = connecting.await.map_err(|e| format!("handshake: {e}"))?;
+        .map_err(|e| DialError::Other(format!("connect: {e}")))?;
+    let conn = connecting.await.map_err(DialError::of_handshake)?;
     let (mut send, recv) = conn
         .open_bi()
         .await
-        .map_err(|e| format!("open stream: {e}"))?;
+        .map_err(|e| DialError::Other(format!("open stream: {e}")))?;
     send.write_all(&hello)
         .await
-        .map_err(|e| format!("hello: {e}"))?;
+        .map_err(|e| DialError::Other(format!("hello: {e}")))?;
     Ok((conn, send, recv))
 }
 

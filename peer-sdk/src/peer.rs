@@ -14,6 +14,7 @@ use crate::tls::Fingerprint;
 use bytes::Bytes;
 use dashmap::DashMap;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -66,6 +67,12 @@ pub struct SendOptions {
     /// Deadline from now; default the configured one. It may be hours or days: while it
     /// lasts, a service with no instance is not an error; the message waits for one.
     pub deadline: Option<Duration>,
+    /// Time to wait for an ack or a progress signal before the next attempt; default
+    /// [`crate::DeliveryConfig::ack_timeout`].
+    pub ack_timeout: Option<Duration>,
+    /// Attempts after which the message is dead-lettered even before its deadline;
+    /// default [`crate::DeliveryConfig::max_attempts`].
+    pub max_attempts: Option<NonZeroU32>,
     /// Fail at once with [`SendError::NoResponders`] when the directory (or the static
     /// configuration) says the service has no instance, instead of waiting for one.
     pub no_responders: bool,
@@ -83,6 +90,18 @@ impl SendOptions {
     /// Sets the deadline.
     pub fn deadline(mut self, d: Duration) -> Self {
         self.deadline = Some(d);
+        self
+    }
+
+    /// Sets the ack timeout of every attempt.
+    pub fn ack_timeout(mut self, d: Duration) -> Self {
+        self.ack_timeout = Some(d);
+        self
+    }
+
+    /// Sets the maximum number of attempts.
+    pub fn max_attempts(mut self, n: NonZeroU32) -> Self {
+        self.max_attempts = Some(n);
         self
     }
 
@@ -275,6 +294,13 @@ impl Peer {
             .map_or(0, |w| self.inner.cfg.window - w.available_permits())
     }
 
+    /// Durable peers: bytes ([`crate::proto::message_cost`] each) of accepted messages not
+    /// yet resolved, including those resumed from the store at start. 0 means every message
+    /// this peer holds has been acked or dead-lettered. Always 0 without a store.
+    pub fn unresolved_bytes(&self) -> u64 {
+        self.inner.quota.as_ref().map_or(0, |q| q.used())
+    }
+
     fn window(&self, service: &str) -> Arc<Semaphore> {
         if let Some(w) = self.inner.windows.get(service) {
             return w.clone();
@@ -429,6 +455,8 @@ impl Peer {
             payload,
             request,
             deadline,
+            ack_timeout: opts.ack_timeout,
+            max_attempts: opts.max_attempts,
             no_responders: opts.no_responders,
         };
         let (done, rx) = oneshot::channel();

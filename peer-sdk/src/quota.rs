@@ -67,6 +67,12 @@ impl Quota {
         }
     }
 
+    /// Bytes taken and not given back (messages accepted, or being accepted, and unresolved).
+    pub(crate) fn used(&self) -> u64 {
+        let free = u64::try_from(self.room.available_permits()).unwrap_or(u64::MAX);
+        self.max.saturating_sub(free) + *self.debt.lock()
+    }
+
     /// Wakes every waiter with an error (the peer stopped).
     pub(crate) fn close(&self) {
         self.room.close();

@@ -105,6 +105,22 @@ impl DeadLetters {
     }
 }
 
+/// Signals "still working" for one received message; see [`Message::progress_handle`].
+#[derive(Debug, Clone)]
+pub struct Progress {
+    token: crate::proto::DeliveryToken,
+    tx: Option<mpsc::UnboundedSender<Input>>,
+}
+
+impl Progress {
+    /// Same as [`Message::in_progress`]; ignored once the message is settled.
+    pub fn signal(&self) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Input::Progress { token: self.token });
+        }
+    }
+}
+
 /// How a handler refuses a message.
 #[derive(Debug, Clone)]
 pub enum Nack {
@@ -170,6 +186,27 @@ impl Message {
     /// Sender-unique message id.
     pub fn id(&self) -> u64 {
         self.delivery.token.id
+    }
+
+    /// Tells the sender that this message is still being handled, which restarts the
+    /// attempt's ack timeout there: call it more often than the sender's ack timeout and a
+    /// slow handler is never retried on another instance (only the deadline still applies).
+    /// Cheap (one small frame); does nothing once the message is settled.
+    pub fn in_progress(&self) {
+        if let Some(tx) = &self.settle {
+            let _ = tx.send(Input::Progress {
+                token: self.delivery.token,
+            });
+        }
+    }
+
+    /// A handle that signals progress for this message from another task (for example a
+    /// timer loop beside a long computation). It outlives the message harmlessly.
+    pub fn progress_handle(&self) -> Progress {
+        Progress {
+            token: self.delivery.token,
+            tx: self.settle.clone(),
+        }
     }
 
     fn settle(mut self, outcome: AppOutcome) {

@@ -170,6 +170,11 @@ fn a_duplicates_ack_goes_to_the_newest_stream() {
     r.handle_frame(t0, LinkId(7), message(1, false, None))
         .unwrap();
     let d = deliveries(&mut r);
+    // The delivery names its sender as the HELLO introduced it.
+    assert_eq!(
+        (&*d[0].from_service, &*d[0].from_instance),
+        ("src", "src-1")
+    );
     r.handle_frame(t0, LinkId(8), message(1, false, None))
         .unwrap();
     assert!(deliveries(&mut r).is_empty());
@@ -214,6 +219,8 @@ fn send(c: &mut Core, now: Instant) -> Option<String> {
         request: false,
         deadline: now + Duration::from_secs(60),
         no_responders: false,
+        ack_timeout: None,
+        max_attempts: None,
     };
     c.handle_send(now, req);
     transmits(c).into_iter().find_map(|t| match t {
@@ -235,7 +242,11 @@ fn unhealthiness_expires_after_unhealthy_for() {
     c.handle_link_up(LinkId(1), LinkKind::Outbound(a.clone()));
     c.handle_link_up(LinkId(2), LinkKind::Outbound(b.clone()));
     c.handle_instances(t0, "svc", vec![a.clone(), b.clone()]);
-    c.handle_unreachable(t0, &a, "refused");
+    let refused = peer_sdk::proto::Cause::Unreachable {
+        instance: "a".into(),
+        detail: "refused".into(),
+    };
+    c.handle_unreachable(t0, &a, refused);
     // Messages stay in flight (never acked), so least-in-flight would pick `a` if allowed.
     let before = t0 + Duration::from_millis(1900);
     assert_eq!(send(&mut c, t0).as_deref(), Some("b"));

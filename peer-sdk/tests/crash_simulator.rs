@@ -399,6 +399,8 @@ impl Sim {
             request: false,
             deadline: self.now + Duration::from_secs(3600),
             no_responders: false,
+            ack_timeout: None,
+            max_attempts: None,
         };
         let id = self.sender.core.handle_send(self.now, req);
         self.unconfirmed.insert(id, payload);

@@ -285,9 +285,8 @@ async fn receiver_verifying_senders_refuses_an_unregistered_sender() {
         other => panic!("{other:?}"),
     };
     assert!(
-        last_error
-            .as_deref()
-            .is_some_and(|e| e.contains("code 6 (UnauthorizedSender)")),
+        matches!(&last_error, Some(peer_sdk::Cause::Unreachable { detail, .. })
+            if detail.contains("code 6 (UnauthorizedSender)")),
         "{dl:?}"
     );
     assert_eq!(got.load(Ordering::SeqCst), 1);
@@ -345,5 +344,47 @@ async fn instance_removed_from_the_directory_stops_receiving() {
     for r in receivers {
         r.shutdown().await;
     }
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lookup_without_any_directory_answering_names_that_cause_at_the_deadline() {
+    let d = directory().await;
+    let a = peer_via(&[url(&d)], "caller").await;
+    d.shutdown().await;
+    let opts = SendOptions::default().deadline(Duration::from_secs(2));
+    let e = a.send_with("unknown", &b"x"[..], opts).await.unwrap_err();
+    let SendError::DeadLettered(dl) = &e else {
+        panic!("{e:?}")
+    };
+    assert!(
+        matches!(
+            &dl.reason,
+            DeadLetterReason::DeadlineExceeded {
+                last_error: Some(peer_sdk::Cause::DirectoryUnreachable { .. })
+            }
+        ),
+        "{dl:?}"
+    );
+    assert_eq!(dl.attempts, 0);
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_service_nobody_registered_names_no_instances_at_the_deadline() {
+    let d = directory().await;
+    let a = peer_via(&[url(&d)], "caller").await;
+    let opts = SendOptions::default().deadline(Duration::from_secs(1));
+    let e = a.send_with("unknown", &b"x"[..], opts).await.unwrap_err();
+    let SendError::DeadLettered(dl) = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(
+        dl.reason,
+        DeadLetterReason::DeadlineExceeded {
+            last_error: Some(peer_sdk::Cause::NoInstances)
+        }
+    );
+    a.shutdown().await;
     d.shutdown().await;
 }

@@ -222,7 +222,7 @@ async fn unacked_message_is_dead_lettered_at_its_deadline() {
 }
 
 #[tokio::test]
-async fn peer_presenting_the_wrong_certificate_is_refused() {
+async fn peer_presenting_the_wrong_certificate_is_refused_at_once_without_retries() {
     let imposter = peer("vault", &[]).await;
     let got = Arc::new(AtomicUsize::new(0));
     let g = got.clone();
@@ -239,24 +239,30 @@ async fn peer_presenting_the_wrong_certificate_is_refused() {
         Some(published.0),
     );
     let a = peer("client", &[forged]).await;
+    let started = std::time::Instant::now();
     let err = a
         .send_with(
             "vault",
             &b"secret"[..],
             // Room for at least one refused handshake even on a loaded machine.
-            SendOptions::default().deadline(Duration::from_secs(3)),
+            SendOptions::default().deadline(Duration::from_secs(5)),
         )
         .await;
     let Err(SendError::DeadLettered(dl)) = err else {
         panic!("{err:?}")
     };
-    let DeadLetterReason::DeadlineExceeded {
-        last_error: Some(e),
-    } = &dl.reason
-    else {
+    // Not retried until the deadline: a wrong pin fails at the first handshake.
+    let DeadLetterReason::IdentityMismatch { instance, detail } = &dl.reason else {
         panic!("{dl:?}")
     };
-    assert!(e.contains("handshake"), "{e}");
+    assert_eq!(instance, imposter.instance());
+    assert!(detail.contains("handshake"), "{detail}");
+    assert_eq!(dl.attempts, 1, "{dl:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(got.load(Ordering::SeqCst), 0);
     a.shutdown().await;
     imposter.shutdown().await;
@@ -494,6 +500,82 @@ async fn garbage_silent_and_out_of_order_streams_are_closed_and_the_peer_keeps_s
     // The peer still works.
     let a = peer("normal", &[b.info()]).await;
     a.send("sturdy", &b"fine"[..]).await.unwrap();
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Two instances run this handler: it takes `takes`, signalling progress every `every`
+/// (if set), and counts how many times it started.
+fn slow_handler(
+    b: &peer_sdk::Peer,
+    starts: &Arc<AtomicUsize>,
+    takes: Duration,
+    every: Option<Duration>,
+) {
+    let mut inbox = b.incoming();
+    let starts = starts.clone();
+    tokio::spawn(async move {
+        while let Some(m) = inbox.next().await {
+            starts.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let done = tokio::time::Instant::now() + takes;
+                while let Some(every) = every.filter(|_| tokio::time::Instant::now() < done) {
+                    tokio::time::sleep(every.min(done - tokio::time::Instant::now())).await;
+                    m.in_progress();
+                }
+                tokio::time::sleep_until(done).await;
+                m.ack();
+            });
+        }
+    });
+}
+
+async fn slow_handler_starts(every: Option<Duration>) -> usize {
+    let ack_timeout = Duration::from_millis(300);
+    let starts = Arc::new(AtomicUsize::new(0));
+    let (b1, b2) = (peer("slow", &[]).await, peer("slow", &[]).await);
+    for b in [&b1, &b2] {
+        slow_handler(b, &starts, ack_timeout * 3, every);
+    }
+    let a = peer("client", &[b1.info(), b2.info()]).await;
+    let opts = SendOptions::default()
+        .ack_timeout(ack_timeout)
+        .deadline(Duration::from_secs(10));
+    a.send_with("slow", &b"work"[..], opts).await.unwrap();
+    let n = starts.load(Ordering::SeqCst);
+    a.shutdown().await;
+    b1.shutdown().await;
+    b2.shutdown().await;
+    n
+}
+
+#[tokio::test]
+async fn handler_taking_three_ack_timeouts_and_signalling_progress_runs_exactly_once() {
+    let every = Duration::from_millis(100);
+    assert_eq!(slow_handler_starts(Some(every)).await, 1);
+}
+
+#[tokio::test]
+async fn handler_taking_three_ack_timeouts_silently_runs_on_the_second_instance() {
+    // The control: the same handler without progress signals is retried elsewhere.
+    assert!(slow_handler_starts(None).await >= 2);
+}
+
+#[tokio::test]
+async fn max_attempts_ends_a_nacked_message_with_the_handlers_last_reason() {
+    let b = peer("flaky", &[]).await;
+    serve(&b, |m| m.nack(Nack::Retry("busy".into())));
+    let a = peer("client", &[b.info()]).await;
+    let opts = SendOptions::default().max_attempts(std::num::NonZeroU32::new(2).unwrap());
+    let err = a.send_with("flaky", &b"x"[..], opts).await;
+    let Err(SendError::DeadLettered(dl)) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(dl.attempts, 2);
+    assert!(
+        matches!(&dl.reason, DeadLetterReason::AttemptsExhausted { last_error: peer_sdk::Cause::Nacked { reason, .. } } if reason == "busy"),
+        "{dl:?}"
+    );
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -38,6 +38,18 @@ enum Item {
         node: usize,
         delivery: peer_sdk::proto::Delivery,
     },
+    /// Application of receiver `node` signals it is still handling a delivery.
+    Progress {
+        node: usize,
+        token: peer_sdk::proto::DeliveryToken,
+    },
+}
+
+/// A handler that takes `takes` and, if `signal_every` is set, signals progress that often.
+#[derive(Clone, Copy)]
+struct SlowHandler {
+    takes: Duration,
+    signal_every: Option<Duration>,
 }
 
 struct Sim {
@@ -54,6 +66,9 @@ struct Sim {
     key_order: HashMap<Bytes, Vec<u64>>,
     outcomes: HashMap<u64, Outcome>,
     nack_every: Option<u64>,
+    slow: Option<SlowHandler>,
+    /// id -> times a handler started on it, on any receiver
+    started: HashMap<u64, u32>,
     /// id -> the `attempt` field of every `Message` frame the sender transmitted for it
     attempts_sent: HashMap<u64, Vec<u32>>,
 }
@@ -80,7 +95,7 @@ impl Sim {
             let mut core = Core::new(cfg.clone(), Box::new(LeastInFlight::default()));
             core.handle_link_up(INBOUND_LINK, LinkKind::Inbound);
             let hello = Frame::Hello {
-                version: 1,
+                version: peer_sdk::proto::frame::PROTOCOL_VERSION,
                 session: 77,
                 service: "src".into(),
                 instance: "src-0".into(),
@@ -105,6 +120,8 @@ impl Sim {
             key_order: HashMap::new(),
             outcomes: HashMap::new(),
             nack_every: None,
+            slow: None,
+            started: HashMap::new(),
             attempts_sent: HashMap::new(),
         }
     }
@@ -154,10 +171,7 @@ impl Sim {
         }
         while let Some(e) = self.nodes[node].poll_event() {
             match e {
-                Event::Deliver(d) => {
-                    let delay = Duration::from_micros(self.rng.random_range(0..=200));
-                    self.schedule(delay, Item::Settle { node, delivery: d });
-                }
+                Event::Deliver(d) => self.start_handler(node, d),
                 Event::Outcome(id, o) => assert!(
                     self.outcomes.insert(id, o).is_none(),
                     "two outcomes for {id}"
@@ -165,6 +179,24 @@ impl Sim {
                 Event::NeedInstances(_) | Event::Accepted(_) => {}
             }
         }
+    }
+
+    /// Schedules the handler's settlement (and its progress signals, if slow).
+    fn start_handler(&mut self, node: usize, d: peer_sdk::proto::Delivery) {
+        *self.started.entry(d.token.id).or_default() += 1;
+        let Some(slow) = self.slow else {
+            let delay = Duration::from_micros(self.rng.random_range(0..=200));
+            return self.schedule(delay, Item::Settle { node, delivery: d });
+        };
+        if let Some(every) = slow.signal_every {
+            let mut at = every;
+            while at < slow.takes {
+                let token = d.token;
+                self.schedule(at, Item::Progress { node, token });
+                at += every;
+            }
+        }
+        self.schedule(slow.takes, Item::Settle { node, delivery: d });
     }
 
     fn settle(&mut self, node: usize, d: peer_sdk::proto::Delivery) {
@@ -209,6 +241,7 @@ impl Sim {
                     self.nodes[to].handle_frame(self.now, link, frame).unwrap()
                 }
                 Item::Settle { node, delivery } => self.settle(node, delivery),
+                Item::Progress { node, token } => self.nodes[node].handle_app_progress(token),
             }
         } else {
             for n in &mut self.nodes {
@@ -229,6 +262,8 @@ impl Sim {
             payload: Bytes::from_static(b"payload"),
             request,
             deadline: self.now + Duration::from_secs(600),
+            ack_timeout: None,
+            max_attempts: None,
             no_responders: false,
         };
         let id = self.nodes[SENDER].handle_send(self.now, req);
@@ -346,4 +381,53 @@ fn perfect_network_needs_one_attempt_per_message() {
             sim.outcomes.get(id)
         );
     }
+}
+
+/// Two receivers, a handler three times slower than the 50 ms ack timeout, a network that
+/// duplicates and reorders (but does not lose) frames.
+fn slow_handler_scenario(seed: u64, signal_every: Option<Duration>) -> Sim {
+    let faults = Faults {
+        loss: 0.0,
+        duplicate: 0.05,
+        max_delay_us: 3_000,
+    };
+    let mut sim = Sim::new(seed, 2, faults);
+    sim.slow = Some(SlowHandler {
+        takes: Duration::from_millis(150),
+        signal_every,
+    });
+    for i in 0..40 {
+        let key = (i % 2 == 0).then(|| Bytes::from(format!("k{}", i % 4)));
+        sim.send(key, i % 3 == 0);
+        sim.step();
+    }
+    sim.run(1_000_000);
+    for (id, outcome) in &sim.outcomes {
+        assert!(
+            matches!(outcome, Outcome::Acked | Outcome::Replied(_)),
+            "seed {seed}: {id} ended with {outcome:?}"
+        );
+    }
+    assert_eq!(sim.outcomes.len(), 40, "seed {seed}");
+    sim
+}
+
+#[test]
+fn slow_handler_signalling_progress_runs_exactly_once_with_two_instances_up() {
+    for seed in 200..206 {
+        let sim = slow_handler_scenario(seed, Some(Duration::from_millis(20)));
+        for (id, n) in &sim.started {
+            assert_eq!(*n, 1, "seed {seed}: handler ran {n} times for {id}");
+        }
+    }
+}
+
+#[test]
+fn slow_handler_without_progress_is_retried_on_the_other_instance() {
+    // The control for the test above: the same run without signals does run handlers twice.
+    let sim = slow_handler_scenario(200, None);
+    assert!(
+        sim.started.values().any(|n| *n > 1),
+        "expected retries without progress signals"
+    );
 }

@@ -11,8 +11,9 @@
 //! - Rules ([`Rule`]): `read:PATTERN`, `write:PATTERN` (implies read), `operator` (members
 //!   and metrics). `GET /v1/health` is always open.
 //! - [`Acl::reload`] (SIGHUP) swaps in a new file atomically; a bad file keeps the old rules.
-//!   Each node reports the SHA-256 of the file it enforces ([`Acl::file_hash`]), so nodes
-//!   with different files show up in the members view.
+//!   Each node tells the cluster the hash of the file it enforces ([`Acl::short_hash`],
+//!   gossiped with every datagram), so nodes with different files show up in the members
+//!   view of any node.
 //!
 //! # Layout
 //! - `rules`: [`Rule`] and [`RuleSet`], parsing and matching.
@@ -70,6 +71,13 @@ impl Policy {
     }
 }
 
+/// The first 8 bytes of a file's SHA-256.
+pub fn short(hash: &[u8; 32]) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&hash[..8]);
+    out
+}
+
 impl Acl {
     /// Loads the ACL file at `path`; an unreadable or invalid file is an error.
     pub fn load(path: &Path) -> Result<Self, AclFileError> {
@@ -103,9 +111,16 @@ impl Acl {
         }
     }
 
-    /// SHA-256 of the file in force, as 64 hex digits.
+    /// The first 8 bytes of the SHA-256 of the file in force: what the node tells the
+    /// cluster (64 bits tell files apart; nothing secret is derived from it).
+    pub fn short_hash(&self) -> [u8; 8] {
+        short(&self.current.read().file_hash)
+    }
+
+    /// [`Self::short_hash`] as 16 hex digits, as shown in the members view and printed by
+    /// `directory acl hash`.
     pub fn file_hash(&self) -> String {
-        hex::encode(self.current.read().file_hash)
+        hex::encode(self.short_hash())
     }
 
     /// The file this node enforces.

@@ -14,8 +14,9 @@ pub enum AclCommand {
     /// Manage tokens.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Print the SHA-256 of an ACL file: what each node reports as `acl_hash` in
-    /// `directory members`, to spot nodes running another version of the file.
+    /// Print the short hash of an ACL file (first 16 hex digits of its SHA-256): what each
+    /// node reports as `acl_hash` in `directory members`, to spot nodes running another
+    /// version of the file.
     Hash {
         /// The ACL file.
         #[arg(long, env = "DIRECTORY_ACL_FILE")]
@@ -62,7 +63,7 @@ pub(super) fn run(command: AclCommand) -> anyhow::Result<()> {
     match command {
         AclCommand::Hash { acl_file } => {
             let (_, hash) = AclFile::load(&acl_file)?;
-            println!("{}", hex::encode(hash));
+            println!("{}", hex::encode(crate::acl::short(&hash)));
         }
         AclCommand::Token(TokenCommand::Create {
             acl_file,

@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::gossip::{ClusterKey, GossipSettings, Security};
 use crate::listener::{HttpLimits, TlsFiles};
-use crate::registry::{DEFAULT_NODE_NAME, NodeName};
+use crate::registry::{DEFAULT_NODE_NAME, NodeName, RegistryConfig, ReplicationRules};
 use crate::{Config, Server, shutdown_signal};
 
 /// Log output format.
@@ -35,9 +35,9 @@ pub struct ServeArgs {
     /// Most live instances accepted; further registrations get 507 capacity_full.
     #[arg(long, env = "DIRECTORY_MAX_INSTANCES", default_value_t = 1_000_000)]
     pub max_instances: usize,
-    /// How long removed instances are remembered as tombstones (must exceed the time
-    /// replication needs to reach every node).
-    #[arg(long, env = "DIRECTORY_TOMBSTONE_RETENTION", default_value = "10m")]
+    /// How long removed instances are remembered as tombstones, on every node; must exceed
+    /// the longest lease (1h) plus the lease grace (5s), so a removed instance never returns.
+    #[arg(long, env = "DIRECTORY_TOMBSTONE_RETENTION", default_value = "65m")]
     pub tombstone_retention: humantime::Duration,
     /// Watch events buffered per watcher; a slower watcher gets a `lagged` event.
     #[arg(long, env = "DIRECTORY_EVENT_BUFFER", default_value = "4096")]
@@ -127,12 +127,18 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The node configuration these options describe.
     pub fn to_config(&self) -> Config {
-        Config {
-            node_name: self.node_name.clone(),
-            http_addr: self.http_addr,
+        let registry = RegistryConfig {
+            node: self.node_name.clone(),
             max_instances: self.max_instances,
-            tombstone_retention: self.tombstone_retention.into(),
+            replication: ReplicationRules {
+                tombstone_retention: self.tombstone_retention.into(),
+                ..ReplicationRules::default()
+            },
             event_buffer: self.event_buffer,
+        };
+        Config {
+            registry,
+            http_addr: self.http_addr,
             max_wait: self.max_wait.into(),
             default_wait: self.default_wait.into(),
             body_limit: self.body_limit,
@@ -238,7 +244,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             () = server.cancelled() => break,
             () = hangup.recv() => {
                 tracing::info!("SIGHUP received; reloading");
-                server.reload();
+                server.reload().await;
             }
         }
     }
@@ -295,10 +301,8 @@ mod tests {
     fn documented_flag_defaults_are_the_embedded_defaults() {
         let cli = Cli::try_parse_from(["directory"]).unwrap();
         let from_flags = cli.serve.to_config();
-        let embedded = Config {
-            node_name: host_node_name(),
-            ..Config::default()
-        };
+        let mut embedded = Config::default();
+        embedded.registry.node = host_node_name();
         assert_eq!(format!("{from_flags:?}"), format!("{embedded:?}"));
     }
 

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::registry::{
-    Address, Entry, EntryState as RegState, Fingerprint, InstanceId, LiveState, Meta, NodeName,
-    ServiceName, Tags, TombstoneReason as RegReason, Ttl, ValidationError, Version,
+    Address, Entry, EntryState, Fingerprint, InstanceId, LiveState, Meta, NodeName,
+    ReplicationRules, ServiceName, Tags, Ttl, ValidationError,
 };
 
-use super::wire::{EntryKey, EntryState, EntryVersion, LiveRecord, TombstoneReason, WireEntry};
+use super::proto::wire::{EntryKey, LiveRecord, WireEntry, WireState};
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -20,7 +20,7 @@ fn millis(d: Duration) -> u64 {
 /// The wire form of a local registry write (tombstones are fresh: age 0).
 pub fn to_wire(entry: &Entry) -> WireEntry {
     let state = match &entry.state {
-        RegState::Live(live) => EntryState::Live(LiveRecord {
+        EntryState::Live(live) => WireState::Live(LiveRecord {
             address: live.address.as_str().to_owned(),
             tags: live.tags.to_vec(),
             meta: live
@@ -38,41 +38,34 @@ pub fn to_wire(entry: &Entry) -> WireEntry {
             ),
             lease_remaining_ms: millis(live.lease_remaining),
         }),
-        RegState::Tombstone { reason } => EntryState::Tombstone {
-            reason: match reason {
-                RegReason::Deregistered => TombstoneReason::Deregistered,
-                RegReason::Expired => TombstoneReason::Expired,
-            },
+        EntryState::Tombstone { reason } => WireState::Tombstone {
+            reason: *reason,
             age_ms: 0,
         },
     };
     WireEntry {
         key: EntryKey::new(entry.service.as_str(), entry.instance.as_str()),
-        version: EntryVersion {
-            hlc: entry.version.hlc,
-            node: entry.version.node,
-        },
+        version: entry.version,
         state,
     }
 }
 
-/// The registry form of a remote entry. A live record not owned by `local` gets `grace`
-/// added to its lease: the owner expires it authoritatively, the others only hold it until
-/// the lease plus the grace (see docs/design.md, "Lease expiry").
+/// The registry form of a remote entry, its lease the time `local` holds it by the rules
+/// ([`ReplicationRules::held_lease`]: a non-owner adds the grace). The tombstone's age is
+/// dropped: the registry forgets a tombstone a retention after it arrived, never sooner
+/// than the replica, which is what refuses stale copies.
 pub fn to_registry(
     entry: WireEntry,
     local: &NodeName,
-    grace: Duration,
+    rules: &ReplicationRules,
 ) -> Result<Entry, ValidationError> {
     let state = match entry.state {
-        EntryState::Live(live) => {
+        WireState::Live(live) => {
             let owner = NodeName::new(&live.owner)?;
-            let mut lease_remaining = Duration::from_millis(live.lease_remaining_ms);
-            if &owner != local {
-                lease_remaining += grace;
-            }
+            let lease = Duration::from_millis(live.lease_remaining_ms);
+            let lease_remaining = rules.held_lease(lease, &owner == local);
             let meta: BTreeMap<String, String> = live.meta.into_iter().collect();
-            RegState::Live(LiveState {
+            EntryState::Live(LiveState {
                 address: Address::new(&live.address)?,
                 tags: Tags::new(live.tags)?,
                 meta: Meta::new(meta)?,
@@ -85,20 +78,12 @@ pub fn to_registry(
                 lease_remaining,
             })
         }
-        EntryState::Tombstone { reason, .. } => RegState::Tombstone {
-            reason: match reason {
-                TombstoneReason::Deregistered => RegReason::Deregistered,
-                TombstoneReason::Expired => RegReason::Expired,
-            },
-        },
+        WireState::Tombstone { reason, .. } => EntryState::Tombstone { reason },
     };
     Ok(Entry {
         service: ServiceName::new(&entry.key.service)?,
         instance: InstanceId::new(&entry.key.instance)?,
-        version: Version {
-            hlc: entry.version.hlc,
-            node: entry.version.node,
-        },
+        version: entry.version,
         state,
     })
 }
@@ -106,12 +91,20 @@ pub fn to_registry(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::Version;
+
+    fn rules() -> ReplicationRules {
+        ReplicationRules {
+            lease_grace: Duration::from_secs(5),
+            ..ReplicationRules::default()
+        }
+    }
 
     fn wire_live(owner: &str) -> WireEntry {
         WireEntry {
             key: EntryKey::new("orders", "orders-1"),
-            version: EntryVersion { hlc: 99, node: 3 },
-            state: EntryState::Live(LiveRecord {
+            version: Version { hlc: 99, node: 3 },
+            state: WireState::Live(LiveRecord {
                 address: "127.0.0.1:7000".into(),
                 tags: vec!["v2".into()],
                 meta: vec![("zone".into(), "a".into())],
@@ -127,11 +120,10 @@ mod tests {
     #[test]
     fn entries_round_trip_and_non_owned_leases_get_the_grace() {
         let local = NodeName::new("node-a").unwrap();
-        let grace = Duration::from_secs(5);
-        let own = to_registry(wire_live("node-a"), &local, grace).unwrap();
+        let own = to_registry(wire_live("node-a"), &local, &rules()).unwrap();
         assert_eq!(to_wire(&own), wire_live("node-a"));
-        let foreign = to_registry(wire_live("node-b"), &local, grace).unwrap();
-        let RegState::Live(live) = foreign.state else {
+        let foreign = to_registry(wire_live("node-b"), &local, &rules()).unwrap();
+        let EntryState::Live(live) = foreign.state else {
             panic!("not live")
         };
         assert_eq!(live.lease_remaining, Duration::from_secs(13));
@@ -142,11 +134,11 @@ mod tests {
         let local = NodeName::new("node-a").unwrap();
         let mut bad = wire_live("node-b");
         bad.key.service = "Not Valid!".into();
-        assert!(to_registry(bad, &local, Duration::ZERO).is_err());
+        assert!(to_registry(bad, &local, &rules()).is_err());
         let mut bad = wire_live("node-b");
-        if let EntryState::Live(live) = &mut bad.state {
+        if let WireState::Live(live) = &mut bad.state {
             live.ttl_ms = 0;
         }
-        assert!(to_registry(bad, &local, Duration::ZERO).is_err());
+        assert!(to_registry(bad, &local, &rules()).is_err());
     }
 }

@@ -1,43 +1,36 @@
 //! Cluster gossip: SWIM membership (foca) plus replication of registry entries.
 //!
 //! # Layout
-//! - [`identity`]: the member identity (address, name, per-start generation).
-//! - [`config`]: every knob with its default and presets.
-//! - [`wire`]: versioned, size-limited postcard formats (entries, datagrams, sync frames).
-//! - [`crypto`]: the cluster key and the AEAD envelope with replay protection.
-//! - [`replica`]: last-writer-wins entry view, tombstone ages, relative leases, digests.
-//! - `queue`, `timers`: the piggyback backlog and the deadline table.
-//! - [`core`]: the sans-IO state machine that ties them together (how to drive it is
-//!   documented there).
-//! - [`driver`] and `stream`: the tokio task owning the core, UDP datagrams and the TCP
-//!   anti-entropy sessions; `events`: what the core hands to its driver.
-//! - [`sim`]: a deterministic, seeded simulator of many cores (loss, delay, crashes,
-//!   partitions) used by tests and benchmarks.
+//! - [`proto`]: the protocol without its I/O — the sans-IO [`GossipCore`], its replica,
+//!   wire formats, identity, knobs and (for tests and the `sim` feature) the simulator.
+//! - [`crypto`]: the cluster key and the AEAD envelope with replay protection (the
+//!   per-sender session ids come from the thread RNG here, never inside the core).
+//! - [`handle`]: [`Gossip`], the public handle (start, member list, shutdown) and the seed
+//!   resolver; [`settings`]: what it is started with ([`GossipSettings`], [`Security`]), its
+//!   start errors and its traffic counters.
+//! - `driver`: the loop, the one tokio task that owns the core and moves its bytes (UDP)
+//!   and time; `command`: what the handle, the seed resolver and the streams ask of it;
+//!   `stream`: the TCP anti-entropy sessions. Imports run one way (handle → driver →
+//!   stream → command/settings).
+//! - [`convert`]: the registry adapter, between the registry's validated [`crate::registry::Entry`]
+//!   and the wire's [`WireEntry`].
 
-pub mod config;
+mod command;
 pub mod convert;
-pub mod core;
 pub mod crypto;
-pub mod driver;
-mod events;
-pub mod identity;
-mod queue;
-pub mod replica;
-pub mod sim;
+mod driver;
+pub mod handle;
+pub mod proto;
+pub mod settings;
 mod stream;
-mod timers;
-pub mod wire;
 
-pub use self::config::{GossipConfig, GossipConfigError};
-pub use self::core::{
-    CoreStats, DatagramError, GossipCore, GossipEvent, MAX_PLAINTEXT, MemberState, MemberView,
-    Transmit,
-};
 pub use self::crypto::{ClusterKey, ClusterKeyError, DropReason, Opener, Sealer};
-pub use self::driver::{
-    DEFAULT_GOSSIP_ADDR, Gossip, GossipCounters, GossipSettings, GossipStartError, Security,
+pub use self::handle::Gossip;
+pub use self::proto::{
+    CoreStats, DatagramError, EntryKey, GossipConfig, GossipConfigError, GossipCore, GossipEvent,
+    LiveRecord, MAX_PLAINTEXT, MemberState, MemberView, NodeIdentity, SyncMsg, Transmit, WireEntry,
+    WireState,
 };
-pub use self::identity::NodeIdentity;
-pub use self::wire::{
-    EntryKey, EntryState, EntryVersion, LiveRecord, SyncMsg, TombstoneReason, WireEntry,
+pub use self::settings::{
+    DEFAULT_GOSSIP_ADDR, GossipCounters, GossipSettings, GossipStartError, Security,
 };

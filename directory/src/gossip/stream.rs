@@ -1,6 +1,7 @@
 //! The stream transport of anti-entropy: TCP connections carrying `u32`-length-delimited
 //! frames, each a sealed [`SyncMsg`]. Each session alternates frames with the peer through
-//! the driver's core until one side has nothing more to say.
+//! the driver loop's core (a [`Command::Sync`] per frame) until one side has nothing more
+//! to say.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,9 +17,10 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::command::Command;
 use super::crypto::{DropReason, Opener, Sealer};
-use super::driver::{Command, GossipCounters, Security};
-use super::wire::{MAX_FRAME, SyncMsg, decode_sync, encode_sync};
+use super::proto::wire::{MAX_FRAME, SyncMsg, decode_sync, encode_sync};
+use super::settings::{GossipCounters, Security};
 
 /// How long an anti-entropy connection may take to open.
 const SYNC_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);

@@ -26,7 +26,7 @@ pub async fn members(
     access: Access,
 ) -> Result<Json<MembersResponse>, ApiError> {
     access.operator()?;
-    let node = state.config().node_name.to_string();
+    let node = state.config().registry.node.to_string();
     let local_acl = state.acl().map(crate::acl::Acl::file_hash);
     let now = SystemTime::now();
     let stamp = |ago| humantime::format_rfc3339_millis(now - ago).to_string();
@@ -56,7 +56,7 @@ pub async fn members(
                 generation: m.identity.generation,
                 last_change: stamp(m.since),
                 local: m.is_local,
-                acl_hash: if m.is_local { local_acl.clone() } else { None },
+                acl_hash: m.acl_hash.map(hex::encode),
             })
             .collect(),
     };

@@ -17,7 +17,7 @@ use crate::acl::Access;
 pub async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok".into(),
-        node: state.config().node_name.to_string(),
+        node: state.config().registry.node.to_string(),
         version: env!("CARGO_PKG_VERSION").into(),
     })
 }

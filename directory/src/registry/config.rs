@@ -1,16 +1,12 @@
 //! Knobs of the registry itself (the server's [`crate::Config`] carries them).
 
 use std::num::NonZeroUsize;
-use std::time::Duration;
 
 use super::NodeName;
+use super::rules::{ReplicationRules, RulesError};
 
 /// Default capacity: a million live instances fit in well under 1 GiB of memory.
 pub const DEFAULT_MAX_INSTANCES: usize = 1_000_000;
-/// Default tombstone retention. It must outlast the time replication needs to carry a
-/// removal to every node (gossip plus anti-entropy rounds), or an old copy of the record
-/// could come back; 10 minutes leaves a wide margin at the cost of keeping removed keys.
-pub const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(600);
 /// Default watch-event buffer: how far a slow watcher may fall behind before it is told it
 /// lagged (and must resynchronise with a lookup).
 pub const DEFAULT_EVENT_BUFFER: NonZeroUsize = match NonZeroUsize::new(4096) {
@@ -30,9 +26,9 @@ pub struct RegistryConfig {
     /// (`capacity_full`) and change nothing. Replicated entries are admitted regardless so
     /// nodes converge. Default [`DEFAULT_MAX_INSTANCES`].
     pub max_instances: usize,
-    /// How long removed (deregistered or expired) keys are kept as invisible tombstones.
-    /// Default [`DEFAULT_TOMBSTONE_RETENTION`].
-    pub tombstone_retention: Duration,
+    /// Tombstone retention and lease grace: the knobs of the replication rules, shared with
+    /// the gossip replica (see [`ReplicationRules`]). Default [`ReplicationRules::default`].
+    pub replication: ReplicationRules,
     /// Watch events buffered per subscriber. Default [`DEFAULT_EVENT_BUFFER`].
     pub event_buffer: NonZeroUsize,
 }
@@ -43,19 +39,21 @@ impl Default for RegistryConfig {
             // The literal matches the name pattern; checked by `default_config_is_valid`.
             node: NodeName::new(DEFAULT_NODE_NAME).unwrap_or_else(|_| unreachable!()),
             max_instances: DEFAULT_MAX_INSTANCES,
-            tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
+            replication: ReplicationRules::default(),
             event_buffer: DEFAULT_EVENT_BUFFER,
         }
     }
 }
 
 impl RegistryConfig {
-    /// Defaults with a short tombstone retention, for tests.
+    /// The defaults, for tests (tests drive the registry's time, so no knob needs shortening).
     pub fn for_test() -> Self {
-        Self {
-            tombstone_retention: Duration::from_secs(2),
-            ..Self::default()
-        }
+        Self::default()
+    }
+
+    /// Checks every constraint documented on the fields (today: the replication rules').
+    pub fn validate(&self) -> Result<(), RulesError> {
+        self.replication.validate()
     }
 }
 
@@ -74,13 +72,13 @@ mod tests {
             Ok(DEFAULT_NODE_NAME.to_owned())
         );
         assert_eq!(c.max_instances, 1_000_000);
-        assert_eq!(c.tombstone_retention, Duration::from_secs(600));
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.replication, ReplicationRules::default());
         assert_eq!(c.event_buffer.get(), 4096);
         let t = RegistryConfig::for_test();
-        assert_eq!(t.tombstone_retention, Duration::from_secs(2));
         assert_eq!(
-            (t.max_instances, t.event_buffer),
-            (c.max_instances, c.event_buffer)
+            (t.max_instances, t.event_buffer, t.replication),
+            (c.max_instances, c.event_buffer, c.replication)
         );
     }
 }

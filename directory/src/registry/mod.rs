@@ -7,6 +7,11 @@
 //!   ([`Record`], [`Registration`]) and what watchers get ([`ChangeEvent`]) live in the API
 //!   crate, `directory_api`, and are re-exported here;
 //! - `version` — [`Version`] and the hybrid logical clock [`Hlc`];
+//! - `clock` — [`Now`], the monotonic and wall-clock time every write is given (the
+//!   registry reads no clock itself);
+//! - `rules` — the replication rules, I/O-free and shared with the gossip replica: which
+//!   version wins ([`supersedes`]), when a non-owner's lease is over and when a tombstone
+//!   may be forgotten ([`ReplicationRules`], whose two knobs live in [`RegistryConfig`]);
 //! - `entry` — [`Entry`] (what nodes replicate);
 //! - `store` — the concurrent [`Registry`] (dashmap of per-service state; one timer queue
 //!   for lease expiry and tombstone collection), split by concern into writes, lookups,
@@ -15,19 +20,19 @@
 //!
 //! Replication contract: every local write (register, heartbeat, deregister, expiry) gets a
 //! fresh [`Version`] and is sent to the hook given to [`Registry::with_replication`];
-//! [`Registry::merge_remote`] applies a remote [`Entry`] if its version is higher;
-//! [`Registry::entries`] lists every entry including tombstones for anti-entropy.
+//! [`Registry::merge_remote`] applies a remote [`Entry`] if [`supersedes`] says it wins.
+//! Anti-entropy reads the gossip replica, not the registry.
 
+mod clock;
 mod config;
 mod entry;
 mod error;
+mod rules;
 mod store;
 mod version;
 
-pub use config::{
-    DEFAULT_EVENT_BUFFER, DEFAULT_MAX_INSTANCES, DEFAULT_NODE_NAME, DEFAULT_TOMBSTONE_RETENTION,
-    RegistryConfig,
-};
+pub use clock::Now;
+pub use config::{DEFAULT_EVENT_BUFFER, DEFAULT_MAX_INSTANCES, DEFAULT_NODE_NAME, RegistryConfig};
 pub use directory_api::{
     Address, ChangeEvent, ChangeKind, DEFAULT_TTL, Fingerprint, InstanceId, MAX_META_KEYS,
     MAX_TAGS, MAX_TTL, MAX_VALUE_LEN, MIN_TTL, Meta, NodeName, Record, Registration, ServiceName,
@@ -35,6 +40,10 @@ pub use directory_api::{
 };
 pub use entry::{Entry, EntryState, LiveState, TombstoneReason};
 pub use error::{HeartbeatError, RegisterError};
+pub use rules::{
+    DEFAULT_LEASE_GRACE, DEFAULT_TOMBSTONE_RETENTION, ReplicationRules, RulesError,
+    live_copy_accepted, supersedes,
+};
 pub use store::{Filter, MergeOutcome, ReapStats, Registry, ServiceSummary, ServiceView};
 pub use version::{Hlc, Version};
 

@@ -42,6 +42,31 @@ fn registry() -> Registry {
     Registry::new(RegistryConfig::for_test())
 }
 
+/// A registry with its replication hook: every local write comes out of the receiver.
+fn replicated() -> (Registry, mpsc::UnboundedReceiver<Entry>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (
+        Registry::with_replication(RegistryConfig::for_test(), tx),
+        rx,
+    )
+}
+
+/// The last local write sent to the replication hook.
+fn last_write(rx: &mut mpsc::UnboundedReceiver<Entry>) -> Entry {
+    std::iter::from_fn(|| rx.try_recv().ok())
+        .last()
+        .expect("a write was replicated")
+}
+
+/// Every live record, as clients can see them (to assert that nothing changed).
+fn visible(r: &Registry) -> Vec<Arc<Record>> {
+    let (_, services) = r.services();
+    services
+        .iter()
+        .flat_map(|s| r.lookup(&s.service, &Filter::default()).instances)
+        .collect()
+}
+
 fn drain(rx: &mut broadcast::Receiver<ChangeEvent>) -> Vec<(ChangeKind, String)> {
     std::iter::from_fn(|| rx.try_recv().ok())
         .map(|e| (e.kind, e.instance.to_string()))
@@ -127,16 +152,16 @@ fn changing_a_registration_bumps_the_index_and_emits_updated() {
 
 #[test]
 fn heartbeats_renew_the_lease_without_waking_watchers() {
-    let r = registry();
+    let (r, mut writes) = replicated();
     let mut events = r.subscribe();
     let now = Instant::now();
     let first = put(&r, "a", "i", "h:1", 5, now);
-    let v1 = r.entry(&svc("a"), &inst("i"), now).unwrap().version;
+    let v1 = last_write(&mut writes).version;
     let (index_before, revision_before) = r.service_revision(&svc("a"));
     let renewed = r
         .heartbeat(&svc("a"), &inst("i"), now + Duration::from_secs(4))
         .unwrap();
-    let v2 = r.entry(&svc("a"), &inst("i"), now).unwrap().version;
+    let v2 = last_write(&mut writes).version;
     assert!(v2 > v1, "a heartbeat must replicate");
     assert_eq!(renewed.index, first.index);
     let (index_after, revision_after) = r.service_revision(&svc("a"));
@@ -194,7 +219,7 @@ fn heartbeats_for_unknown_or_expired_instances_are_not_found() {
 
 #[test]
 fn leases_expire_by_the_reaper_and_watchers_see_it() {
-    let r = registry();
+    let (r, mut writes) = replicated();
     let now = Instant::now();
     put(&r, "a", "short", "h:1", 1, now);
     put(&r, "a", "long", "h:1", 60, now);
@@ -211,7 +236,8 @@ fn leases_expire_by_the_reaper_and_watchers_see_it() {
         vec![(ChangeKind::Expired, "short".into())]
     );
     assert_eq!(r.len(), 1);
-    let tomb = r.entry(&svc("a"), &inst("short"), now).unwrap();
+    let tomb = last_write(&mut writes);
+    assert_eq!(tomb.instance.as_str(), "short");
     assert_eq!(
         tomb.state,
         EntryState::Tombstone {
@@ -235,19 +261,21 @@ fn deregistering_is_idempotent_and_tombstones_are_collected_after_retention() {
     );
     assert!(r.lookup(&svc("a"), &Filter::default()).instances.is_empty());
     assert!(r.services().1.is_empty());
+    let older = || remote_live("a", "i", 1, 1, 1, Duration::from_secs(9));
     assert_eq!(
-        r.entries(now).len(),
-        1,
-        "the tombstone stays for replication"
+        r.merge_remote(older(), now),
+        MergeOutcome::Stale,
+        "the tombstone stays for replication: older copies are refused"
     );
-    let retention = RegistryConfig::for_test().tombstone_retention;
+    let retention = RegistryConfig::for_test().replication.tombstone_retention;
     let stats = r.reap(now + retention);
     assert_eq!(stats.collected, 1);
-    assert!(r.entries(now).is_empty());
     // The service's state went away with its last tombstone.
     assert_eq!(r.service_revision(&svc("a")), (0, 0));
     // The lease timer of the removed record is stale and harmless.
     assert_eq!(r.reap(now + Duration::from_secs(61)), ReapStats::default());
+    // Forgotten: nothing is left to refuse an older copy.
+    assert_eq!(r.merge_remote(older(), now), MergeOutcome::Applied);
 }
 
 #[test]
@@ -260,13 +288,13 @@ fn a_full_store_refuses_new_instances_and_changes_nothing() {
     let now = Instant::now();
     put(&r, "a", "1", "h:1", 60, now);
     put(&r, "a", "2", "h:1", 60, now);
-    let before = r.entries(now);
+    let before = visible(&r);
     let index = r.index();
     let err = r
         .register(&svc("b"), &inst("3"), reg("h:1", 60), now)
         .unwrap_err();
     assert_eq!(err, RegisterError::CapacityFull { max: 2 });
-    assert_eq!(r.entries(now), before);
+    assert_eq!(visible(&r), before);
     assert_eq!(r.index(), index);
     assert_eq!(r.service_revision(&svc("b")), (0, 0));
     // Replacing an existing instance is still allowed, and a freed slot can be reused.
@@ -464,8 +492,11 @@ fn newer_remote_entries_win_and_notify_like_local_writes() {
     let rec = r.instance(&svc("a"), &inst("i")).unwrap();
     assert_eq!(rec.owner.as_str(), "node-b");
     assert_eq!(rec.index, 1);
-    // Lease deadline is local: now + lease_remaining.
-    assert_eq!(r.entry(&svc("a"), &inst("i"), now).unwrap(), e1);
+    let EntryState::Live(live) = &e1.state else {
+        unreachable!("remote_live is live")
+    };
+    assert!(live.same_content_as(&rec));
+    assert_eq!(rec.registered_at, live.registered_at);
     // Same or older versions change nothing.
     assert_eq!(r.merge_remote(e1.clone(), now), MergeOutcome::Stale);
     assert_eq!(
@@ -509,7 +540,7 @@ fn remote_leases_expire_locally_after_their_remaining_time() {
 
 #[test]
 fn local_writes_supersede_entries_from_nodes_with_clocks_ahead() {
-    let r = registry();
+    let (r, mut writes) = replicated();
     let now = Instant::now();
     let far_future = u64::MAX >> 2;
     r.merge_remote(
@@ -517,11 +548,15 @@ fn local_writes_supersede_entries_from_nodes_with_clocks_ahead() {
         now,
     );
     r.heartbeat(&svc("a"), &inst("i"), now).unwrap();
-    let e = r.entry(&svc("a"), &inst("i"), now).unwrap();
+    let e = last_write(&mut writes);
     assert!(e.version.hlc > far_future);
     r.deregister(&svc("a"), &inst("i"), now);
-    assert!(!r.entry(&svc("a"), &inst("i"), now).unwrap().is_live());
+    let tomb = last_write(&mut writes);
+    assert!(!tomb.is_live() && tomb.version > e.version);
 }
+
+/// Service, instance, version and liveness of one slot (see `Registry::held_versions`).
+type HeldVersion = (String, String, Version, bool);
 
 /// Entry content is a function of its version, as it is in a real cluster.
 fn arb_entry() -> impl Strategy<Value = Entry> {
@@ -542,13 +577,12 @@ fn arb_entry() -> impl Strategy<Value = Entry> {
     })
 }
 
-fn merged(entries: &[Entry], now: Instant) -> (Vec<Entry>, Vec<(String, String, u16)>) {
+fn merged(entries: &[Entry], now: Instant) -> (Vec<HeldVersion>, Vec<(String, String, u16)>) {
     let r = registry();
     for e in entries {
         r.merge_remote(e.clone(), now);
     }
-    let mut all = r.entries(now);
-    all.sort_by(|a, b| (&a.service, &a.instance).cmp(&(&b.service, &b.instance)));
+    let all = r.held_versions();
     let mut visible = Vec::new();
     for s in ["s0", "s1"] {
         for rec in r.lookup(&svc(s), &Filter::default()).instances {
@@ -580,4 +614,30 @@ proptest! {
         twice.extend(entries.iter().cloned());
         prop_assert_eq!(merged(&entries, now), merged(&twice, now));
     }
+}
+
+#[test]
+fn wall_time_comes_from_the_caller() {
+    let (r, mut writes) = replicated();
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(4_000_000_000);
+    let now = Now {
+        instant: Instant::now(),
+        wall,
+    };
+    let rec = r
+        .register(&svc("a"), &inst("i"), reg("h:1", 10), now)
+        .unwrap();
+    assert_eq!(rec.registered_at, wall);
+    assert_eq!(rec.lease_expires_at, wall + Duration::from_secs(10));
+    let version = last_write(&mut writes).version;
+    assert_eq!(version.wall_millis(), 4_000_000_000_000);
+    let later = Now {
+        instant: now.instant + Duration::from_secs(5),
+        wall: wall + Duration::from_secs(5),
+    };
+    let renewed = r.heartbeat(&svc("a"), &inst("i"), later).unwrap();
+    assert_eq!(renewed.lease_expires_at, wall + Duration::from_secs(15));
+    r.merge_remote(remote_live("b", "j", 1, 1, 1, Duration::from_secs(3)), now);
+    let merged = r.instance(&svc("b"), &inst("j")).unwrap();
+    assert_eq!(merged.lease_expires_at, wall + Duration::from_secs(3));
 }

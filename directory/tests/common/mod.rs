@@ -1,9 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test binary uses a different subset
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use directory::registry::{Entry, Registry};
+use directory::registry::{Filter, Record, Registry};
 use directory::{Config, Server};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -44,33 +45,29 @@ pub fn spawn_get_json(url: String) -> tokio::task::JoinHandle<Value> {
     })
 }
 
-/// Everything observable about a registry's content, to assert "nothing changed".
+/// Everything clients can observe of a registry's content, to assert "nothing changed":
+/// the index, the count, and every service's revision and records.
 #[derive(Debug, PartialEq)]
 pub struct Snapshot {
     index: u64,
     len: usize,
-    entries: Vec<(String, String, bool, u64)>,
+    services: Vec<(u64, Vec<Arc<Record>>)>,
 }
 
 /// Takes a [`Snapshot`].
 pub fn snapshot(registry: &Registry) -> Snapshot {
-    let mut entries: Vec<_> = registry
-        .entries(Instant::now())
-        .into_iter()
-        .map(|e: Entry| {
-            (
-                e.service.to_string(),
-                e.instance.to_string(),
-                e.is_live(),
-                e.version.hlc,
-            )
+    let (index, services) = registry.services();
+    let services = services
+        .iter()
+        .map(|s| {
+            let view = registry.lookup(&s.service, &Filter::default());
+            (view.revision, view.instances)
         })
         .collect();
-    entries.sort();
     Snapshot {
-        index: registry.index(),
+        index,
         len: registry.len(),
-        entries,
+        services,
     }
 }
 

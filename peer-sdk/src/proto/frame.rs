@@ -8,7 +8,14 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// Version of the wire protocol spoken by this build (sent in [`Frame::Hello`]).
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
+
+/// Oldest version this build still accepts in a [`Frame::Hello`]. A version 1 sender is
+/// served as before; it is never sent a frame type it does not know ([`Frame::Progress`]).
+pub const MIN_PROTOCOL_VERSION: u8 = 1;
+
+/// First version whose senders understand [`Frame::Progress`].
+pub const PROGRESS_VERSION: u8 = 2;
 
 /// Default maximum size of one frame body in bytes (1 MiB + header room): large enough for
 /// a 1 MiB payload, small enough that a hostile peer cannot make us buffer much.
@@ -29,6 +36,7 @@ const TYPE_ACK: u8 = 0x03;
 const TYPE_NACK: u8 = 0x04;
 const TYPE_REPLY: u8 = 0x05;
 const TYPE_CLOSE: u8 = 0x06;
+const TYPE_PROGRESS: u8 = 0x07;
 
 const FLAG_REQUEST: u8 = 0b0000_0001;
 const FLAG_HAS_KEY: u8 = 0b0000_0010;
@@ -163,6 +171,12 @@ pub enum Frame {
         /// Response payload.
         payload: Bytes,
     },
+    /// The receiver is still handling a message: the sender restarts that attempt's ack
+    /// timeout instead of retrying elsewhere (protocol version 2).
+    Progress {
+        /// Message id.
+        id: u64,
+    },
     /// The sender is about to close the stream for the given reason.
     Close {
         /// Raw error code (see [`ErrorCode`]).
@@ -239,6 +253,10 @@ impl Frame {
                 out.put_u64(*id);
                 out.put_u32(len_u32(payload.len()));
                 out.put_slice(payload);
+            }
+            Frame::Progress { id } => {
+                out.put_u8(TYPE_PROGRESS);
+                out.put_u64(*id);
             }
             Frame::Close { code, reason } => {
                 out.put_u8(TYPE_CLOSE);
@@ -347,6 +365,9 @@ pub fn decode_body(mut body: Bytes) -> Result<Frame, ProtocolError> {
             code: take_u16(&mut body)?,
             reason: take_str16(&mut body)?,
         },
+        TYPE_PROGRESS => Frame::Progress {
+            id: take_u64(&mut body)?,
+        },
         _ => {
             return Err(ProtocolError::new(
                 ErrorCode::UnknownFrameType,
@@ -362,7 +383,7 @@ pub fn decode_body(mut body: Bytes) -> Result<Frame, ProtocolError> {
 
 fn decode_hello(body: &mut Bytes) -> Result<Frame, ProtocolError> {
     let version = take_u8(body)?;
-    if version != PROTOCOL_VERSION {
+    if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
         return Err(ProtocolError::new(
             ErrorCode::UnsupportedVersion,
             "unsupported protocol version",
@@ -534,6 +555,7 @@ mod tests {
             }),
             (any::<u64>(), bytes()).prop_map(|(id, payload)| Frame::Reply { id, payload }),
             (any::<u16>(), ".{0,20}").prop_map(|(code, reason)| Frame::Close { code, reason }),
+            any::<u64>().prop_map(|id| Frame::Progress { id }),
         ]
     }
 
@@ -670,6 +692,17 @@ mod tests {
             panic!("{decoded:?}")
         };
         assert_eq!(reason.len(), 65_534);
+    }
+
+    #[test]
+    fn version_1_hellos_are_still_accepted() {
+        let hello = Frame::Hello {
+            version: MIN_PROTOCOL_VERSION,
+            session: 1,
+            service: "a".into(),
+            instance: "b".into(),
+        };
+        assert_eq!(decode_all(&hello.to_bytes()).unwrap(), vec![hello]);
     }
 
     /// The close codes of docs/protocol.md, pinned: a renumbering breaks interoperability.

@@ -1,6 +1,6 @@
 //! Receiver side: per-sender dedup windows, deliveries in progress, batched acks.
 
-use super::frame::MAX_ACK_IDS;
+use super::frame::{MAX_ACK_IDS, PROGRESS_VERSION};
 use super::hash::{FastMap as HashMap, FastSet as HashSet};
 use super::persist::Gated;
 use super::timers::TimerKey;
@@ -25,6 +25,8 @@ struct InProgress {
 /// Dedup state of one sender session.
 #[derive(Debug)]
 pub(super) struct Sender {
+    /// Protocol version from its hello: PROGRESS frames go only to version 2 and later.
+    version: u8,
     service: Arc<str>,
     instance: Arc<str>,
     pub(super) completed: HashSet<u64>,
@@ -37,8 +39,9 @@ pub(super) struct Sender {
 }
 
 impl Sender {
-    fn new(service: String, instance: String, now: Instant) -> Self {
+    fn new(version: u8, service: String, instance: String, now: Instant) -> Self {
         Self {
+            version,
             service: service.into(),
             instance: instance.into(),
             completed: HashSet::default(),
@@ -175,11 +178,11 @@ impl Inbox {
     ) -> Result<(), ProtocolError> {
         match frame {
             Frame::Hello {
+                version,
                 session,
                 service,
                 instance,
-                ..
-            } => self.hello(now, link, session, service, instance, io),
+            } => self.hello(now, link, version, session, (service, instance), io),
             Frame::Message {
                 id,
                 attempt,
@@ -203,12 +206,13 @@ impl Inbox {
                 Ok(())
             }
             Frame::Close { .. } => Ok(()),
-            Frame::Ack { .. } | Frame::Nack { .. } | Frame::Reply { .. } => {
-                Err(ProtocolError::new(
-                    ErrorCode::UnexpectedFrame,
-                    "ack/nack/reply on a message link",
-                ))
-            }
+            Frame::Ack { .. }
+            | Frame::Nack { .. }
+            | Frame::Reply { .. }
+            | Frame::Progress { .. } => Err(ProtocolError::new(
+                ErrorCode::UnexpectedFrame,
+                "ack/nack/reply/progress on a message link",
+            )),
         }
     }
 
@@ -216,9 +220,9 @@ impl Inbox {
         &mut self,
         now: Instant,
         link: LinkId,
+        version: u8,
         session: u64,
-        service: String,
-        instance: String,
+        (service, instance): (String, String),
         io: &mut Io,
     ) -> Result<(), ProtocolError> {
         if self.link_sender.contains_key(&link) {
@@ -231,7 +235,8 @@ impl Inbox {
         let sender = self
             .senders
             .entry(session)
-            .or_insert_with(|| Sender::new(service, instance, now));
+            .or_insert_with(|| Sender::new(version, service, instance, now));
+        sender.version = version;
         sender.links += 1;
         sender.last_seen = now;
         self.evict_over_limit();
@@ -408,6 +413,21 @@ impl Inbox {
         let session = token.session;
         let seq = io.persist.write(StoreOp::Complete { session, id, reply });
         io.persist.after(seq, answer);
+    }
+
+    /// The application is still handling `token`: send PROGRESS on the link its latest
+    /// copy arrived on, if the sender understands it.
+    pub(crate) fn app_progress(&mut self, token: DeliveryToken, io: &mut Io) {
+        let Some(sender) = self.senders.get(&token.session) else {
+            return;
+        };
+        let Some(p) = sender.in_progress.get(&token.id) else {
+            return;
+        };
+        if sender.version >= PROGRESS_VERSION {
+            let frame = Frame::Progress { id: token.id };
+            io.transmits.push_back(Transmit::ToLink(p.link, frame));
+        }
     }
 
     /// `link` closed: drop its unsent acks and detach it from its sender.

@@ -8,6 +8,8 @@
 //!   [`Core::handle_unreachable`] when dialing an instance failed,
 //!   [`Core::handle_instances`] with the current instances of a service,
 //!   [`Core::handle_app_outcome`] when the application acked/nacked/replied a delivery,
+//!   [`Core::handle_app_progress`] when it signals that it is still working on one,
+//!   [`Core::handle_lookup_failed`] when the directory could not be asked,
 //!   and [`Core::handle_timeout`] when the clock passed [`Core::poll_timeout`].
 //! * **Durable peers** (`DeliveryConfig::durable`) also have [`Core::handle_restore`] at
 //!   start, [`Core::handle_persisted`] when store writes are committed, and
@@ -35,6 +37,7 @@
 
 mod backoff;
 mod balance;
+mod cause;
 #[cfg(test)]
 mod durable_tests;
 pub mod frame;
@@ -43,10 +46,13 @@ mod inbox;
 mod outbox;
 mod persist;
 #[cfg(test)]
+mod redelivery_tests;
+#[cfg(test)]
 mod tests;
 mod timers;
 
 pub use balance::{Balancer, Candidate, LeastInFlight, RoundRobin};
+pub use cause::{Cause, DeadLetterReason};
 pub use frame::{Decoder, ErrorCode, Frame, NackAction, ProtocolError};
 pub use persist::{MESSAGE_OVERHEAD, StoreOp, message_cost};
 
@@ -55,8 +61,9 @@ use bytes::Bytes;
 use rand::SeedableRng;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use timers::{TimerKey, Timers};
 
 /// One reachable instance of a service, as discovery reports it.
@@ -124,31 +131,15 @@ pub struct SendRequest {
     pub request: bool,
     /// Absolute deadline; past it the message is dead-lettered.
     pub deadline: Instant,
+    /// Time to wait for an ack (or a progress signal) before the next attempt; `None`
+    /// uses [`DeliveryConfig::ack_timeout`].
+    pub ack_timeout: Option<Duration>,
+    /// Attempts after which the message is dead-lettered even before its deadline; `None`
+    /// uses [`DeliveryConfig::max_attempts`].
+    pub max_attempts: Option<NonZeroU32>,
     /// Dead-letter it at once with [`DeadLetterReason::NoResponders`] when the service is
     /// known to have no instance, instead of waiting for one until the deadline.
     pub no_responders: bool,
-}
-
-/// Why a message was dead-lettered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DeadLetterReason {
-    /// The deadline passed before any instance acked. `last_error` says what went wrong last.
-    DeadlineExceeded {
-        /// Last failure seen (unreachable, timeout, nack reason), if any.
-        last_error: Option<String>,
-    },
-    /// A handler nacked it with [`NackAction::DeadLetter`].
-    Rejected {
-        /// Handler's reason.
-        reason: String,
-    },
-    /// The peer shut down before it was acked (peers without a store only: with a store,
-    /// unresolved messages stay in the outbox and resume at the next start).
-    ShuttingDown,
-    /// The service had no registered instance and the sender asked to fail at once
-    /// ([`SendRequest::no_responders`]) instead of waiting for one.
-    NoResponders,
 }
 
 /// A message that will not be delivered, with why and how hard we tried.
@@ -303,16 +294,27 @@ impl Core {
     pub fn handle_link_down(&mut self, now: Instant, link: LinkId, reason: &str) {
         match self.links.remove(&link) {
             Some(LinkKind::Outbound(inst)) => {
-                self.outbox.unreachable(now, &inst, reason, &mut self.io)
+                let cause = Cause::Unreachable {
+                    instance: inst.instance.clone(),
+                    detail: reason.to_owned(),
+                };
+                self.outbox.unreachable(now, &inst, cause, &mut self.io)
             }
             Some(LinkKind::Inbound) => self.inbox.link_down(link),
             None => {}
         }
     }
 
-    /// Dialing `instance` failed (refused, wrong certificate, timeout).
-    pub fn handle_unreachable(&mut self, now: Instant, instance: &Arc<InstanceInfo>, reason: &str) {
-        self.outbox.unreachable(now, instance, reason, &mut self.io);
+    /// Dialing `instance` failed (refused, timeout: [`Cause::Unreachable`], retried
+    /// elsewhere; wrong certificate: [`Cause::IdentityMismatch`], dead-lettered at once).
+    pub fn handle_unreachable(&mut self, now: Instant, instance: &Arc<InstanceInfo>, cause: Cause) {
+        self.outbox.unreachable(now, instance, cause, &mut self.io);
+    }
+
+    /// Looking `service` up failed; messages waiting for its instances remember `cause`
+    /// as their last error (they keep waiting until their deadline).
+    pub fn handle_lookup_failed(&mut self, service: &str, cause: Cause) {
+        self.outbox.lookup_failed(service, cause);
     }
 
     /// The current instances of `service` (replaces the previous list).
@@ -333,7 +335,10 @@ impl Core {
         frame: Frame,
     ) -> Result<(), ProtocolError> {
         match self.links.get(&link) {
-            Some(LinkKind::Outbound(_)) => self.outbox.frame(now, frame, &mut self.io),
+            Some(LinkKind::Outbound(inst)) => {
+                let inst = inst.clone();
+                self.outbox.frame(now, &inst, frame, &mut self.io)
+            }
             Some(LinkKind::Inbound) => self.inbox.frame(now, link, frame, &mut self.io),
             None => Ok(()),
         }
@@ -342,6 +347,12 @@ impl Core {
     /// The application settled a delivery.
     pub fn handle_app_outcome(&mut self, now: Instant, token: DeliveryToken, outcome: AppOutcome) {
         self.inbox.app_outcome(now, token, outcome, &mut self.io);
+    }
+
+    /// The application is still handling a delivery: tells its sender, which extends the
+    /// ack deadline of that attempt (receivers of protocol version 1 are not told).
+    pub fn handle_app_progress(&mut self, token: DeliveryToken) {
+        self.inbox.app_progress(token, &mut self.io);
     }
 
     /// Dead-letters every unresolved outgoing message with [`DeadLetterReason::ShuttingDown`].

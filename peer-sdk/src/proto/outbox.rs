@@ -5,12 +5,14 @@ use super::hash::FastMap as HashMap;
 use super::persist::Gated;
 use super::timers::TimerKey;
 use super::{
-    Balancer, Candidate, DeadLetter, DeadLetterReason, ErrorCode, Event, Frame, InstanceInfo, Io,
-    NackAction, Outcome, ProtocolError, SendRequest, StoreOp, Transmit, message_cost,
+    Balancer, Candidate, Cause, DeadLetter, DeadLetterReason, ErrorCode, Event, Frame,
+    InstanceInfo, Io, NackAction, Outcome, ProtocolError, SendRequest, StoreOp, Transmit,
+    message_cost,
 };
 use crate::config::DeliveryConfig;
 use bytes::Bytes;
 use std::collections::VecDeque;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,7 +38,7 @@ struct Outgoing {
     state: State,
     timer: Option<Instant>,
     last_instance: Option<Arc<InstanceInfo>>,
-    last_error: Option<String>,
+    last_error: Option<Cause>,
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +46,8 @@ struct ServiceState {
     instances: Vec<Arc<InstanceInfo>>,
     parked: VecDeque<u64>,
     requested: bool,
+    /// Why the service has no usable instance list (empty list, directory down), if known.
+    lookup_error: Option<Cause>,
     /// An instance list was received (an empty one means "no instances").
     known: bool,
     /// Messages of this service held in memory.
@@ -70,6 +74,7 @@ pub(crate) struct Outbox {
     unhealthy: HashMap<Arc<InstanceInfo>, Instant>,
     balancer: Box<dyn Balancer>,
     ack_timeout: Duration,
+    max_attempts: Option<NonZeroU32>,
     unhealthy_for: Duration,
     backoff: Backoff,
     memory_window: usize,
@@ -86,6 +91,7 @@ impl Outbox {
             unhealthy: HashMap::default(),
             balancer,
             ack_timeout: cfg.ack_timeout,
+            max_attempts: cfg.max_attempts,
             unhealthy_for: cfg.unhealthy_for,
             backoff: Backoff {
                 initial: cfg.backoff_initial,
@@ -321,10 +327,11 @@ impl Outbox {
             self.park(now, id, io);
             return;
         };
-        let ack_timeout = self.ack_timeout;
+        let default_timeout = self.ack_timeout;
         let Some(msg) = self.msgs.get_mut(&id) else {
             return;
         };
+        let ack_timeout = msg.req.ack_timeout.unwrap_or(default_timeout);
         msg.attempts += 1;
         msg.state = State::InFlight(inst.clone());
         msg.last_instance = Some(inst.clone());
@@ -356,6 +363,9 @@ impl Outbox {
         msg.state = State::Parked;
         let deadline = msg.req.deadline;
         let service = self.services.entry(msg.req.service.clone()).or_default();
+        if let Some(cause) = &service.lookup_error {
+            msg.last_error = Some(cause.clone());
+        }
         service.parked.push_back(id);
         if !service.requested {
             service.requested = true;
@@ -379,12 +389,21 @@ impl Outbox {
         }
     }
 
-    fn schedule_retry(&mut self, now: Instant, id: u64, error: String, io: &mut Io) {
+    /// The current attempt of `id` failed with `cause`: retry after a backoff, or
+    /// dead-letter it when its attempts are used up.
+    fn schedule_retry(&mut self, now: Instant, id: u64, cause: Cause, io: &mut Io) {
         self.leave_in_flight(id);
+        let max_attempts = self.max_attempts;
         let Some(msg) = self.msgs.get_mut(&id) else {
             return;
         };
-        msg.last_error = Some(error);
+        let limit = msg.req.max_attempts.or(max_attempts);
+        if limit.is_some_and(|max| msg.attempts >= max.get()) {
+            let reason = DeadLetterReason::AttemptsExhausted { last_error: cause };
+            self.dead_letter(now, id, reason, io);
+            return;
+        }
+        msg.last_error = Some(cause);
         msg.state = State::Backoff;
         let at = (now + self.backoff.delay(msg.attempts, &mut io.rng)).min(msg.req.deadline);
         self.set_timer(id, at, io);
@@ -410,15 +429,17 @@ impl Outbox {
         match &msg.state {
             State::InFlight(inst) => {
                 // An instance that stops answering is avoided for a while, like one that
-                // refused the connection; a merely slow handler costs one retry elsewhere.
+                // refused the connection; a slow handler that does not signal progress
+                // costs one retry elsewhere.
                 let inst = inst.clone();
+                let after = msg.req.ack_timeout.unwrap_or(self.ack_timeout);
                 self.unhealthy
                     .insert(inst.clone(), now + self.unhealthy_for);
-                let error = format!(
-                    "no ack from {} within {:?}",
-                    inst.instance, self.ack_timeout
-                );
-                self.schedule_retry(now, id, error, io);
+                let cause = Cause::AckTimeout {
+                    instance: inst.instance.clone(),
+                    after,
+                };
+                self.schedule_retry(now, id, cause, io);
             }
             State::Backoff => self.dispatch(now, id, io),
             State::Unpersisted | State::Blocked | State::Parked => {
@@ -428,12 +449,13 @@ impl Outbox {
         }
     }
 
-    /// `inst` could not be reached: avoid it for a while and retry its in-flight messages.
+    /// `inst` could not be reached: avoid it for a while and retry its in-flight messages,
+    /// or dead-letter them at once when it failed to prove its identity.
     pub(crate) fn unreachable(
         &mut self,
         now: Instant,
         inst: &Arc<InstanceInfo>,
-        reason: &str,
+        cause: Cause,
         io: &mut Io,
     ) {
         self.unhealthy
@@ -446,12 +468,30 @@ impl Outbox {
             .map(|(id, _)| *id)
             .collect();
         for id in affected {
-            self.schedule_retry(
-                now,
-                id,
-                format!("{} unreachable: {reason}", inst.instance),
-                io,
-            );
+            match &cause {
+                Cause::IdentityMismatch { instance, detail } => {
+                    let reason = DeadLetterReason::IdentityMismatch {
+                        instance: instance.clone(),
+                        detail: detail.clone(),
+                    };
+                    self.dead_letter(now, id, reason, io);
+                }
+                _ => self.schedule_retry(now, id, cause.clone(), io),
+            }
+        }
+    }
+
+    /// Looking `service` up failed: its waiting messages remember why.
+    pub(crate) fn lookup_failed(&mut self, service: &str, cause: Cause) {
+        let state = self.services.entry(service.to_owned()).or_default();
+        if !state.instances.is_empty() {
+            return;
+        }
+        state.lookup_error = Some(cause.clone());
+        for id in &state.parked {
+            if let Some(msg) = self.msgs.get_mut(id) {
+                msg.last_error = Some(cause.clone());
+            }
         }
     }
 
@@ -468,6 +508,7 @@ impl Outbox {
         state.known = true;
         state.instances = list;
         let empty = state.instances.is_empty();
+        state.lookup_error = empty.then_some(Cause::NoInstances);
         let parked: Vec<u64> = if empty {
             state.parked.iter().copied().collect()
         } else {
@@ -480,9 +521,14 @@ impl Outbox {
             if !matches!(msg.state, State::Parked) {
                 continue;
             }
+            let fail_fast = msg.req.no_responders && msg.req.target.is_none();
             if !empty {
                 self.dispatch(now, id, io);
-            } else if msg.req.no_responders && msg.req.target.is_none() {
+            } else if !fail_fast {
+                if let Some(msg) = self.msgs.get_mut(&id) {
+                    msg.last_error = Some(Cause::NoInstances);
+                }
+            } else {
                 self.dead_letter(now, id, DeadLetterReason::NoResponders, io);
             }
         }
@@ -491,10 +537,11 @@ impl Outbox {
         }
     }
 
-    /// A sender-side frame (ack, reply, nack) from a link to one of our instances.
+    /// A sender-side frame (ack, reply, nack, progress) from the link to `inst`.
     pub(crate) fn frame(
         &mut self,
         now: Instant,
+        inst: &Arc<InstanceInfo>,
         frame: Frame,
         io: &mut Io,
     ) -> Result<(), ProtocolError> {
@@ -529,7 +576,11 @@ impl Outbox {
                 reason,
             } => {
                 if self.msgs.contains_key(&id) {
-                    self.schedule_retry(now, id, format!("nacked: {reason}"), io);
+                    let cause = Cause::Nacked {
+                        instance: inst.instance.clone(),
+                        reason,
+                    };
+                    self.schedule_retry(now, id, cause, io);
                 }
             }
             Frame::Nack {
@@ -539,6 +590,7 @@ impl Outbox {
             } => {
                 self.dead_letter(now, id, DeadLetterReason::Rejected { reason }, io);
             }
+            Frame::Progress { id } => self.progress(now, inst, id, io),
             Frame::Close { .. } => {}
             Frame::Hello { .. } | Frame::Message { .. } => {
                 return Err(ProtocolError::new(
@@ -548,6 +600,20 @@ impl Outbox {
             }
         }
         Ok(())
+    }
+
+    /// `inst` is still handling `id`: restart the attempt's ack timeout (never past the
+    /// deadline). Progress from an instance the message is no longer in flight to is stale.
+    fn progress(&mut self, now: Instant, inst: &Arc<InstanceInfo>, id: u64, io: &mut Io) {
+        let default_timeout = self.ack_timeout;
+        let Some(msg) = self.msgs.get(&id) else {
+            return;
+        };
+        if !matches!(&msg.state, State::InFlight(i) if i == inst) {
+            return;
+        }
+        let at = (now + msg.req.ack_timeout.unwrap_or(default_timeout)).min(msg.req.deadline);
+        self.set_timer(id, at, io);
     }
 
     /// Forgets message `id` (resolved): its timer, its in-flight slot and its memory slot;

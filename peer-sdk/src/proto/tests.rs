@@ -12,7 +12,7 @@ pub(super) fn inst(name: &str) -> Arc<InstanceInfo> {
     ))
 }
 
-fn core() -> Core {
+pub(super) fn core() -> Core {
     Core::new(
         DeliveryConfig::for_test(),
         Box::new(LeastInFlight::default()),
@@ -27,6 +27,8 @@ pub(super) fn req(t0: Instant, key: Option<&'static str>) -> SendRequest {
         payload: Bytes::from_static(b"hi"),
         request: false,
         deadline: t0 + Duration::from_secs(10),
+        ack_timeout: None,
+        max_attempts: None,
         no_responders: false,
     }
 }
@@ -59,7 +61,7 @@ pub(super) fn outcomes(evs: Vec<Event>) -> Vec<(u64, Outcome)> {
         .collect()
 }
 
-fn sender_with(instances: &[&Arc<InstanceInfo>], t0: Instant) -> Core {
+pub(super) fn sender_with(instances: &[&Arc<InstanceInfo>], t0: Instant) -> Core {
     let mut c = core();
     c.handle_instances(t0, "svc", instances.iter().map(|i| (*i).clone()).collect());
     for (n, i) in instances.iter().enumerate() {
@@ -135,7 +137,7 @@ fn deadline_dead_letters_with_reason_and_attempts() {
     assert_eq!(*oid, id);
     assert!(dl.attempts >= 2, "{dl:?}");
     assert!(
-        matches!(&dl.reason, DeadLetterReason::DeadlineExceeded { last_error: Some(e) } if e.contains("no ack"))
+        matches!(&dl.reason, DeadLetterReason::DeadlineExceeded { last_error: Some(Cause::AckTimeout { instance, .. }) } if instance == "a")
     );
 }
 
@@ -206,7 +208,11 @@ fn unreachable_instance_is_avoided_and_in_flight_messages_move() {
     let id = c.handle_send(t0, req(t0, None));
     let first = sent_ids(&transmits(&mut c))[0].0.clone();
     let (bad, good) = if first == "a" { (&a, "b") } else { (&b, "a") };
-    c.handle_unreachable(t0, bad, "refused");
+    let refused = Cause::Unreachable {
+        instance: bad.instance.clone(),
+        detail: "refused".into(),
+    };
+    c.handle_unreachable(t0, bad, refused);
     let t = c.poll_timeout().unwrap();
     assert!(t < t0 + Duration::from_millis(50));
     c.handle_timeout(t);

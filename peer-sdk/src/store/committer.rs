@@ -246,6 +246,9 @@ impl Worker {
             request: rec.request,
             deadline: self.clock.instant(rec.deadline_ms),
             no_responders: rec.no_responders,
+            // Not part of store format 1: a resumed message uses the configured values.
+            ack_timeout: None,
+            max_attempts: None,
         }
     }
 

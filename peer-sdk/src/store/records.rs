@@ -2,7 +2,7 @@
 //! and the conversions between them and the SDK's types. Every record change that an older
 //! build cannot read bumps the format version.
 
-use crate::proto::{DeadLetter, DeadLetterReason, InstanceInfo};
+use crate::proto::{Cause, DeadLetter, DeadLetterReason, InstanceInfo};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -61,24 +61,45 @@ pub(crate) struct MessageRecord {
     pub(crate) accepted_ms: u64,
 }
 
-/// Why a message was dead-lettered, as stored.
+/// Why a message was dead-lettered, as stored. Postcard numbers enum variants in order:
+/// new variants go at the end, and a variant is never reordered or removed, so records
+/// written by an older build of the same format still decode.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) enum ReasonRecord {
-    DeadlineExceeded { last_error: Option<String> },
-    Rejected { reason: String },
+    /// Written before failure causes were typed; read as a deadline without a cause.
+    UntypedDeadlineExceeded {
+        last_error: Option<String>,
+    },
+    Rejected {
+        reason: String,
+    },
     ShuttingDown,
     NoResponders,
+    DeadlineExceeded {
+        last_error: Option<Cause>,
+    },
+    AttemptsExhausted {
+        last_error: Cause,
+    },
+    IdentityMismatch {
+        instance: String,
+        detail: String,
+    },
 }
 
 impl From<&DeadLetterReason> for ReasonRecord {
     fn from(r: &DeadLetterReason) -> Self {
-        match r {
-            DeadLetterReason::DeadlineExceeded { last_error } => Self::DeadlineExceeded {
-                last_error: last_error.clone(),
-            },
-            DeadLetterReason::Rejected { reason } => Self::Rejected {
-                reason: reason.clone(),
-            },
+        match r.clone() {
+            DeadLetterReason::DeadlineExceeded { last_error } => {
+                Self::DeadlineExceeded { last_error }
+            }
+            DeadLetterReason::AttemptsExhausted { last_error } => {
+                Self::AttemptsExhausted { last_error }
+            }
+            DeadLetterReason::IdentityMismatch { instance, detail } => {
+                Self::IdentityMismatch { instance, detail }
+            }
+            DeadLetterReason::Rejected { reason } => Self::Rejected { reason },
             DeadLetterReason::ShuttingDown => Self::ShuttingDown,
             DeadLetterReason::NoResponders => Self::NoResponders,
         }
@@ -88,7 +109,16 @@ impl From<&DeadLetterReason> for ReasonRecord {
 impl From<ReasonRecord> for DeadLetterReason {
     fn from(r: ReasonRecord) -> Self {
         match r {
+            ReasonRecord::UntypedDeadlineExceeded { .. } => {
+                Self::DeadlineExceeded { last_error: None }
+            }
             ReasonRecord::DeadlineExceeded { last_error } => Self::DeadlineExceeded { last_error },
+            ReasonRecord::AttemptsExhausted { last_error } => {
+                Self::AttemptsExhausted { last_error }
+            }
+            ReasonRecord::IdentityMismatch { instance, detail } => {
+                Self::IdentityMismatch { instance, detail }
+            }
             ReasonRecord::Rejected { reason } => Self::Rejected { reason },
             ReasonRecord::ShuttingDown => Self::ShuttingDown,
             ReasonRecord::NoResponders => Self::NoResponders,
@@ -167,6 +197,14 @@ mod tests {
         };
         let back: MessageRecord = decode(&encode(&m), "message").unwrap();
         assert_eq!(back, m);
+        let typed = DeadLetterReason::AttemptsExhausted {
+            last_error: Cause::Nacked {
+                instance: "i".into(),
+                reason: "busy".into(),
+            },
+        };
+        let rec: ReasonRecord = decode(&encode(&ReasonRecord::from(&typed)), "reason").unwrap();
+        assert_eq!(DeadLetterReason::from(rec), typed);
         assert!(matches!(
             decode::<DeadRecord>(&[0xff, 0xff, 0xff], "dead letter"),
             Err(super::super::StoreError::Corrupt(_))

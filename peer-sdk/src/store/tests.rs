@@ -12,6 +12,8 @@ fn req(service: &str, key: Option<&'static str>, payload: &'static str) -> SendR
         request: false,
         deadline: Instant::now() + Duration::from_secs(3600),
         no_responders: false,
+        ack_timeout: None,
+        max_attempts: None,
     }
 }
 

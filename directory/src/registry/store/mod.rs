@@ -7,7 +7,7 @@
 //!   share with replication;
 //! - `lookup` — reads ([`Filter`], [`ServiceView`], the catalog);
 //! - `timers` — the timer queue: lease expiry, tombstone collection, the reaper task;
-//! - `replication` — merging remote entries and listing entries for anti-entropy;
+//! - `replication` — merging remote entries (the winner is chosen by `registry::rules`);
 //! - `waits` — blocking waits on a service's change index and the watch event stream.
 
 mod lookup;
@@ -16,8 +16,7 @@ mod timers;
 mod waits;
 mod writes;
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -28,8 +27,9 @@ use tokio::time::Instant;
 
 use crate::registry::config::RegistryConfig;
 use crate::registry::version::{Hlc, Version};
-use crate::registry::{ChangeEvent, Entry, Record, TombstoneReason};
+use crate::registry::{ChangeEvent, Entry, Record};
 use crate::registry::{InstanceId, ServiceName};
+use crate::timers::TimerTable;
 
 pub use lookup::{Filter, ServiceSummary, ServiceView};
 pub use replication::MergeOutcome;
@@ -59,7 +59,7 @@ struct Inner {
     revision: AtomicU64,
     /// Live instances in the whole store.
     live: AtomicUsize,
-    timers: Mutex<BinaryHeap<Reverse<Timer>>>,
+    timers: Mutex<TimerTable<Instant, Timer>>,
     timer_added: Notify,
     events: broadcast::Sender<ChangeEvent>,
     replication: Option<mpsc::UnboundedSender<Entry>>,
@@ -115,9 +115,8 @@ enum SlotState {
         deadline: Instant,
         armed: Instant,
     },
-    Tombstone {
-        reason: TombstoneReason,
-    },
+    /// Removed; kept (invisible) so older copies arriving later are refused.
+    Tombstone,
 }
 
 impl Registry {
@@ -145,7 +144,7 @@ impl Registry {
             index: AtomicU64::new(0),
             revision: AtomicU64::new(0),
             live: AtomicUsize::new(0),
-            timers: Mutex::new(BinaryHeap::new()),
+            timers: Mutex::new(TimerTable::default()),
             timer_added: Notify::new(),
             events,
             replication,
@@ -180,7 +179,7 @@ impl Slot {
     fn live_record(&self) -> Option<&Arc<Record>> {
         match &self.state {
             SlotState::Live { record, .. } => Some(record),
-            SlotState::Tombstone { .. } => None,
+            SlotState::Tombstone => None,
         }
     }
 }

@@ -1,17 +1,16 @@
-//! Replication: merging entries from other nodes (last writer wins) and listing entries
-//! for anti-entropy.
+//! Replication: merging entries from other nodes. Which one wins is decided by
+//! [`crate::registry::supersedes`] (the rules module), not here.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::SystemTime;
-
-use tokio::time::Instant;
 
 use super::writes::change_kind;
-use super::{Registry, ServiceState, Slot, SlotState};
+use super::{Registry, ServiceState, Slot};
+use crate::registry::InstanceId;
+use crate::registry::clock::Now;
+use crate::registry::rules::supersedes;
 use crate::registry::version::Version;
 use crate::registry::{Entry, EntryState, LiveState, Record};
-use crate::registry::{InstanceId, ServiceName};
 
 /// Result of [`Registry::merge_remote`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +26,8 @@ impl Registry {
     /// An applied entry updates the change index and notifies watchers like a local write
     /// (unless it is only a renewal); a live entry's lease ends at `now + lease_remaining`.
     /// Remote entries are admitted even above the capacity limit, so replicas converge.
-    pub fn merge_remote(&self, entry: Entry, now: Instant) -> MergeOutcome {
+    pub fn merge_remote(&self, entry: Entry, now: impl Into<Now>) -> MergeOutcome {
+        let now = now.into();
         self.inner.hlc.observe(entry.version.hlc);
         let mut svc = self
             .inner
@@ -35,16 +35,20 @@ impl Registry {
             .entry(entry.service.clone())
             .or_insert_with(|| ServiceState::new(entry.service.clone()));
         let current = svc.slots.get(&entry.instance).map(|s| s.version);
-        if current.is_some_and(|v| v >= entry.version) {
+        if !supersedes(entry.version, current) {
             return MergeOutcome::Stale;
         }
         match entry.state {
             EntryState::Live(live) => {
                 self.merge_live(&mut svc, entry.instance, entry.version, live, now)
             }
-            EntryState::Tombstone { reason } => {
-                self.store_tombstone(&mut svc, &entry.instance, entry.version, reason, now)
-            }
+            EntryState::Tombstone { reason } => self.store_tombstone(
+                &mut svc,
+                &entry.instance,
+                entry.version,
+                reason,
+                now.instant,
+            ),
         }
         MergeOutcome::Applied
     }
@@ -55,7 +59,7 @@ impl Registry {
         instance: InstanceId,
         version: Version,
         live: LiveState,
-        now: Instant,
+        now: Now,
     ) {
         let previous = svc
             .slots
@@ -83,53 +87,33 @@ impl Registry {
             owner: live.owner,
             index,
             registered_at: live.registered_at,
-            lease_expires_at: SystemTime::now() + live.lease_remaining,
+            lease_expires_at: now.wall + live.lease_remaining,
         });
-        let deadline = now + live.lease_remaining;
+        let deadline = now.instant + live.lease_remaining;
         self.store_live(svc, record, version, deadline, kind);
-    }
-
-    /// Every entry, tombstones included, with leases as remaining durations at `now`
-    /// (for anti-entropy digests and full syncs). Locks one service at a time.
-    pub fn entries(&self, now: Instant) -> Vec<Entry> {
-        let mut out = Vec::with_capacity(self.len());
-        for svc in self.inner.services.iter() {
-            out.extend(
-                svc.slots
-                    .iter()
-                    .map(|(id, slot)| slot.to_entry(&svc.name, id, now)),
-            );
-        }
-        out
-    }
-
-    /// One entry (live or tombstone), as [`entries`](Self::entries) would report it.
-    pub fn entry(
-        &self,
-        service: &ServiceName,
-        instance: &InstanceId,
-        now: Instant,
-    ) -> Option<Entry> {
-        let svc = self.inner.services.get(service)?;
-        svc.slots
-            .get(instance)
-            .map(|s| s.to_entry(service, instance, now))
     }
 }
 
-impl Slot {
-    fn to_entry(&self, service: &ServiceName, instance: &InstanceId, now: Instant) -> Entry {
-        match &self.state {
-            SlotState::Live {
-                record, deadline, ..
-            } => Entry::live(
-                record,
-                self.version,
-                deadline.saturating_duration_since(now),
-            ),
-            SlotState::Tombstone { reason } => {
-                Entry::tombstone(service, instance, self.version, *reason)
-            }
-        }
+#[cfg(test)]
+impl Registry {
+    /// Every slot's service, instance, version and liveness, sorted: what the merge tests
+    /// compare (tombstones included). Tests only; nothing else lists slots.
+    pub(crate) fn held_versions(&self) -> Vec<(String, String, Version, bool)> {
+        let mut out: Vec<_> = self
+            .inner
+            .services
+            .iter()
+            .flat_map(|svc| {
+                svc.slots
+                    .iter()
+                    .map(|(id, slot)| {
+                        let live = slot.live_record().is_some();
+                        (svc.name.to_string(), id.to_string(), slot.version, live)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        out.sort();
+        out
     }
 }

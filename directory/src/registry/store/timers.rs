@@ -1,6 +1,7 @@
 //! The timer queue: lease expiry, tombstone collection and the reaper task that drives them.
+//! The queue is a [`TimerTable`](crate::timers::TimerTable), the same deadline table as the
+//! gossip core's.
 
-use std::cmp::Reverse;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -8,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Registry, Slot, SlotState};
 use crate::registry::TombstoneReason;
+use crate::registry::clock::Now;
 use crate::registry::version::Version;
 use crate::registry::{InstanceId, ServiceName};
 
@@ -16,18 +18,17 @@ const REAP_BATCH: usize = 4096;
 /// Longest the reaper sleeps with no timer pending (it is woken early by new timers anyway).
 const REAPER_IDLE: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum TimerKind {
     LeaseExpiry,
     TombstoneCollection,
 }
 
-/// A deadline on the timer queue. Stale timers are skipped when they fire (a lease timer
-/// whose deadline is not the slot's `armed` one; a collection timer whose version is not the
-/// tombstone's), so writes never search the queue.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// What is due at a deadline of the timer queue. Stale timers are skipped when they fire (a
+/// lease timer whose deadline is not the slot's `armed` one; a collection timer whose version
+/// is not the tombstone's), so writes never search the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Timer {
-    pub(super) deadline: Instant,
     pub(super) kind: TimerKind,
     pub(super) service: ServiceName,
     pub(super) instance: InstanceId,
@@ -47,22 +48,23 @@ pub struct ReapStats {
 
 impl Registry {
     /// Expires leases and collects tombstones due at `now`, at most a batch at a time.
-    pub fn reap(&self, now: Instant) -> ReapStats {
+    pub fn reap(&self, now: impl Into<Now>) -> ReapStats {
+        let now = now.into();
         let mut stats = ReapStats::default();
         for _ in 0..REAP_BATCH {
-            let Some(timer) = self.pop_due_timer(now) else {
+            let Some((deadline, timer)) = self.pop_due_timer(now.instant) else {
                 return stats;
             };
             match timer.kind {
                 TimerKind::LeaseExpiry => {
-                    stats.expired += usize::from(self.fire_lease(&timer, now))
+                    stats.expired += usize::from(self.fire_lease(deadline, &timer, now))
                 }
                 TimerKind::TombstoneCollection => {
                     stats.collected += usize::from(self.fire_collection(&timer));
                 }
             }
         }
-        stats.more = self.next_deadline().is_some_and(|d| d <= now);
+        stats.more = self.next_deadline().is_some_and(|d| d <= now.instant);
         stats
     }
 
@@ -73,14 +75,14 @@ impl Registry {
 
     /// The earliest pending timer (possibly stale), if any.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.inner.timers.lock().peek().map(|Reverse(t)| t.deadline)
+        self.inner.timers.lock().next()
     }
 
     /// Runs the reaper until `cancel` fires: sleeps until the earliest timer, woken early
     /// when an earlier one is added.
     pub async fn run_reaper(&self, cancel: CancellationToken) {
         loop {
-            let stats = self.reap(Instant::now());
+            let stats = self.reap(Now::current());
             if stats.more {
                 tokio::task::yield_now().await;
                 continue;
@@ -97,17 +99,13 @@ impl Registry {
         }
     }
 
-    fn pop_due_timer(&self, now: Instant) -> Option<Timer> {
-        let mut timers = self.inner.timers.lock();
-        match timers.peek() {
-            Some(Reverse(t)) if t.deadline <= now => timers.pop().map(|Reverse(t)| t),
-            _ => None,
-        }
+    fn pop_due_timer(&self, now: Instant) -> Option<(Instant, Timer)> {
+        self.inner.timers.lock().pop_due(now)
     }
 
     /// Expires the lease if the timer is the slot's armed one and the lease is over;
     /// re-arms it at the current deadline if the lease was renewed. Returns whether it expired.
-    fn fire_lease(&self, timer: &Timer, now: Instant) -> bool {
+    fn fire_lease(&self, fired: Instant, timer: &Timer, now: Now) -> bool {
         let Some(mut svc) = self.inner.services.get_mut(&timer.service) else {
             return false;
         };
@@ -120,16 +118,12 @@ impl Registry {
         else {
             return false;
         };
-        if *armed != timer.deadline {
+        if *armed != fired {
             return false; // superseded by an earlier timer
         }
-        if *deadline > now {
+        if *deadline > now.instant {
             *armed = *deadline;
-            let rearmed = Timer {
-                deadline: *deadline,
-                ..timer.clone()
-            };
-            self.push_timer(rearmed);
+            self.push_timer(*deadline, timer.clone());
             return false;
         }
         self.put_tombstone(&mut svc, &timer.instance, TombstoneReason::Expired, now);
@@ -144,7 +138,7 @@ impl Registry {
                 return false;
             };
             let current = svc.slots.get(&timer.instance).is_some_and(|s| {
-                s.version == timer.version && matches!(s.state, SlotState::Tombstone { .. })
+                s.version == timer.version && matches!(s.state, SlotState::Tombstone)
             });
             if current {
                 svc.slots.remove(&timer.instance);
@@ -165,12 +159,10 @@ impl Registry {
             .remove_if(service, |_, s| s.is_collectable());
     }
 
-    pub(super) fn push_timer(&self, timer: Timer) {
+    pub(super) fn push_timer(&self, at: Instant, timer: Timer) {
         let mut timers = self.inner.timers.lock();
-        let earliest = timers
-            .peek()
-            .is_none_or(|Reverse(t)| timer.deadline < t.deadline);
-        timers.push(Reverse(timer));
+        let earliest = timers.next().is_none_or(|next| at < next);
+        timers.schedule(at, timer);
         drop(timers);
         if earliest {
             self.inner.timer_added.notify_one();

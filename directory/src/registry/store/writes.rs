@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::timers::{Timer, TimerKind};
 use super::{Registry, ServiceState, Slot, SlotState};
+use crate::registry::clock::Now;
 use crate::registry::error::{HeartbeatError, RegisterError};
 use crate::registry::version::{Version, unix_millis};
 use crate::registry::{ChangeKind, Entry, Record, Registration, TombstoneReason};
@@ -22,8 +23,9 @@ impl Registry {
         service: &ServiceName,
         instance: &InstanceId,
         registration: Registration,
-        now: Instant,
+        now: impl Into<Now>,
     ) -> Result<Arc<Record>, RegisterError> {
+        let now = now.into();
         let mut svc = self
             .inner
             .services
@@ -37,7 +39,7 @@ impl Registry {
                 max: self.inner.config.max_instances,
             });
         }
-        let wall = SystemTime::now();
+        let wall = now.wall;
         let unchanged = previous
             .as_ref()
             .is_some_and(|p| p.same_content(&registration));
@@ -63,7 +65,7 @@ impl Registry {
             svc.live += 1;
         }
         let version = self.next_version(&svc, instance, wall);
-        self.put_live(&mut svc, record.clone(), version, now, kind);
+        self.put_live(&mut svc, record.clone(), version, now.instant, kind);
         metrics::counter!("directory_registrations_total").increment(1);
         Ok(record)
     }
@@ -74,8 +76,9 @@ impl Registry {
         &self,
         service: &ServiceName,
         instance: &InstanceId,
-        now: Instant,
+        now: impl Into<Now>,
     ) -> Result<Arc<Record>, HeartbeatError> {
+        let now = now.into();
         let not_found = || HeartbeatError::NotFound {
             service: service.clone(),
             instance: instance.clone(),
@@ -87,25 +90,29 @@ impl Registry {
             }) => (record.clone(), *deadline),
             _ => return Err(not_found()),
         };
-        if deadline <= now {
+        if deadline <= now.instant {
             // The reaper has not run yet, but the lease is over: expire now, consistently.
             self.put_tombstone(&mut svc, instance, TombstoneReason::Expired, now);
             return Err(not_found());
         }
-        let wall = SystemTime::now();
         let record = Arc::new(Record {
             owner: self.inner.config.node.clone(),
-            lease_expires_at: wall + previous.ttl.duration(),
+            lease_expires_at: now.wall + previous.ttl.duration(),
             ..(*previous).clone()
         });
-        let version = self.next_version(&svc, instance, wall);
-        self.put_live(&mut svc, record.clone(), version, now, None);
+        let version = self.next_version(&svc, instance, now.wall);
+        self.put_live(&mut svc, record.clone(), version, now.instant, None);
         Ok(record)
     }
 
     /// Removes an instance. Returns whether it was live; removing an absent instance is a
     /// no-op (idempotent) and leaves no tombstone.
-    pub fn deregister(&self, service: &ServiceName, instance: &InstanceId, now: Instant) -> bool {
+    pub fn deregister(
+        &self,
+        service: &ServiceName,
+        instance: &InstanceId,
+        now: impl Into<Now>,
+    ) -> bool {
         let Some(mut svc) = self.inner.services.get_mut(service) else {
             return false;
         };
@@ -114,7 +121,12 @@ impl Registry {
             .get(instance)
             .is_some_and(|s| s.live_record().is_some());
         if live {
-            self.put_tombstone(&mut svc, instance, TombstoneReason::Deregistered, now);
+            self.put_tombstone(
+                &mut svc,
+                instance,
+                TombstoneReason::Deregistered,
+                now.into(),
+            );
             metrics::counter!("directory_deregistrations_total").increment(1);
         }
         live
@@ -185,13 +197,15 @@ impl Registry {
             // The armed timer fires no later than the new deadline and will re-arm.
             Some(SlotState::Live { armed, .. }) if *armed <= deadline => *armed,
             _ => {
-                self.push_timer(Timer {
+                self.push_timer(
                     deadline,
-                    kind: TimerKind::LeaseExpiry,
-                    service: svc.name.clone(),
-                    instance: instance.clone(),
-                    version,
-                });
+                    Timer {
+                        kind: TimerKind::LeaseExpiry,
+                        service: svc.name.clone(),
+                        instance: instance.clone(),
+                        version,
+                    },
+                );
                 deadline
             }
         };
@@ -214,13 +228,13 @@ impl Registry {
         svc: &mut ServiceState,
         instance: &InstanceId,
         reason: TombstoneReason,
-        now: Instant,
+        now: Now,
     ) {
-        let version = self.next_version(svc, instance, SystemTime::now());
+        let version = self.next_version(svc, instance, now.wall);
         if let Some(tx) = &self.inner.replication {
             let _ = tx.send(Entry::tombstone(&svc.name, instance, version, reason));
         }
-        self.store_tombstone(svc, instance, version, reason, now);
+        self.store_tombstone(svc, instance, version, reason, now.instant);
     }
 
     pub(super) fn store_tombstone(
@@ -231,17 +245,19 @@ impl Registry {
         reason: TombstoneReason,
         now: Instant,
     ) {
-        let state = SlotState::Tombstone { reason };
+        let state = SlotState::Tombstone;
         let previous = svc.slots.insert(instance.clone(), Slot { version, state });
         svc.revision = self.next_revision();
-        let collect_at = now + self.inner.config.tombstone_retention;
-        self.push_timer(Timer {
-            deadline: collect_at,
-            kind: TimerKind::TombstoneCollection,
-            service: svc.name.clone(),
-            instance: instance.clone(),
-            version,
-        });
+        let collect_at = self.inner.config.replication.forget_tombstone_at(now);
+        self.push_timer(
+            collect_at,
+            Timer {
+                kind: TimerKind::TombstoneCollection,
+                service: svc.name.clone(),
+                instance: instance.clone(),
+                version,
+            },
+        );
         if previous.is_some_and(|p| p.live_record().is_some()) {
             svc.live -= 1;
             self.inner.live.fetch_sub(1, Ordering::AcqRel);

@@ -16,12 +16,12 @@ use rand::rngs::SmallRng;
 use rand::{RngExt as _, SeedableRng};
 
 use super::config::GossipConfig;
-use super::core::{GossipCore, GossipEvent, Transmit};
-use super::crypto::SEALED_OVERHEAD;
+use super::core::GossipCore;
+use super::events::{GossipEvent, Transmit};
 use super::identity::NodeIdentity;
-use super::wire::{
-    EntryKey, EntryState, EntryVersion, LiveRecord, SyncMsg, TombstoneReason, WireEntry,
-};
+use super::wire::{EntryKey, LiveRecord, SyncMsg, WireEntry, WireState};
+use crate::gossip::crypto::SEALED_OVERHEAD;
+use crate::registry::{ReplicationRules, TombstoneReason, Version, supersedes};
 
 /// Parameters of a simulation.
 #[derive(Debug, Clone)]
@@ -40,6 +40,8 @@ pub struct SimConfig {
     pub seeds: usize,
     /// Gossip settings of every node (`rng_seed` is derived per node).
     pub gossip: GossipConfig,
+    /// Replication rules of every node.
+    pub rules: ReplicationRules,
 }
 
 impl SimConfig {
@@ -53,6 +55,7 @@ impl SimConfig {
             max_latency: Duration::from_millis(2),
             seeds: 3,
             gossip: GossipConfig::lan(),
+            rules: ReplicationRules::default(),
         }
     }
 }
@@ -72,7 +75,7 @@ pub struct SimEvent {
 pub struct SimNode {
     core: Option<GossipCore>,
     store: BTreeMap<EntryKey, WireEntry>,
-    seen: HashMap<(EntryKey, EntryVersion), Instant>,
+    seen: HashMap<(EntryKey, Version), Instant>,
     generation: u64,
 }
 
@@ -196,7 +199,7 @@ impl Sim {
     }
 
     /// The store of node `i` as `(key, version)` pairs.
-    pub fn store_versions(&self, i: usize) -> Vec<(EntryKey, EntryVersion)> {
+    pub fn store_versions(&self, i: usize) -> Vec<(EntryKey, Version)> {
         self.nodes[i]
             .store
             .iter()
@@ -205,7 +208,7 @@ impl Sim {
     }
 
     /// When node `i` first held `version` of `key`.
-    pub fn seen_at(&self, i: usize, key: &EntryKey, version: EntryVersion) -> Option<Duration> {
+    pub fn seen_at(&self, i: usize, key: &EntryKey, version: Version) -> Option<Duration> {
         self.nodes[i]
             .seen
             .get(&(key.clone(), version))
@@ -229,9 +232,9 @@ impl Sim {
         service: &str,
         instance: &str,
         ttl: Duration,
-    ) -> (EntryKey, EntryVersion) {
+    ) -> (EntryKey, Version) {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        let state = EntryState::Live(LiveRecord {
+        let state = WireState::Live(LiveRecord {
             address: format!("10.9.0.{}:7000", i % 250),
             tags: vec!["v1".into()],
             meta: vec![("zone".into(), "a".into())],
@@ -245,18 +248,18 @@ impl Sim {
     }
 
     /// Deregisters `key` on node `i` (writes a tombstone).
-    pub fn deregister(&mut self, i: usize, key: &EntryKey) -> (EntryKey, EntryVersion) {
-        let state = EntryState::Tombstone {
+    pub fn deregister(&mut self, i: usize, key: &EntryKey) -> (EntryKey, Version) {
+        let state = WireState::Tombstone {
             reason: TombstoneReason::Deregistered,
             age_ms: 0,
         };
         self.write(i, key.clone(), state)
     }
 
-    fn write(&mut self, i: usize, key: EntryKey, state: EntryState) -> (EntryKey, EntryVersion) {
+    fn write(&mut self, i: usize, key: EntryKey, state: WireState) -> (EntryKey, Version) {
         let ms = u64::try_from(self.elapsed().as_millis()).unwrap_or(0) + 1_000_000;
         self.hlc = (self.hlc + 1).max(ms << 16);
-        let version = EntryVersion {
+        let version = Version {
             hlc: self.hlc,
             node: i as u64 + 1,
         };
@@ -318,7 +321,7 @@ impl Sim {
         gossip.rng_seed =
             self.cfg.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ generation;
         let identity = NodeIdentity::new(sim_addr(i), format!("node-{i}"), generation);
-        let Ok(mut core) = GossipCore::new(identity, gossip, self.now) else {
+        let Ok(mut core) = GossipCore::new(identity, gossip, self.cfg.rules, self.now) else {
             panic!("invalid gossip configuration in simulation");
         };
         let seeds = (0..self.cfg.seeds.min(self.nodes.len()))
@@ -364,11 +367,7 @@ impl Sim {
         }
         let node = &mut self.nodes[i];
         for entry in applies {
-            if node
-                .store
-                .get(&entry.key)
-                .is_none_or(|old| old.version < entry.version)
-            {
+            if supersedes(entry.version, node.store.get(&entry.key).map(|e| e.version)) {
                 node.seen
                     .entry((entry.key.clone(), entry.version))
                     .or_insert(now);
@@ -527,7 +526,7 @@ impl Sim {
     }
 
     /// Whether every running node's store holds `version` (or newer) of `key`.
-    pub fn everyone_has(&self, key: &EntryKey, version: EntryVersion) -> bool {
+    pub fn everyone_has(&self, key: &EntryKey, version: Version) -> bool {
         self.running().iter().all(|&i| {
             self.nodes[i]
                 .store

@@ -1,14 +1,16 @@
-//! The replication layer's view of every entry: last-writer-wins by version, tombstones with
-//! a shared relative age, leases as relative deadlines, and the bucketed digest used by
-//! anti-entropy.
+//! The replication layer's view of every entry: tombstones with a shared relative age,
+//! leases as relative deadlines, and the bucketed digest used by anti-entropy. Which entry
+//! wins, when a lease is over and when a tombstone goes are decided by the registry's rules
+//! module ([`crate::registry::ReplicationRules`]), as for the registry itself.
 
 use std::collections::BTreeMap;
+use std::hash::Hasher as _;
 use std::time::{Duration, Instant};
 
-use super::wire::{EntryKey, EntryState, EntryVersion, WireEntry};
+use fnv::FnvHasher;
 
-/// Number of key buckets in an anti-entropy digest (one `u64` each).
-pub const DIGEST_BUCKETS: usize = 64;
+use super::wire::{DIGEST_BUCKETS, EntryKey, WireEntry, WireState};
+use crate::registry::{ReplicationRules, Version, live_copy_accepted, supersedes};
 
 #[derive(Debug, Clone)]
 struct Held {
@@ -24,20 +26,23 @@ impl Held {
         let elapsed = now.saturating_duration_since(self.stored_at);
         let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         match &mut entry.state {
-            EntryState::Live(live) => {
+            WireState::Live(live) => {
                 live.lease_remaining_ms = live.lease_remaining_ms.saturating_sub(elapsed_ms);
             }
-            EntryState::Tombstone { age_ms, .. } => *age_ms = age_ms.saturating_add(elapsed_ms),
+            WireState::Tombstone { age_ms, .. } => *age_ms = age_ms.saturating_add(elapsed_ms),
         }
         entry
     }
 
-    fn lease_deadline(&self) -> Option<Instant> {
+    /// Whether the rules let this entry go at `now`: a live copy once its lease and the
+    /// grace ran out, a tombstone once its age reached the retention.
+    fn forgettable(&self, now: Instant, rules: &ReplicationRules) -> bool {
+        let elapsed = now.saturating_duration_since(self.stored_at);
         match &self.entry.state {
-            EntryState::Live(live) => {
-                Some(self.stored_at + Duration::from_millis(live.lease_remaining_ms))
+            WireState::Live(live) => {
+                elapsed >= rules.held_lease(Duration::from_millis(live.lease_remaining_ms), false)
             }
-            EntryState::Tombstone { .. } => None,
+            WireState::Tombstone { .. } => rules.tombstone_forgettable(elapsed),
         }
     }
 }
@@ -47,19 +52,17 @@ impl Held {
 pub struct Replica {
     entries: BTreeMap<EntryKey, Held>,
     buckets: [u64; DIGEST_BUCKETS],
-    tombstone_retention: Duration,
-    lease_grace: Duration,
+    rules: ReplicationRules,
 }
 
 impl Replica {
-    /// An empty replica. Tombstones are collected `tombstone_retention` after creation; live
-    /// entries are forgotten `lease_grace` after their lease ran out.
-    pub fn new(tombstone_retention: Duration, lease_grace: Duration) -> Self {
+    /// An empty replica. Tombstones are forgotten at the rules' retention after creation;
+    /// live entries once their lease and the grace ran out (the replica owns no lease).
+    pub fn new(rules: ReplicationRules) -> Self {
         Self {
             entries: BTreeMap::new(),
             buckets: [0; DIGEST_BUCKETS],
-            tombstone_retention,
-            lease_grace,
+            rules,
         }
     }
 
@@ -74,7 +77,7 @@ impl Replica {
     }
 
     /// The version held for `key`.
-    pub fn version(&self, key: &EntryKey) -> Option<EntryVersion> {
+    pub fn version(&self, key: &EntryKey) -> Option<Version> {
         self.entries.get(key).map(|h| h.entry.version)
     }
 
@@ -87,22 +90,26 @@ impl Replica {
     /// the retention and live copies whose lease already ran out are refused: they could
     /// only resurrect or re-spread dead state.
     pub fn offer(&mut self, now: Instant, entry: WireEntry) -> bool {
-        if self.version(&entry.key).is_some_and(|v| v >= entry.version) {
+        if !supersedes(entry.version, self.version(&entry.key)) {
             return false;
         }
         let stored_at = match &entry.state {
-            EntryState::Live(live) if live.lease_remaining_ms == 0 => return false,
-            EntryState::Live(_) => now,
-            EntryState::Tombstone { age_ms, .. } => {
+            WireState::Live(live) => {
+                if !live_copy_accepted(Duration::from_millis(live.lease_remaining_ms)) {
+                    return false;
+                }
+                now
+            }
+            WireState::Tombstone { age_ms, .. } => {
                 let age = Duration::from_millis(*age_ms);
-                if age >= self.tombstone_retention {
+                if self.rules.tombstone_forgettable(age) {
                     return false;
                 }
                 now.checked_sub(age).unwrap_or(now)
             }
         };
         let mut entry = entry;
-        if let EntryState::Tombstone { age_ms, .. } = &mut entry.state {
+        if let WireState::Tombstone { age_ms, .. } = &mut entry.state {
             // The age is now carried by `stored_at`.
             *age_ms = 0;
         }
@@ -121,15 +128,10 @@ impl Replica {
     /// Removes tombstones past their retention and live entries past lease + grace.
     /// Returns how many entries were removed.
     pub fn collect_garbage(&mut self, now: Instant) -> usize {
-        let retention = self.tombstone_retention;
-        let grace = self.lease_grace;
         let expired: Vec<EntryKey> = self
             .entries
             .iter()
-            .filter(|(_, h)| match h.lease_deadline() {
-                Some(deadline) => now >= deadline + grace,
-                None => now.saturating_duration_since(h.stored_at) >= retention,
-            })
+            .filter(|(_, h)| h.forgettable(now, &self.rules))
             .map(|(k, _)| k.clone())
             .collect();
         for key in &expired {
@@ -154,7 +156,7 @@ impl Replica {
     }
 
     /// Every `(key, version)` held in the given buckets.
-    pub fn versions_in(&self, buckets: &[u16]) -> Vec<(EntryKey, EntryVersion)> {
+    pub fn versions_in(&self, buckets: &[u16]) -> Vec<(EntryKey, Version)> {
         let mut wanted = [false; DIGEST_BUCKETS];
         for &b in buckets {
             if let Some(slot) = wanted.get_mut(usize::from(b)) {
@@ -173,37 +175,33 @@ impl Replica {
     pub fn compare(
         &self,
         buckets: &[u16],
-        theirs: &[(EntryKey, EntryVersion)],
+        theirs: &[(EntryKey, Version)],
     ) -> (Vec<EntryKey>, Vec<EntryKey>) {
-        let their_map: BTreeMap<&EntryKey, EntryVersion> =
-            theirs.iter().map(|(k, v)| (k, *v)).collect();
+        let their_map: BTreeMap<&EntryKey, Version> = theirs.iter().map(|(k, v)| (k, *v)).collect();
         let push = self
             .versions_in(buckets)
             .into_iter()
-            .filter(|(k, v)| their_map.get(k).is_none_or(|theirs| theirs < v))
+            .filter(|(k, v)| supersedes(*v, their_map.get(k).copied()))
             .map(|(k, _)| k)
             .collect();
         let want = theirs
             .iter()
-            .filter(|(k, v)| self.version(k).is_none_or(|mine| mine < *v))
+            .filter(|(k, v)| supersedes(*v, self.version(k)))
             .map(|(k, _)| k.clone())
             .collect();
         (push, want)
     }
 }
 
-/// FNV-1a: a hash that is the same on every node and every build (never `RandomState`).
+/// FNV-1a over `parts`, each followed by a 0xff separator: the same on every node and every
+/// build (never `RandomState`), since digests are compared across nodes.
 fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut hasher = FnvHasher::default();
     for part in parts {
-        for &byte in *part {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        hash ^= 0xff;
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
+        hasher.write(part);
+        hasher.write_u8(0xff);
     }
-    hash
+    hasher.finish()
 }
 
 fn bucket_of(key: &EntryKey) -> usize {
@@ -212,7 +210,7 @@ fn bucket_of(key: &EntryKey) -> usize {
     (hash % DIGEST_BUCKETS as u64) as usize
 }
 
-fn entry_hash(key: &EntryKey, version: EntryVersion) -> u64 {
+fn entry_hash(key: &EntryKey, version: Version) -> u64 {
     let mut h = fnv1a(&[
         key.service.as_bytes(),
         key.instance.as_bytes(),
@@ -230,13 +228,14 @@ fn entry_hash(key: &EntryKey, version: EntryVersion) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gossip::wire::{TombstoneReason, test_live_entry as live};
+    use crate::gossip::proto::wire::test_live_entry as live;
+    use crate::registry::TombstoneReason;
 
     fn tomb(instance: &str, hlc: u64, age_ms: u64) -> WireEntry {
         WireEntry {
             key: EntryKey::new("svc", instance),
-            version: EntryVersion { hlc, node: 1 },
-            state: EntryState::Tombstone {
+            version: Version { hlc, node: 1 },
+            state: WireState::Tombstone {
                 reason: TombstoneReason::Deregistered,
                 age_ms,
             },
@@ -244,7 +243,23 @@ mod tests {
     }
 
     fn replica() -> Replica {
-        Replica::new(Duration::from_secs(60), Duration::from_secs(5))
+        Replica::new(ReplicationRules {
+            tombstone_retention: Duration::from_secs(60),
+            lease_grace: Duration::from_secs(5),
+        })
+    }
+
+    #[test]
+    fn digest_hashes_are_the_same_on_every_build() {
+        // Values of the hand-written FNV-1a this replaced: nodes of both builds agree.
+        let key = EntryKey::new("orders", "orders-1");
+        assert_eq!(fnv1a(&[b"orders", b"orders-1"]), 0xa21d_d1d5_d6dd_753f);
+        assert_eq!(bucket_of(&key), 63);
+        let version = Version {
+            hlc: 7 << 16,
+            node: 42,
+        };
+        assert_eq!(entry_hash(&key, version), 0xfb4e_e38d_398b_7c13);
     }
 
     #[test]
@@ -275,7 +290,7 @@ mod tests {
         let b = r.current(later, &EntryKey::new("svc", "b")).unwrap();
         assert!(matches!(
             b.state,
-            EntryState::Tombstone { age_ms: 4_000, .. }
+            WireState::Tombstone { age_ms: 4_000, .. }
         ));
     }
 

@@ -39,15 +39,12 @@ pub const DEFAULT_REAP_AFTER: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_ANNOUNCE_TO_DEAD_INTERVAL: Duration = Duration::from_secs(3);
 /// How often a node asks a random member for its member list (faster full discovery).
 pub const DEFAULT_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(10);
-/// How long tombstones are kept. Must exceed the longest lease (1 h) plus `lease_grace`,
-/// so no live copy older than a deletion can outlive the tombstone that buries it.
-pub const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(65 * 60);
-/// How long a non-owner keeps a record after its lease ran out before dropping it.
-pub const DEFAULT_LEASE_GRACE: Duration = Duration::from_secs(5);
 /// Share of a datagram foca's SWIM message may use; the rest carries entries.
 pub const DEFAULT_SWIM_PACKET_BUDGET: usize = 1000;
 
-/// Configuration of the gossip core. `Default` is the LAN preset.
+/// Configuration of the gossip core. `Default` is the LAN preset. The tombstone retention and
+/// the lease grace are not here: they are the replication rules' knobs, shared with the
+/// registry ([`crate::registry::ReplicationRules`], in [`crate::registry::RegistryConfig`]).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct GossipConfig {
@@ -78,10 +75,6 @@ pub struct GossipConfig {
     pub announce_to_dead_interval: Duration,
     /// See [`DEFAULT_ANNOUNCE_INTERVAL`].
     pub announce_interval: Duration,
-    /// See [`DEFAULT_TOMBSTONE_RETENTION`].
-    pub tombstone_retention: Duration,
-    /// See [`DEFAULT_LEASE_GRACE`].
-    pub lease_grace: Duration,
     /// See [`DEFAULT_SWIM_PACKET_BUDGET`]. Between 256 and 1,200 bytes.
     pub swim_packet_budget: usize,
     /// Seed of the core's random choices (probe order, gossip targets). Set it for a
@@ -102,6 +95,9 @@ pub enum GossipConfigError {
     /// A knob is out of range; the message names it and the constraint.
     #[error("invalid gossip setting: {0}")]
     Invalid(&'static str),
+    /// The replication rules handed to the core break their invariant.
+    #[error(transparent)]
+    Rules(#[from] crate::registry::RulesError),
 }
 
 impl GossipConfig {
@@ -121,8 +117,6 @@ impl GossipConfig {
             reap_after: DEFAULT_REAP_AFTER,
             announce_to_dead_interval: DEFAULT_ANNOUNCE_TO_DEAD_INTERVAL,
             announce_interval: DEFAULT_ANNOUNCE_INTERVAL,
-            tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
-            lease_grace: DEFAULT_LEASE_GRACE,
             swim_packet_budget: DEFAULT_SWIM_PACKET_BUDGET,
             rng_seed: 0,
         }

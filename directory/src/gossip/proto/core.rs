@@ -27,19 +27,23 @@ use rand::seq::IndexedRandom;
 use rand::{RngExt as _, SeedableRng};
 
 use super::config::{GossipConfig, GossipConfigError};
-use super::crypto::SEALED_OVERHEAD;
-pub use super::events::{CoreStats, DatagramError, GossipEvent, MemberState, MemberView, Transmit};
+use super::events::{CoreStats, DatagramError, GossipEvent, MemberState, MemberView, Transmit};
 use super::identity::NodeIdentity;
 use super::queue::BroadcastQueue;
 use super::replica::Replica;
-use super::timers::TimerTable;
 use super::wire::{
     Datagram, EntryKey, MAX_DATAGRAM, MAX_FRAME, SyncMsg, WireEntry, decode_datagram,
     encode_datagram, entry_size,
 };
+use crate::gossip::crypto::SEALED_OVERHEAD;
+use crate::registry::ReplicationRules;
+use crate::timers::TimerTable;
 
 /// Largest plaintext datagram: [`MAX_DATAGRAM`] minus the encryption envelope.
 pub const MAX_PLAINTEXT: usize = MAX_DATAGRAM - SEALED_OVERHEAD;
+/// Most bytes of the ACL hash field (postcard): option tag, an IPv6 socket address (20)
+/// and 8 bytes of hash, rounded up.
+const ACL_HASH_SIZE: usize = 32;
 /// Datagram bytes besides foca's message and the entries (version, lengths, option tag).
 const DATAGRAM_FRAMING: usize = 1 + 3 + 3 + 1;
 /// Entry bytes one anti-entropy frame may carry (room left for framing and envelope).
@@ -76,7 +80,7 @@ pub struct GossipCore {
     rng: SmallRng,
     replica: Replica,
     queue: BroadcastQueue,
-    timers: TimerTable<TimerKind>,
+    timers: TimerTable<Instant, TimerKind>,
     transmits: VecDeque<Transmit>,
     applies: VecDeque<WireEntry>,
     events: VecDeque<GossipEvent>,
@@ -85,21 +89,27 @@ pub struct GossipCore {
     eager: bool,
     left: bool,
     stats: CoreStats,
+    /// This node's ACL file hash (sent with every datagram) and the members' by address.
+    acl_hash: Option<[u8; 8]>,
+    member_acl_hashes: BTreeMap<SocketAddr, [u8; 8]>,
 }
 
 impl GossipCore {
-    /// A node with `identity` starting at `now`. It joins once seeds are given.
+    /// A node with `identity` starting at `now`, keeping entries by `rules` (the same
+    /// value its registry uses). It joins once seeds are given.
     pub fn new(
         identity: NodeIdentity,
         config: GossipConfig,
+        rules: ReplicationRules,
         now: Instant,
     ) -> Result<Self, GossipConfigError> {
         config.validate()?;
+        rules.validate()?;
         let mut rng = SmallRng::seed_from_u64(config.rng_seed);
         let swim_rng = SmallRng::seed_from_u64(rng.random());
         let swim = Foca::new(identity.clone(), config.foca(), swim_rng, PostcardCodec);
         let mut core = Self {
-            replica: Replica::new(config.tombstone_retention, config.lease_grace),
+            replica: Replica::new(rules),
             identity,
             started: now,
             swim,
@@ -115,6 +125,8 @@ impl GossipCore {
             eager: false,
             left: false,
             stats: CoreStats::default(),
+            acl_hash: None,
+            member_acl_hashes: BTreeMap::new(),
             config,
         };
         core.timers
@@ -178,6 +190,9 @@ impl GossipCore {
             self.stats.malformed += 1;
             return Err(DatagramError::Malformed);
         };
+        if let Some((addr, hash)) = datagram.acl_hash {
+            self.member_acl_hashes.insert(addr, hash);
+        }
         if let Some(leaving) = datagram.leaving {
             self.mark_left(now, &leaving);
         }
@@ -228,7 +243,7 @@ impl GossipCore {
 
     /// Input: the deadline from [`Self::poll_timeout`] was reached.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(kind) = self.timers.pop_due(now) {
+        while let Some((_, kind)) = self.timers.pop_due(now) {
             match kind {
                 TimerKind::Swim(timer) => {
                     if let Err(err) = self.swim.handle_timer(timer, &mut self.runtime) {
@@ -311,6 +326,12 @@ impl GossipCore {
         self.events.pop_front()
     }
 
+    /// Input: the short hash of the ACL file this node enforces (`None`: no ACL file);
+    /// sent with every datagram from now on.
+    pub fn set_acl_hash(&mut self, hash: Option<[u8; 8]>) {
+        self.acl_hash = hash;
+    }
+
     /// Output: when [`Self::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
@@ -328,6 +349,7 @@ impl GossipCore {
             incarnation: 0,
             since: now.saturating_duration_since(self.started),
             is_local: true,
+            acl_hash: self.acl_hash,
         }];
         for member in self.swim.iter_membership_state() {
             let tracked = self.tracked.get(&member.id().addr);
@@ -346,6 +368,7 @@ impl GossipCore {
                 incarnation: member.incarnation(),
                 since,
                 is_local: false,
+                acl_hash: self.member_acl_hashes.get(&member.id().addr).copied(),
             });
         }
         out
@@ -422,7 +445,9 @@ impl GossipCore {
             postcard::experimental::serialized_size(id).unwrap_or(MAX_PLAINTEXT)
         });
         let max_budget = MAX_PLAINTEXT - DATAGRAM_FRAMING;
-        let budget = max_budget.saturating_sub(swim.len() + leaving_size);
+        let acl_hash = self.acl_hash.map(|hash| (self.identity.addr, hash));
+        let acl_size = acl_hash.map_or(0, |_| ACL_HASH_SIZE);
+        let budget = max_budget.saturating_sub(swim.len() + leaving_size + acl_size);
         let entries = self.queue.fill(&self.replica, now, budget, max_budget);
         if swim.is_empty() && entries.is_empty() && leaving.is_none() {
             return;
@@ -431,6 +456,7 @@ impl GossipCore {
             swim,
             entries,
             leaving,
+            acl_hash,
         };
         match encode_datagram(&datagram, MAX_PLAINTEXT) {
             Ok(payload) => {
@@ -579,12 +605,13 @@ impl GossipCore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gossip::wire::test_live_entry;
+    use crate::gossip::proto::wire::test_live_entry;
 
     fn core(port: u16) -> GossipCore {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let identity = NodeIdentity::new(addr, format!("n{port}"), 1);
-        GossipCore::new(identity, GossipConfig::for_test(), Instant::now()).unwrap()
+        let rules = ReplicationRules::default();
+        GossipCore::new(identity, GossipConfig::for_test(), rules, Instant::now()).unwrap()
     }
 
     fn entry(instance: &str, hlc: u64) -> WireEntry {

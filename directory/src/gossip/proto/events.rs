@@ -4,8 +4,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-#[cfg(doc)]
-use super::core::{GossipCore, MAX_PLAINTEXT};
 use super::identity::NodeIdentity;
 use super::wire::SyncMsg;
 
@@ -16,11 +14,11 @@ pub enum Transmit {
     Datagram {
         /// Destination gossip address.
         to: SocketAddr,
-        /// Plaintext payload (at most [`MAX_PLAINTEXT`] bytes).
+        /// Plaintext payload (at most [`MAX_PLAINTEXT`](crate::gossip::MAX_PLAINTEXT) bytes).
         payload: Vec<u8>,
     },
     /// Open an anti-entropy stream to `to` and send `msg` first; feed every reply frame to
-    /// [`GossipCore::handle_sync`] and send back what it returns until it returns `None`.
+    /// [`GossipCore::handle_sync`](crate::gossip::GossipCore::handle_sync) and send back what it returns until it returns `None`.
     Sync {
         /// Destination gossip address (same port, stream transport).
         to: SocketAddr,
@@ -73,6 +71,9 @@ pub struct MemberView {
     pub since: Duration,
     /// Whether this row is the local node.
     pub is_local: bool,
+    /// Short hash of the ACL file the member enforces, once it has said (see
+    /// [`super::GossipCore::set_acl_hash`]).
+    pub acl_hash: Option<[u8; 8]>,
 }
 
 /// Counters of the core's activity.

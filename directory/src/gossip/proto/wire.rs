@@ -6,17 +6,21 @@
 //! the new one. Sizes are bounded before decoding: datagrams by [`MAX_DATAGRAM`] (after the
 //! encryption envelope), stream frames by [`MAX_FRAME`].
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::identity::NodeIdentity;
+use crate::registry::{TombstoneReason, Version};
 
 /// Version byte that prefixes every plaintext payload.
 pub const WIRE_VERSION: u8 = 1;
 /// Largest UDP datagram we send or accept, envelope included: below a 1,500-byte Ethernet
 /// MTU with room for IP/UDP headers and tunnels (RFC 8085 guidance).
 pub const MAX_DATAGRAM: usize = 1400;
+/// Number of key buckets in an anti-entropy digest (one `u64` each).
+pub const DIGEST_BUCKETS: usize = 64;
 /// Largest anti-entropy stream frame we send or accept (envelope included).
 pub const MAX_FRAME: usize = 4 * 1024 * 1024;
 
@@ -37,27 +41,6 @@ impl EntryKey {
             instance: instance.into(),
         }
     }
-}
-
-/// The version of an entry: hybrid logical clock, then node id. Totally ordered; the higher
-/// version wins (last writer wins).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
-pub struct EntryVersion {
-    /// Hybrid logical clock: 48-bit wall-clock milliseconds, 16-bit logical counter.
-    pub hlc: u64,
-    /// Id of the node that wrote this version (tie breaker).
-    pub node: u64,
-}
-
-/// Why an entry is a tombstone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TombstoneReason {
-    /// Explicitly deregistered.
-    Deregistered,
-    /// Its lease ran out at its owner.
-    Expired,
 }
 
 /// The fields of a live registration, as replicated.
@@ -82,9 +65,10 @@ pub struct LiveRecord {
     pub lease_remaining_ms: u64,
 }
 
-/// The state of an entry.
+/// The state of an entry on the wire (the registry's [`crate::registry::EntryState`] holds
+/// the same, validated and with the tombstone's age dropped).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum EntryState {
+pub enum WireState {
     /// A registered instance.
     Live(LiveRecord),
     /// A deleted or expired instance, kept so that stale copies cannot resurrect it.
@@ -103,23 +87,23 @@ pub struct WireEntry {
     /// Which instance.
     pub key: EntryKey,
     /// Its version.
-    pub version: EntryVersion,
+    pub version: Version,
     /// Live record or tombstone.
-    pub state: EntryState,
+    pub state: WireState,
 }
 
 impl WireEntry {
     /// Lease left for a live entry, `None` for a tombstone.
     pub fn lease_remaining(&self) -> Option<Duration> {
         match &self.state {
-            EntryState::Live(live) => Some(Duration::from_millis(live.lease_remaining_ms)),
-            EntryState::Tombstone { .. } => None,
+            WireState::Live(live) => Some(Duration::from_millis(live.lease_remaining_ms)),
+            WireState::Tombstone { .. } => None,
         }
     }
 
     /// Whether this entry is a tombstone.
     pub fn is_tombstone(&self) -> bool {
-        matches!(self.state, EntryState::Tombstone { .. })
+        matches!(self.state, WireState::Tombstone { .. })
     }
 }
 
@@ -133,6 +117,9 @@ pub struct Datagram {
     pub entries: Vec<WireEntry>,
     /// Set by a node that leaves gracefully, so members show it as "left", not "dead".
     pub leaving: Option<NodeIdentity>,
+    /// The sender's advertised address and the short hash of the ACL file it enforces,
+    /// shown in the members view so nodes with different files stand out.
+    pub acl_hash: Option<(SocketAddr, [u8; 8])>,
 }
 
 /// One anti-entropy message on a stream (push-pull, digest first).
@@ -144,7 +131,7 @@ pub struct Datagram {
 pub enum SyncMsg {
     /// One hash per key bucket (XOR of the hashes of every `(key, version)` in it).
     Digest {
-        /// Bucket hashes, [`super::replica::DIGEST_BUCKETS`] of them.
+        /// Bucket hashes, [`DIGEST_BUCKETS`] of them.
         buckets: Vec<u64>,
     },
     /// Every `(key, version)` the responder holds in the buckets that differ.
@@ -152,7 +139,7 @@ pub enum SyncMsg {
         /// Indices of the buckets that differed.
         buckets: Vec<u16>,
         /// The responder's versions in those buckets.
-        versions: Vec<(EntryKey, EntryVersion)>,
+        versions: Vec<(EntryKey, Version)>,
     },
     /// Entries for the peer, and the keys we want from it.
     Push {
@@ -249,8 +236,8 @@ pub fn entry_size(entry: &WireEntry) -> usize {
 pub(crate) fn test_live_entry(instance: &str, hlc: u64, lease_ms: u64) -> WireEntry {
     WireEntry {
         key: EntryKey::new("svc", instance),
-        version: EntryVersion { hlc, node: 1 },
-        state: EntryState::Live(LiveRecord {
+        version: Version { hlc, node: 1 },
+        state: WireState::Live(LiveRecord {
             address: "127.0.0.1:1".into(),
             tags: vec![],
             meta: vec![],
@@ -271,8 +258,8 @@ mod tests {
     pub(crate) fn live_entry(service: &str, instance: &str, hlc: u64) -> WireEntry {
         WireEntry {
             key: EntryKey::new(service, instance),
-            version: EntryVersion { hlc, node: 7 },
-            state: EntryState::Live(LiveRecord {
+            version: Version { hlc, node: 7 },
+            state: WireState::Live(LiveRecord {
                 address: "127.0.0.1:7000".into(),
                 tags: vec!["v2".into()],
                 meta: vec![("zone".into(), "a".into())],
@@ -291,6 +278,7 @@ mod tests {
             swim: vec![1, 2, 3],
             entries: vec![live_entry("orders", "orders-1", 5)],
             leaving: None,
+            acl_hash: Some(("127.0.0.1:7701".parse().unwrap(), [7; 8])),
         };
         let bytes = encode_datagram(&d, MAX_DATAGRAM).unwrap();
         assert_eq!(bytes[0], WIRE_VERSION);
@@ -339,6 +327,22 @@ mod tests {
             decode_datagram(&[WIRE_VERSION; 1500], MAX_DATAGRAM),
             Err(WireError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn entries_keep_their_wire_bytes() {
+        // Version and TombstoneReason are the registry's types: their postcard form must
+        // stay the one of the wire's former copies (fields in order, variant indices).
+        let tombstone = WireEntry {
+            key: EntryKey::new("s", "i"),
+            version: Version { hlc: 1, node: 2 },
+            state: WireState::Tombstone {
+                reason: TombstoneReason::Expired,
+                age_ms: 3,
+            },
+        };
+        let bytes = postcard::to_allocvec(&tombstone).unwrap();
+        assert_eq!(bytes, [1, b's', 1, b'i', 1, 2, 1, 1, 3]);
     }
 
     #[test]

@@ -1,0 +1,185 @@
+//! The rules of replicated entries, in one place: which version wins, when a lease is over
+//! on a node that does not own it, and when a tombstone may be forgotten.
+//!
+//! A node keeps every entry twice: the registry (what clients read, with the store's
+//! timers) and the gossip replica (what gates re-application and re-dissemination). Both
+//! decide with the functions below and nowhere else, so they cannot drift apart. Nothing
+//! here reads a clock or touches a store: ages and leases come in as arguments.
+//!
+//! - **Which version wins** — [`supersedes`]: a strictly higher [`Version`] (hybrid logical
+//!   clock, then writer id) replaces the one held; an equal or lower one changes nothing.
+//!   Every node therefore ends with the same winner whatever the arrival order.
+//! - **When a lease is over on a node that does not own it** — [`ReplicationRules::held_lease`]:
+//!   the owner (the node that last accepted a register or heartbeat) expires a record when
+//!   its lease runs out; every other node holds it `lease_grace` longer, so the owner's
+//!   tombstone normally arrives first. A copy that arrives with no lease left is refused
+//!   ([`live_copy_accepted`]): it could only spread dead state.
+//! - **When a tombstone may be forgotten** — [`ReplicationRules::tombstone_forgettable`]: once
+//!   its age (which travels with it) reaches `tombstone_retention`; a tombstone that old is
+//!   refused on arrival too.
+//!
+//! Invariant, checked by [`ReplicationRules::validate`]: `tombstone_retention` exceeds the
+//! longest lease ([`MAX_TTL`]) plus `lease_grace`. Any live copy older than a deletion has
+//! then run out (grace included) everywhere before the tombstone that buries it is
+//! forgotten, so a removed instance can never come back.
+
+use std::ops::Add;
+use std::time::Duration;
+
+use super::MAX_TTL;
+use super::version::Version;
+
+/// Default grace: a non-owner keeps a record this long past its lease. Long enough for the
+/// owner's `expired` tombstone to reach every node first (gossip takes milliseconds, an
+/// anti-entropy round 5 s at most), short enough that a dead owner's instances vanish soon.
+pub const DEFAULT_LEASE_GRACE: Duration = Duration::from_secs(5);
+/// Default tombstone retention: the longest lease (1 h) plus the grace, rounded up to
+/// 65 minutes. The price is memory for removed keys (about 100 bytes each) for that long.
+pub const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(65 * 60);
+
+/// The two knobs of the replication rules. One value serves the registry and the gossip
+/// replica of a node (it lives in [`super::RegistryConfig`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicationRules {
+    /// How long a tombstone (a deregistration or expiry) is kept after it was written, on
+    /// every node: its age travels with it. Must exceed [`MAX_TTL`] + `lease_grace`.
+    /// Default [`DEFAULT_TOMBSTONE_RETENTION`].
+    pub tombstone_retention: Duration,
+    /// How long a node that does not own a record keeps it past its lease.
+    /// Default [`DEFAULT_LEASE_GRACE`].
+    pub lease_grace: Duration,
+}
+
+impl Default for ReplicationRules {
+    fn default() -> Self {
+        Self {
+            tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
+            lease_grace: DEFAULT_LEASE_GRACE,
+        }
+    }
+}
+
+/// Replication settings that would let removed instances come back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RulesError {
+    /// `tombstone_retention` does not exceed the longest lease plus `lease_grace`: a live
+    /// copy older than a deletion could outlive its tombstone. Remedy: raise
+    /// `--tombstone-retention` above `minimum`. Nothing was started.
+    #[error(
+        "tombstone retention {retention:?} must exceed the longest lease plus the lease grace ({minimum:?})"
+    )]
+    RetentionTooShort {
+        /// The configured retention.
+        retention: Duration,
+        /// The longest lease plus the grace; the retention must be longer.
+        minimum: Duration,
+    },
+}
+
+impl ReplicationRules {
+    /// Checks the invariant of the module docs.
+    pub fn validate(&self) -> Result<(), RulesError> {
+        let minimum = MAX_TTL.saturating_add(self.lease_grace);
+        if self.tombstone_retention > minimum {
+            Ok(())
+        } else {
+            Err(RulesError::RetentionTooShort {
+                retention: self.tombstone_retention,
+                minimum,
+            })
+        }
+    }
+
+    /// How long from now this node treats a live copy with `lease_remaining` as live:
+    /// the lease itself on its owner, the lease plus the grace anywhere else.
+    pub fn held_lease(&self, lease_remaining: Duration, owned_here: bool) -> Duration {
+        if owned_here {
+            lease_remaining
+        } else {
+            lease_remaining.saturating_add(self.lease_grace)
+        }
+    }
+
+    /// Whether a tombstone of this age may be forgotten (and, arriving, is refused).
+    pub fn tombstone_forgettable(&self, age: Duration) -> bool {
+        age >= self.tombstone_retention
+    }
+
+    /// When a tombstone written at `written` may be forgotten (the deadline form of
+    /// [`Self::tombstone_forgettable`], for timer queues; any clock's instant type).
+    pub fn forget_tombstone_at<T: Add<Duration, Output = T>>(&self, written: T) -> T {
+        written + self.tombstone_retention
+    }
+}
+
+/// Whether `incoming` replaces `held` (last writer wins; `None`: nothing held yet).
+pub fn supersedes(incoming: Version, held: Option<Version>) -> bool {
+    held.is_none_or(|held| incoming > held)
+}
+
+/// Whether a live copy that arrives with `lease_remaining` left is worth holding.
+pub fn live_copy_accepted(lease_remaining: Duration) -> bool {
+    !lease_remaining.is_zero()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(hlc: u64, node: u64) -> Version {
+        Version { hlc, node }
+    }
+
+    #[test]
+    fn the_higher_version_wins_and_ties_change_nothing() {
+        assert!(supersedes(v(1, 1), None));
+        assert!(supersedes(v(2, 1), Some(v(1, 9))));
+        assert!(
+            supersedes(v(2, 2), Some(v(2, 1))),
+            "same clock: node id decides"
+        );
+        assert!(!supersedes(v(2, 1), Some(v(2, 1))));
+        assert!(!supersedes(v(1, 9), Some(v(2, 1))));
+    }
+
+    #[test]
+    fn only_non_owners_add_the_grace() {
+        let rules = ReplicationRules::default();
+        let lease = Duration::from_secs(8);
+        assert_eq!(rules.held_lease(lease, true), lease);
+        assert_eq!(rules.held_lease(lease, false), Duration::from_secs(13));
+        assert!(!live_copy_accepted(Duration::ZERO));
+        assert!(live_copy_accepted(Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn tombstones_are_forgotten_at_exactly_the_retention() {
+        let rules = ReplicationRules::default();
+        let retention = rules.tombstone_retention;
+        assert!(!rules.tombstone_forgettable(retention - Duration::from_millis(1)));
+        assert!(rules.tombstone_forgettable(retention));
+        assert_eq!(
+            rules.forget_tombstone_at(Duration::from_secs(1)),
+            retention + Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn retention_must_outlast_the_longest_lease_and_the_grace() {
+        assert_eq!(ReplicationRules::default().validate(), Ok(()));
+        let rules = ReplicationRules {
+            tombstone_retention: MAX_TTL + DEFAULT_LEASE_GRACE,
+            ..ReplicationRules::default()
+        };
+        assert!(matches!(
+            rules.validate(),
+            Err(RulesError::RetentionTooShort { minimum, .. }) if minimum == MAX_TTL + DEFAULT_LEASE_GRACE
+        ));
+        let ten_minutes = ReplicationRules {
+            tombstone_retention: Duration::from_secs(600),
+            ..ReplicationRules::default()
+        };
+        assert!(ten_minutes.validate().is_err());
+    }
+}
