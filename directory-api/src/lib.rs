@@ -64,6 +64,8 @@
 //! `examples/client.rs` is a runnable walk-through (`cargo run -p directory-api --example
 //! client`).
 
+#![deny(missing_docs)]
+
 mod address;
 mod bodies;
 mod client;

@@ -38,9 +38,9 @@ impl Registration {
     }
 }
 
-/// One live instance as clients see it (the JSON record of the HTTP API).
+/// One live instance as clients see it (the JSON record of the HTTP API). Newer servers may
+/// add fields: clients ignore the ones they do not know.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Record {
     /// Service the instance belongs to.
     #[schema(value_type = String, example = "orders")]
@@ -138,5 +138,18 @@ mod tests {
         assert_eq!(json["fingerprint"], "ab".repeat(32));
         let body: RegisterBody = serde_json::from_value(json).unwrap();
         assert_eq!(body.into_registration().unwrap(), reg);
+    }
+
+    #[test]
+    fn a_record_from_a_newer_server_with_more_fields_still_reads() {
+        let json = serde_json::json!({
+            "service": "s", "instance": "i", "address": "h:1", "tags": [], "meta": {},
+            "ttl": "10s", "fingerprint": null, "owner": "n", "index": 3,
+            "registered_at": "2026-01-01T00:00:00.000Z",
+            "lease_expires_at": "2026-01-01T00:00:10.000Z",
+            "added_later": {"anything": true}
+        });
+        let record: Record = serde_json::from_value(json).unwrap();
+        assert_eq!((record.index, record.address.port()), (3, 1));
     }
 }

@@ -216,7 +216,7 @@ impl Client {
     ) -> Result<(), ClientError> {
         let call = self.call(Method::DELETE, instance_path(service, instance));
         let (url, response) = self.send(&call).await?;
-        read(&url, response).await.map(|_| ())
+        success(&url, response).await.map(|_| ())
     }
 
     /// `GET /v1/watch`: a stream of changes (of `service` only, if given). The stream ends
@@ -228,12 +228,7 @@ impl Client {
             call.query.push(("service", service.to_string()));
         }
         let (url, response) = self.send(&call).await?;
-        if !response.status().is_success() {
-            return Err(read(&url, response)
-                .await
-                .err()
-                .unwrap_or_else(|| ClientError::not_a_directory(&url, 200, None, b"")));
-        }
+        let response = success(&url, response).await?;
         Ok(WatchStream::new(url, response))
     }
 
@@ -245,7 +240,9 @@ impl Client {
 
     async fn json<T: DeserializeOwned>(&self, call: Call) -> Result<T, ClientError> {
         let (url, response) = self.send(&call).await?;
-        let (status, content_type, body) = read(&url, response).await?;
+        let response = success(&url, response).await?;
+        let (status, content_type) = (response.status().as_u16(), content_type(&response));
+        let body = body(&url, response).await?;
         serde_json::from_slice(&body)
             .map_err(|_| ClientError::not_a_directory(&url, status, content_type.as_deref(), &body))
     }
@@ -260,7 +257,7 @@ impl Client {
             let url = target(&urls[idx], call);
             match self.request(&url, call).send().await {
                 Ok(response) if response.status().is_server_error() => {
-                    last = read(url.as_str(), response).await.err().unwrap_or(last);
+                    last = refusal(url.as_str(), response).await;
                 }
                 Ok(response) => {
                     self.0.preferred.store(idx, Ordering::Relaxed);
@@ -305,26 +302,25 @@ fn target(base: &reqwest::Url, call: &Call) -> reqwest::Url {
     url
 }
 
-/// The body of a success, or the error the answer stands for.
-async fn read(
-    url: &str,
-    response: reqwest::Response,
-) -> Result<(u16, Option<String>, Vec<u8>), ClientError> {
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| ClientError::transport(url, &e))?
-        .to_vec();
-    if (200..300).contains(&status) {
-        return Ok((status, content_type, body));
+/// The response if it is a success, else the error its body describes.
+async fn success(url: &str, response: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+    if response.status().is_success() {
+        Ok(response)
+    } else {
+        Err(refusal(url, response).await)
     }
-    Err(match serde_json::from_slice::<ErrorBody>(&body) {
+}
+
+/// The error a non-success answer stands for: the API's error body, or proof that something
+/// other than a directory node answered.
+async fn refusal(url: &str, response: reqwest::Response) -> ClientError {
+    let status = response.status().as_u16();
+    let content_type = content_type(&response);
+    let body = match body(url, response).await {
+        Ok(body) => body,
+        Err(e) => return e,
+    };
+    match serde_json::from_slice::<ErrorBody>(&body) {
         Ok(e) => ClientError::Api {
             url: url.to_owned(),
             status,
@@ -332,7 +328,19 @@ async fn read(
             message: e.error.message,
         },
         Err(_) => ClientError::not_a_directory(url, status, content_type.as_deref(), &body),
-    })
+    }
+}
+
+fn content_type(response: &reqwest::Response) -> Option<String> {
+    let value = response.headers().get(CONTENT_TYPE)?;
+    value.to_str().ok().map(str::to_owned)
+}
+
+async fn body(url: &str, response: reqwest::Response) -> Result<bytes::Bytes, ClientError> {
+    response
+        .bytes()
+        .await
+        .map_err(|e| ClientError::transport(url, &e))
 }
 
 #[cfg(test)]
