@@ -73,4 +73,40 @@ fn describe() {
         "Live instances in this node's registry"
     );
     describe_gauge!("directory_watchers", "Open watch streams");
+    describe_gossip();
+}
+
+/// HELP text of the gossip layer's metrics (recorded in `gossip/driver.rs`, `gossip/stream.rs`
+/// and `gossip/settings.rs`).
+fn describe_gossip() {
+    use metrics::{Unit, describe_counter, describe_gauge};
+    describe_counter!(
+        "directory_gossip_datagrams_sent_total",
+        "Gossip UDP datagrams sent (membership and piggybacked entries)"
+    );
+    describe_counter!(
+        "directory_gossip_bytes_sent_total",
+        Unit::Bytes,
+        "Bytes of gossip UDP datagrams sent, encryption envelope included"
+    );
+    describe_counter!(
+        "directory_gossip_entries_applied_total",
+        "Entries from other nodes merged into this node's registry (newer than its copy)"
+    );
+    describe_gauge!(
+        "directory_gossip_members_alive",
+        "Cluster members this node sees alive or suspect, itself included"
+    );
+    describe_counter!(
+        "directory_gossip_members_failed_total",
+        "Members this node declared dead (failed probes and suspicion)"
+    );
+    describe_counter!(
+        "directory_gossip_dropped_packets_total",
+        "Gossip datagrams and anti-entropy frames dropped, by reason"
+    );
+    describe_counter!(
+        "directory_gossip_syncs_total",
+        "Anti-entropy sessions this node opened, by result (ok, failed)"
+    );
 }
