@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
@@ -18,11 +17,9 @@ use super::command::Command;
 use super::crypto::{Opener, Sealer};
 use super::driver::Driver;
 use super::proto::{GossipCore, MemberView, NodeIdentity};
+use super::seeds::resolve_seeds;
 use super::settings::{GossipCounters, GossipSettings, GossipStartError};
 use super::stream::serve_sync;
-
-/// How often seed names are resolved again (DNS may change, e.g. a headless service).
-const SEED_RESOLVE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A running gossip layer. Dropping it does not stop the task: call [`Self::shutdown`].
 pub struct Gossip {
@@ -191,32 +188,4 @@ async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), GossipStartE
     Err(err(
         last.unwrap_or_else(|| std::io::Error::other("bind failed"))
     ))
-}
-
-async fn resolve_seeds(
-    join: Vec<String>,
-    commands: mpsc::Sender<Command>,
-    cancel: CancellationToken,
-) {
-    if join.is_empty() {
-        return;
-    }
-    loop {
-        let mut seeds = Vec::new();
-        for name in &join {
-            match tokio::net::lookup_host(name.as_str()).await {
-                Ok(addrs) => seeds.extend(addrs),
-                Err(err) => tracing::warn!(seed = %name, %err, "cannot resolve seed"),
-            }
-        }
-        seeds.sort();
-        seeds.dedup();
-        if commands.send(Command::Seeds(seeds)).await.is_err() {
-            return;
-        }
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(SEED_RESOLVE_INTERVAL) => {}
-        }
-    }
 }

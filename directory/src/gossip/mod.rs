@@ -5,13 +5,14 @@
 //!   wire formats, identity, knobs and (for tests and the `sim` feature) the simulator.
 //! - [`crypto`]: the cluster key and the AEAD envelope with replay protection (the
 //!   per-sender session ids come from the thread RNG here, never inside the core).
-//! - [`handle`]: [`Gossip`], the public handle (start, member list, shutdown) and the seed
-//!   resolver; [`settings`]: what it is started with ([`GossipSettings`], [`Security`]), its
+//! - [`handle`]: [`Gossip`], the public handle (start, member list, shutdown; it spawns
+//!   the seed resolver); [`settings`]: what it is started with ([`GossipSettings`], [`Security`]), its
 //!   start errors and its traffic counters.
 //! - `driver`: the loop, the one tokio task that owns the core and moves its bytes (UDP)
 //!   and time; `command`: what the handle, the seed resolver and the streams ask of it;
 //!   `stream`: the TCP anti-entropy sessions. Imports run one way (handle → driver →
 //!   stream → command/settings).
+//! - `seeds`: the seed resolver, looking every `--join` name up again each round.
 //! - [`convert`]: the registry adapter, between the registry's validated [`crate::registry::Entry`]
 //!   and the wire's [`WireEntry`].
 
@@ -21,6 +22,7 @@ pub mod crypto;
 mod driver;
 pub mod handle;
 pub mod proto;
+mod seeds;
 pub mod settings;
 mod stream;
 
