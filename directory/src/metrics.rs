@@ -73,4 +73,13 @@ fn describe() {
         "Live instances in this node's registry"
     );
     describe_gauge!("directory_watchers", "Open watch streams");
+    describe_gauge!(
+        "directory_registry_estimated_bytes",
+        Unit::Bytes,
+        "Estimated bytes of every registry entry held (live and tombstones), charged against --max-registry-bytes"
+    );
+    describe_counter!(
+        "directory_registry_replicated_refused_total",
+        "Entries replicated from other nodes that this node refused because its registry was full (--max-instances or --max-registry-bytes): while it grows, this node differs from the cluster"
+    );
 }

@@ -35,6 +35,12 @@ pub struct ServeArgs {
     /// Most live instances accepted; further registrations get 507 capacity_full.
     #[arg(long, env = "DIRECTORY_MAX_INSTANCES", default_value_t = 1_000_000)]
     pub max_instances: usize,
+    /// Byte budget of the registry: most estimated bytes of all entries held (names,
+    /// address, tags, meta plus a fixed 512 per entry; replicated entries and tombstones
+    /// count). Registrations past it get 507 registry_bytes_full; replicated entries past it
+    /// are refused, counted and shown by /v1/health. Default 512 MiB.
+    #[arg(long, env = "DIRECTORY_MAX_REGISTRY_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub max_registry_bytes: usize,
     /// How long removed instances are remembered as tombstones, on every node; must exceed
     /// the longest lease (1h) plus the lease grace (5s), so a removed instance never returns.
     #[arg(long, env = "DIRECTORY_TOMBSTONE_RETENTION", default_value = "65m")]
@@ -130,6 +136,7 @@ impl ServeArgs {
         let registry = RegistryConfig {
             node: self.node_name.clone(),
             max_instances: self.max_instances,
+            max_registry_bytes: self.max_registry_bytes,
             replication: ReplicationRules {
                 tombstone_retention: self.tombstone_retention.into(),
                 ..ReplicationRules::default()

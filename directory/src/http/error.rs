@@ -116,6 +116,11 @@ impl From<RegisterError> for ApiError {
                 ErrorCode::CapacityFull,
                 e.to_string(),
             ),
+            RegisterError::BytesFull { .. } => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                ErrorCode::RegistryBytesFull,
+                e.to_string(),
+            ),
         }
     }
 }

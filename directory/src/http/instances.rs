@@ -28,7 +28,7 @@ use crate::registry::Record;
         (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
         (status = 403, description = "forbidden: the token may not write this service", body = ErrorBody),
         (status = 413, description = "body over the size limit", body = ErrorBody),
-        (status = 507, description = "capacity_full: the node holds its maximum of instances", body = ErrorBody),
+        (status = 507, description = "capacity_full: the node holds its maximum of instances; registry_bytes_full: its byte budget (--max-registry-bytes) has no room for this entry", body = ErrorBody),
     ),
     tag = "instances"
 )]

@@ -10,6 +10,7 @@
 //! - `replication` — merging remote entries (the winner is chosen by `registry::rules`);
 //! - `waits` — blocking waits on a service's change index and the watch event stream.
 
+mod budget;
 mod lookup;
 mod replication;
 mod timers;
@@ -18,7 +19,7 @@ mod writes;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -31,6 +32,8 @@ use crate::registry::{ChangeEvent, Entry, Record};
 use crate::registry::{InstanceId, ServiceName};
 use crate::timers::TimerTable;
 
+use budget::Budget;
+pub use budget::{Refusals, SLOT_OVERHEAD_BYTES, Usage};
 pub use lookup::{Filter, ServiceSummary, ServiceView};
 pub use replication::MergeOutcome;
 pub use timers::ReapStats;
@@ -57,8 +60,8 @@ struct Inner {
     /// Last revision handed out (global, so a revision is never reused by a service
     /// whose state was collected and created again).
     revision: AtomicU64,
-    /// Live instances in the whole store.
-    live: AtomicUsize,
+    /// Live instances and estimated bytes in the whole store, against their limits.
+    budget: Budget,
     timers: Mutex<TimerTable<Instant, Timer>>,
     timer_added: Notify,
     events: broadcast::Sender<ChangeEvent>,
@@ -104,6 +107,8 @@ impl ServiceState {
 struct Slot {
     version: Version,
     state: SlotState,
+    /// What the slot is charged in the budget (see `budget`).
+    bytes: usize,
 }
 
 enum SlotState {
@@ -137,13 +142,13 @@ impl Registry {
     fn build(config: RegistryConfig, replication: Option<mpsc::UnboundedSender<Entry>>) -> Self {
         let (events, _) = broadcast::channel(config.event_buffer.get());
         let inner = Inner {
+            budget: Budget::new(config.max_instances, config.max_registry_bytes),
             node_id: config.node.id(),
             config,
             services: DashMap::new(),
             hlc: Hlc::new(),
             index: AtomicU64::new(0),
             revision: AtomicU64::new(0),
-            live: AtomicUsize::new(0),
             timers: Mutex::new(TimerTable::default()),
             timer_added: Notify::new(),
             events,
@@ -161,7 +166,7 @@ impl Registry {
 
     /// Live instances in the store.
     pub fn len(&self) -> usize {
-        self.inner.live.load(Ordering::Acquire)
+        self.inner.budget.usage().instances
     }
 
     /// Whether no instance is live.

@@ -141,6 +141,7 @@ impl Registry {
                 s.version == timer.version && matches!(s.state, SlotState::Tombstone)
             });
             if current {
+                let _ = self.charge_slot(&svc, &timer.instance, (0, false), false);
                 svc.slots.remove(&timer.instance);
                 svc.revision = self.next_revision();
             }
