@@ -114,6 +114,12 @@ pub struct ServeArgs {
     /// Require client certificates signed by this CA bundle (PEM): mutual TLS.
     #[arg(long, env = "DIRECTORY_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Directory where the registry is persisted (records, tombstones, index; redb) and
+    /// restored from at start; registrations and deletions are answered once on disk.
+    /// Without it (the default) the registry is in memory only: see docs/design.md for
+    /// what a full-cluster restart then loses or brings back.
+    #[arg(long, env = "DIRECTORY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Memory budget in bytes of the cache of rendered service lookups (0 disables it).
     #[arg(long, env = "DIRECTORY_LOOKUP_CACHE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub lookup_cache_bytes: usize,
@@ -160,6 +166,7 @@ impl ServeArgs {
                 max_connections: self.max_connections,
             },
             tls: self.tls_files(),
+            data_dir: self.data_dir.clone(),
         }
     }
 

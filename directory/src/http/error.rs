@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use directory_api::{ErrorBody, ErrorCode, ErrorDetail};
 
 use crate::acl::Denied;
-use crate::registry::{HeartbeatError, RegisterError, ValidationError};
+use crate::registry::{HeartbeatError, NotDurable, RegisterError, ValidationError};
 
 /// An API error. Handlers return `Result<_, ApiError>` and use `?`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +122,17 @@ impl From<RegisterError> for ApiError {
                 e.to_string(),
             ),
         }
+    }
+}
+
+impl From<NotDurable> for ApiError {
+    fn from(e: NotDurable) -> Self {
+        tracing::error!(error = %e, "a write was answered before reaching the data directory");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal,
+            format!("the change was applied in memory but is not on disk: {e}; retry it"),
+        )
     }
 }
 

@@ -48,8 +48,9 @@ pub use rules::{
     live_copy_accepted, supersedes,
 };
 pub use store::{
-    Filter, MergeOutcome, ReapStats, Refusals, Registry, SLOT_OVERHEAD_BYTES, ServiceSummary,
-    ServiceView, Usage,
+    Durable, Filter, Journal, JournalEntry, JournalOp, MergeOutcome, NotDurable, ReapStats,
+    Refusals, Registry, RestoreStats, Restored, SLOT_OVERHEAD_BYTES, ServiceSummary, ServiceView,
+    Usage,
 };
 pub use version::{Hlc, Version};
 

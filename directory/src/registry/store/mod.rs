@@ -11,8 +11,10 @@
 //! - `waits` — blocking waits on a service's change index and the watch event stream.
 
 mod budget;
+mod journal;
 mod lookup;
 mod replication;
+mod restore;
 mod timers;
 mod waits;
 mod writes;
@@ -34,8 +36,10 @@ use crate::timers::TimerTable;
 
 use budget::Budget;
 pub use budget::{Refusals, SLOT_OVERHEAD_BYTES, Usage};
+pub use journal::{Durable, Journal, JournalEntry, JournalOp, NotDurable};
 pub use lookup::{Filter, ServiceSummary, ServiceView};
 pub use replication::MergeOutcome;
+pub use restore::{RestoreStats, Restored};
 pub use timers::ReapStats;
 use timers::Timer;
 
@@ -66,6 +70,7 @@ struct Inner {
     timer_added: Notify,
     events: broadcast::Sender<ChangeEvent>,
     replication: Option<mpsc::UnboundedSender<Entry>>,
+    journal: Option<Journal>,
 }
 
 /// Everything about one service. A lookup locks only this (one dashmap shard).
@@ -127,7 +132,7 @@ enum SlotState {
 impl Registry {
     /// An empty registry without a replication hook.
     pub fn new(config: RegistryConfig) -> Self {
-        Self::build(config, None)
+        Self::with_hooks(config, None, None)
     }
 
     /// An empty registry that sends every local write (register, heartbeat, deregister,
@@ -136,10 +141,17 @@ impl Registry {
         config: RegistryConfig,
         replication: mpsc::UnboundedSender<Entry>,
     ) -> Self {
-        Self::build(config, Some(replication))
+        Self::with_hooks(config, Some(replication), None)
     }
 
-    fn build(config: RegistryConfig, replication: Option<mpsc::UnboundedSender<Entry>>) -> Self {
+    /// An empty registry with either hook: `replication` gets every local write (see
+    /// [`Self::with_replication`]), `journal` every change of a slot, local or replicated,
+    /// to persist it (see `crate::persist`).
+    pub fn with_hooks(
+        config: RegistryConfig,
+        replication: Option<mpsc::UnboundedSender<Entry>>,
+        journal: Option<Journal>,
+    ) -> Self {
         let (events, _) = broadcast::channel(config.event_buffer.get());
         let inner = Inner {
             budget: Budget::new(config.max_instances, config.max_registry_bytes),
@@ -153,6 +165,7 @@ impl Registry {
             timer_added: Notify::new(),
             events,
             replication,
+            journal,
         };
         Self {
             inner: Arc::new(inner),

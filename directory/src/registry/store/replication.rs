@@ -6,12 +6,14 @@ use std::sync::Arc;
 use super::budget::record_bytes;
 use super::writes::change_kind;
 use super::{Registry, ServiceState, Slot};
-use crate::registry::InstanceId;
+use dashmap::mapref::one::RefMut;
+
 use crate::registry::clock::Now;
 use crate::registry::error::RegisterError;
 use crate::registry::rules::supersedes;
 use crate::registry::version::Version;
 use crate::registry::{Entry, EntryState, LiveState, Record};
+use crate::registry::{InstanceId, ServiceName};
 
 /// Result of [`Registry::merge_remote`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,24 +47,35 @@ impl Registry {
         }
         match entry.state {
             EntryState::Live(live) => {
-                let merged = self.merge_live(&mut svc, entry.instance, entry.version, live, now);
-                if let Err(err) = merged {
-                    let service = svc.name.clone();
-                    drop(svc);
-                    self.collect_if_empty(&service);
-                    self.refuse_replicated(&service, &err, now.instant);
+                if !self.admit_live(svc, entry.instance, entry.version, live, now) {
                     return MergeOutcome::Refused;
                 }
             }
-            EntryState::Tombstone { reason } => self.store_tombstone(
-                &mut svc,
-                &entry.instance,
-                entry.version,
-                reason,
-                now.instant,
-            ),
+            EntryState::Tombstone { reason } => {
+                self.store_tombstone(&mut svc, &entry.instance, entry.version, reason, now);
+            }
         }
         MergeOutcome::Applied
+    }
+
+    /// Stores a live entry from elsewhere if it fits; otherwise counts and logs the refusal,
+    /// changes nothing and returns false.
+    pub(super) fn admit_live(
+        &self,
+        mut svc: RefMut<'_, ServiceName, ServiceState>,
+        instance: InstanceId,
+        version: Version,
+        live: LiveState,
+        now: Now,
+    ) -> bool {
+        let Err(err) = self.merge_live(&mut svc, instance, version, live, now) else {
+            return true;
+        };
+        let service = svc.name.clone();
+        drop(svc);
+        self.collect_if_empty(&service);
+        self.refuse_replicated(&service, &err, now.instant);
+        false
     }
 
     fn merge_live(

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use tokio::time::Instant;
 
 use super::budget::{record_bytes, tombstone_bytes};
+use super::journal::JournalOp;
 use super::timers::{Timer, TimerKind};
 use super::{Registry, ServiceState, Slot, SlotState};
 use crate::registry::clock::Now;
@@ -226,6 +227,11 @@ impl Registry {
             bytes,
         };
         svc.slots.insert(instance.clone(), slot);
+        self.journal(|| JournalOp::Live {
+            expires_at: record.lease_expires_at,
+            record: record.clone(),
+            version,
+        });
         svc.revision = self.next_revision();
         if let Some(kind) = kind {
             svc.mark_changed(record.index);
@@ -245,7 +251,7 @@ impl Registry {
         if let Some(tx) = &self.inner.replication {
             let _ = tx.send(Entry::tombstone(&svc.name, instance, version, reason));
         }
-        self.store_tombstone(svc, instance, version, reason, now.instant);
+        self.store_tombstone(svc, instance, version, reason, now);
     }
 
     pub(super) fn store_tombstone(
@@ -254,7 +260,7 @@ impl Registry {
         instance: &InstanceId,
         version: Version,
         reason: TombstoneReason,
-        now: Instant,
+        now: Now,
     ) {
         let bytes = tombstone_bytes(&svc.name, instance.as_str());
         // Never refused: refusing a deletion could bring the instance back.
@@ -267,7 +273,18 @@ impl Registry {
         };
         let previous = svc.slots.insert(instance.clone(), slot);
         svc.revision = self.next_revision();
-        let collect_at = self.inner.config.replication.forget_tombstone_at(now);
+        self.journal(|| JournalOp::Tombstone {
+            service: svc.name.clone(),
+            instance: instance.clone(),
+            version,
+            reason,
+            written_at: now.wall,
+        });
+        let collect_at = self
+            .inner
+            .config
+            .replication
+            .forget_tombstone_at(now.instant);
         self.push_timer(
             collect_at,
             Timer {
