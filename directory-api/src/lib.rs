@@ -80,8 +80,8 @@ mod ttl;
 
 pub use address::Address;
 pub use bodies::{
-    Health, INDEX_HEADER, MemberRow, MembersResponse, RegisterBody, ServiceCount, ServiceResponse,
-    ServicesResponse,
+    Health, INDEX_HEADER, MemberRow, MembersResponse, RegisterBody, RegistryHealth, ServiceCount,
+    ServiceResponse, ServicesResponse,
 };
 pub use client::{
     Client, ClientBuilder, ClientError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, InstanceFilter,

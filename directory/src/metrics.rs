@@ -73,6 +73,23 @@ fn describe() {
         "Live instances in this node's registry"
     );
     describe_gauge!("directory_watchers", "Open watch streams");
+    describe_gauge!(
+        "directory_registry_estimated_bytes",
+        Unit::Bytes,
+        "Estimated bytes of every registry entry held (live and tombstones), charged against --max-registry-bytes"
+    );
+    describe_counter!(
+        "directory_registry_replicated_refused_total",
+        "Entries replicated from other nodes that this node refused because its registry was full (--max-instances or --max-registry-bytes): while it grows, this node differs from the cluster"
+    );
+    describe_counter!(
+        "directory_persist_batches_total",
+        "Batches of registry changes committed to the data directory (one transaction and fsync each)"
+    );
+    describe_counter!(
+        "directory_persist_errors_total",
+        "Failed attempts to write registry changes to the data directory (retried every second)"
+    );
     describe_gossip();
 }
 

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::registry::{Entry, NodeName, Now, Registry, ReplicationRules};
+use crate::registry::{Entry, MergeOutcome, NodeName, Now, Registry, ReplicationRules};
 
 use super::command::Command;
 use super::convert::{to_registry, to_wire};
@@ -130,8 +130,10 @@ impl Driver {
         while let Some(entry) = self.core.poll_apply() {
             match to_registry(entry, &self.node, &self.rules) {
                 Ok(entry) => {
-                    self.registry.merge_remote(entry, Now::current());
-                    metrics::counter!("directory_gossip_entries_applied_total").increment(1);
+                    // A refused entry is counted and logged by the registry itself.
+                    if self.registry.merge_remote(entry, Now::current()) == MergeOutcome::Applied {
+                        metrics::counter!("directory_gossip_entries_applied_total").increment(1);
+                    }
                 }
                 Err(err) => {
                     tracing::warn!(%err, "remote entry refused");

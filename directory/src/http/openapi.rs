@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 
 use directory_api::{
     ChangeEvent, ChangeKind, ErrorBody, ErrorDetail, Health, MemberRow, MembersResponse, Record,
-    RegisterBody, ServiceCount, ServiceResponse, ServicesResponse,
+    RegisterBody, RegistryHealth, ServiceCount, ServiceResponse, ServicesResponse,
 };
 
 /// The directory's HTTP API.
@@ -41,6 +41,7 @@ Names (service, instance) match [a-z0-9][a-z0-9._-]{0,62}."
         ErrorBody,
         ErrorDetail,
         Health,
+        RegistryHealth,
         MembersResponse,
         MemberRow
     ))
