@@ -5,6 +5,8 @@
 //!   wire formats, identity, knobs and (for tests and the `sim` feature) the simulator.
 //! - [`crypto`]: the cluster key and the AEAD envelope with replay protection (the
 //!   per-sender session ids come from the thread RNG here, never inside the core).
+//! - [`keyring`]: the keys a node seals with (primary) and opens with (any), reloadable,
+//!   for rotating the cluster key without downtime.
 //! - [`handle`]: [`Gossip`], the public handle (start, member list, shutdown) and the seed
 //!   resolver; [`settings`]: what it is started with ([`GossipSettings`], [`Security`]), its
 //!   start errors and its traffic counters.
@@ -20,12 +22,14 @@ pub mod convert;
 pub mod crypto;
 mod driver;
 pub mod handle;
+pub mod keyring;
 pub mod proto;
 pub mod settings;
 mod stream;
 
 pub use self::crypto::{ClusterKey, ClusterKeyError, DropReason, Opener, Sealer};
 pub use self::handle::Gossip;
+pub use self::keyring::{KeyId, Keyring, KeyringError, Keys};
 pub use self::proto::{
     CoreStats, DatagramError, EntryKey, GossipConfig, GossipConfigError, GossipCore, GossipEvent,
     LiveRecord, MAX_PLAINTEXT, MemberState, MemberView, NodeIdentity, SyncMsg, Transmit, WireEntry,

@@ -19,8 +19,9 @@ use tokio_util::task::TaskTracker;
 
 use super::command::Command;
 use super::crypto::{DropReason, Opener, Sealer};
+use super::keyring::Keyring;
 use super::proto::wire::{MAX_FRAME, SyncMsg, decode_sync, encode_sync};
-use super::settings::{GossipCounters, Security};
+use super::settings::GossipCounters;
 
 /// How long an anti-entropy connection may take to open.
 const SYNC_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -60,11 +61,11 @@ struct Session {
 }
 
 impl Session {
-    fn new(stream: TcpStream, security: &Security) -> Self {
+    fn new(stream: TcpStream, keys: &Option<Keyring>) -> Self {
         Self {
             framed: framed(stream),
-            sealer: Sealer::new(security.key()),
-            opener: Opener::new(security.key()),
+            sealer: Sealer::new(keys.clone()),
+            opener: Opener::new(keys.clone()),
         }
     }
 
@@ -133,7 +134,7 @@ async fn converse(
 pub(super) async fn initiate_sync(
     to: SocketAddr,
     digest: SyncMsg,
-    security: Security,
+    keys: Option<Keyring>,
     commands: mpsc::Sender<Command>,
     counters: Arc<GossipCounters>,
 ) {
@@ -141,7 +142,7 @@ pub(super) async fn initiate_sync(
         let stream = timeout(SYNC_CONNECT_TIMEOUT, TcpStream::connect(to))
             .await
             .map_err(|_| SyncError::Timeout)??;
-        let mut session = Session::new(stream, &security);
+        let mut session = Session::new(stream, &keys);
         session.send(&digest).await?;
         converse(&mut session, &commands, &counters).await?;
         let _ = SinkExt::<Bytes>::close(&mut session.framed).await;
@@ -162,7 +163,7 @@ pub(super) async fn initiate_sync(
 
 pub(super) async fn serve_sync(
     listener: TcpListener,
-    security: Security,
+    keys: Option<Keyring>,
     commands: mpsc::Sender<Command>,
     counters: Arc<GossipCounters>,
     cancel: CancellationToken,
@@ -180,9 +181,9 @@ pub(super) async fn serve_sync(
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let (security, commands, counters) = (security.clone(), commands.clone(), counters.clone());
+        let (keys, commands, counters) = (keys.clone(), commands.clone(), counters.clone());
         tracker.spawn(async move {
-            let mut session = Session::new(stream, &security);
+            let mut session = Session::new(stream, &keys);
             match converse(&mut session, &commands, &counters).await {
                 Ok(()) => {
                     counters.syncs_completed.fetch_add(1, Ordering::Relaxed);
