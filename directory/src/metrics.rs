@@ -73,4 +73,5 @@ fn describe() {
         "Live instances in this node's registry"
     );
     describe_gauge!("directory_watchers", "Open watch streams");
+    crate::gossip::describe_metrics();
 }

@@ -12,7 +12,8 @@
 //!   start errors and its traffic counters.
 //! - `driver`: the loop, the one tokio task that owns the core and moves its bytes (UDP)
 //!   and time; `command`: what the handle, the seed resolver and the streams ask of it;
-//!   `stream`: the TCP anti-entropy sessions. Imports run one way (handle → driver →
+//!   `stream`: the TCP anti-entropy sessions; `handshake`: the bounded table of connections
+//!   not yet authenticated. Imports run one way (handle → driver →
 //!   stream → command/settings).
 //! - [`convert`]: the registry adapter, between the registry's validated [`crate::registry::Entry`]
 //!   and the wire's [`WireEntry`].
@@ -22,6 +23,7 @@ pub mod convert;
 pub mod crypto;
 mod driver;
 pub mod handle;
+mod handshake;
 pub mod keyring;
 pub mod proto;
 pub mod settings;
@@ -35,6 +37,12 @@ pub use self::proto::{
     LiveRecord, MAX_PLAINTEXT, MemberState, MemberView, NodeIdentity, SyncMsg, Transmit, WireEntry,
     WireState,
 };
+/// HELP texts of the gossip layer's own metrics (called once by [`crate::metrics`]).
+pub fn describe_metrics() {
+    stream::describe_metrics();
+}
+
 pub use self::settings::{
     DEFAULT_GOSSIP_ADDR, GossipCounters, GossipSettings, GossipStartError, Security,
 };
+pub use self::stream::{HANDSHAKE_TIMEOUT, MAX_FIRST_FRAME, MAX_HANDSHAKES};

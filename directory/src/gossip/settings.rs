@@ -124,6 +124,8 @@ pub struct GossipCounters {
     pub invalid_entries: AtomicU64,
     /// Anti-entropy sessions completed (either side).
     pub syncs_completed: AtomicU64,
+    /// Of those, sessions another node opened to this one (served by the listener).
+    pub syncs_served: AtomicU64,
 }
 
 impl GossipCounters {
