@@ -126,4 +126,5 @@ fn describe_gossip() {
         "directory_gossip_syncs_total",
         "Anti-entropy sessions this node opened, by result (ok, failed)"
     );
+    crate::gossip::describe_metrics();
 }

@@ -184,11 +184,12 @@ impl Server {
     }
 
     /// Reloads what can change without a restart (the ACL file, the TLS certificate, key
-    /// and client CA); what SIGHUP does. What fails to load is logged and the previous
+    /// and client CA, the gossip keyring file); what SIGHUP does. What fails to load is logged and the previous
     /// version stays in force.
     pub async fn reload(&self) {
         reload_acl(self.acl.as_deref());
         if let Some(gossip) = &self.gossip {
+            reload_keyring(gossip);
             gossip
                 .set_acl_hash(self.acl.as_ref().map(|a| a.short_hash()))
                 .await;
@@ -271,6 +272,20 @@ fn load_acl(config: &Config) -> Result<Option<Arc<Acl>>, StartError> {
         return Ok(None);
     };
     Ok(Some(Arc::new(Acl::load(path)?)))
+}
+
+fn reload_keyring(gossip: &Gossip) {
+    match gossip.reload_keyring() {
+        Ok(Some(keys)) => tracing::info!(
+            primary_key = %keys.primary_id(),
+            keys = keys.len(),
+            "gossip keyring reloaded"
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "gossip keyring NOT reloaded; the previous keys stay in force")
+        }
+    }
 }
 
 fn reload_acl(acl: Option<&Acl>) {

@@ -239,7 +239,7 @@ async fn garbage_oversized_and_unauthenticated_anti_entropy_frames_are_dropped_a
     let server = node("node-1", &cluster_key, &[]).await;
     let before = drops_by_reason(&server).await;
     let dropped = &server.gossip().unwrap().counters().dropped;
-    let mut stranger = Sealer::new(Some(&ClusterKey::generate()));
+    let mut stranger = Sealer::new(Some(ClusterKey::generate().into()));
     let foreign = stranger.seal(b"\x01anything");
     let oversized_prefix = u32::try_from(directory::gossip::proto::wire::MAX_FRAME + 1)
         .unwrap()
@@ -273,7 +273,7 @@ async fn garbage_truncated_oversized_and_replayed_packets_are_dropped_and_counte
     let server = node("node-1", &cluster_key, &[]).await;
     let target = server.gossip_addr().unwrap();
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut sealer = Sealer::new(Some(&cluster_key));
+    let mut sealer = Sealer::new(Some(cluster_key.clone().into()));
     let valid = sealer.seal(&encode_datagram(&Datagram::default(), MAX_DATAGRAM).unwrap());
     let sealed_garbage = sealer.seal(b"\x01not postcard at all");
     let before = drops_by_reason(&server).await;

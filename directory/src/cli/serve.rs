@@ -79,12 +79,21 @@ pub struct ServeArgs {
     /// gossip; enables clustering.
     #[arg(long, env = "DIRECTORY_CLUSTER_KEY", hide_env_values = true)]
     pub cluster_key: Option<ClusterKey>,
+    /// Cluster keyring file instead of --cluster-key: one base64 key per line, the first
+    /// seals, any opens (`#` comments allowed, at most 8 keys). SIGHUP reloads it: this is
+    /// how the key is rotated without downtime (docs/design.md). Enables clustering.
+    #[arg(
+        long,
+        env = "DIRECTORY_CLUSTER_KEYRING",
+        conflicts_with = "cluster_key"
+    )]
+    pub cluster_keyring: Option<PathBuf>,
     /// Enable clustering WITHOUT a cluster key: gossip is neither encrypted nor authenticated,
     /// so anyone who reaches the gossip port can read and inject registrations.
     #[arg(
         long,
         env = "DIRECTORY_INSECURE_NO_CLUSTER_KEY",
-        conflicts_with = "cluster_key"
+        conflicts_with_all = ["cluster_key", "cluster_keyring"]
     )]
     pub insecure_no_cluster_key: bool,
     /// ACL file to enforce on the HTTP API (JSON; create tokens with `directory acl token
@@ -181,10 +190,11 @@ impl ServeArgs {
     /// The cluster settings: `None` (single node) unless a cluster key or the insecure flag
     /// is given.
     fn cluster_settings(&self) -> Option<GossipSettings> {
-        let security = match (&self.cluster_key, self.insecure_no_cluster_key) {
+        let security = match (&self.cluster_key, &self.cluster_keyring) {
             (Some(key), _) => Security::Key(key.clone()),
-            (None, true) => Security::Insecure,
-            (None, false) => return None,
+            (None, Some(path)) => Security::KeyringFile(path.clone()),
+            (None, None) if self.insecure_no_cluster_key => Security::Insecure,
+            (None, None) => return None,
         };
         Some(GossipSettings {
             bind: self.gossip_addr,
@@ -208,8 +218,8 @@ impl ServeArgs {
         }
         if !self.join.is_empty() && self.cluster_settings().is_none() {
             anyhow::bail!(
-                "--join needs a cluster key (--cluster-key, see `directory keygen`) or, to run \
-                 unencrypted, --insecure-no-cluster-key"
+                "--join needs a cluster key (--cluster-key or --cluster-keyring, see `directory \
+                 keygen`) or, to run unencrypted, --insecure-no-cluster-key"
             );
         }
         Ok(())

@@ -20,9 +20,10 @@ use crate::registry::{Entry, MergeOutcome, NodeName, Now, Registry, ReplicationR
 use super::command::Command;
 use super::convert::{to_registry, to_wire};
 use super::crypto::{DropReason, Opener, Sealer};
+use super::keyring::Keyring;
 use super::proto::wire::MAX_DATAGRAM;
 use super::proto::{DatagramError, GossipCore, GossipEvent, Transmit};
-use super::settings::{GossipCounters, Security};
+use super::settings::GossipCounters;
 use super::stream::initiate_sync;
 
 /// The loop's state: the core, the socket, the envelope and where remote entries go.
@@ -32,7 +33,8 @@ pub(super) struct Driver {
     pub(super) udp: Arc<UdpSocket>,
     pub(super) sealer: Sealer,
     pub(super) opener: Opener,
-    pub(super) security: Security,
+    /// The keys of anti-entropy sessions (`None`: plaintext), shared with the envelope.
+    pub(super) keys: Option<Keyring>,
     pub(super) registry: Registry,
     pub(super) node: NodeName,
     pub(super) rules: ReplicationRules,
@@ -120,7 +122,7 @@ impl Driver {
                     self.tracker.spawn(initiate_sync(
                         to,
                         msg,
-                        self.security.clone(),
+                        self.keys.clone(),
                         self.commands.clone(),
                         self.counters.clone(),
                     ));

@@ -16,6 +16,7 @@ use crate::registry::{Entry, Registry};
 use super::command::Command;
 use super::crypto::{Opener, Sealer};
 use super::driver::Driver;
+use super::keyring::{Keyring, KeyringError, Keys};
 use super::proto::{GossipCore, MemberView, NodeIdentity};
 use super::seeds::resolve_seeds;
 use super::settings::{GossipCounters, GossipSettings, GossipStartError};
@@ -29,6 +30,7 @@ pub struct Gossip {
     cancel: CancellationToken,
     tracker: TaskTracker,
     counters: Arc<GossipCounters>,
+    keyring: Option<Keyring>,
 }
 
 impl Gossip {
@@ -46,11 +48,7 @@ impl Gossip {
             source,
         })?;
         let advertise = advertise_addr(settings.advertise, local_addr)?;
-        if settings.security.key().is_none() {
-            tracing::warn!(
-                "gossip runs WITHOUT encryption or authentication (--insecure-no-cluster-key)"
-            );
-        }
+        let keyring = start_keyring(&settings)?;
         let node = registry.config().node.clone();
         let rules = registry.config().replication;
         let identity = NodeIdentity::new(advertise, node.as_str(), generation_now());
@@ -65,9 +63,9 @@ impl Gossip {
         let driver = Driver {
             core,
             udp: udp.clone(),
-            sealer: Sealer::new(settings.security.key()),
-            opener: Opener::new(settings.security.key()),
-            security: settings.security.clone(),
+            sealer: Sealer::new(keyring.clone()),
+            opener: Opener::new(keyring.clone()),
+            keys: keyring.clone(),
             registry,
             node,
             rules,
@@ -79,7 +77,7 @@ impl Gossip {
         tracker.spawn(driver.run(commands_rx, writes));
         tracker.spawn(serve_sync(
             tcp,
-            settings.security.clone(),
+            keyring.clone(),
             commands_tx.clone(),
             counters.clone(),
             cancel.clone(),
@@ -97,7 +95,18 @@ impl Gossip {
             cancel,
             tracker,
             counters,
+            keyring,
         })
+    }
+
+    /// Reads the keyring file (`--cluster-keyring`) again and puts its keys in force for
+    /// the next packet; what SIGHUP does. `Ok(None)` when the node has no keyring file; on
+    /// error the previous keys stay in force.
+    pub fn reload_keyring(&self) -> Result<Option<Keys>, KeyringError> {
+        match &self.keyring {
+            Some(ring) if ring.path().is_some() => ring.reload().map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// The bound gossip address (UDP and TCP).
@@ -144,6 +153,22 @@ impl Drop for Gossip {
     fn drop(&mut self) {
         // Without a graceful `shutdown`, still stop every task (no leave announcement).
         self.cancel.cancel();
+    }
+}
+
+/// Loads the starting keys and says how gossip is protected.
+fn start_keyring(settings: &GossipSettings) -> Result<Option<Keyring>, GossipStartError> {
+    match settings.security.keyring()? {
+        Some((ring, keys)) => {
+            tracing::info!(primary_key = %keys.primary_id(), keys = keys.len(), "gossip keyring loaded");
+            Ok(Some(ring))
+        }
+        None => {
+            tracing::warn!(
+                "gossip runs WITHOUT encryption or authentication (--insecure-no-cluster-key)"
+            );
+            Ok(None)
+        }
     }
 }
 
