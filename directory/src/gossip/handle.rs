@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::registry::{Entry, Registry};
 
 use super::command::Command;
+use super::contact::ClusterContact;
 use super::crypto::{Opener, Sealer};
 use super::driver::Driver;
 use super::proto::{GossipCore, MemberView, NodeIdentity};
@@ -32,6 +33,7 @@ pub struct Gossip {
     cancel: CancellationToken,
     tracker: TaskTracker,
     counters: Arc<GossipCounters>,
+    contact: Arc<ClusterContact>,
 }
 
 impl Gossip {
@@ -64,6 +66,7 @@ impl Gossip {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let counters = Arc::new(GossipCounters::default());
+        let contact = Arc::new(ClusterContact::clustered(Instant::now()));
         let udp = Arc::new(udp);
         let driver = Driver {
             core,
@@ -75,6 +78,7 @@ impl Gossip {
             node,
             rules,
             counters: counters.clone(),
+            contact: contact.clone(),
             commands: commands_tx.clone(),
             tracker: tracker.clone(),
             cancel: cancel.clone(),
@@ -100,6 +104,7 @@ impl Gossip {
             cancel,
             tracker,
             counters,
+            contact,
         })
     }
 
@@ -116,6 +121,11 @@ impl Gossip {
     /// Traffic counters.
     pub fn counters(&self) -> &GossipCounters {
         &self.counters
+    }
+
+    /// When this node last heard from another member, and whether it sees itself isolated.
+    pub fn contact(&self) -> &Arc<ClusterContact> {
+        &self.contact
     }
 
     /// Tells the cluster the short hash of the ACL file this node enforces (shown in every

@@ -16,6 +16,7 @@
 //!   and the wire's [`WireEntry`].
 
 mod command;
+pub mod contact;
 pub mod convert;
 pub mod crypto;
 mod driver;
@@ -24,6 +25,7 @@ pub mod proto;
 pub mod settings;
 mod stream;
 
+pub use self::contact::ClusterContact;
 pub use self::crypto::{ClusterKey, ClusterKeyError, DropReason, Opener, Sealer};
 pub use self::handle::Gossip;
 pub use self::proto::{

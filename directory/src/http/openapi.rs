@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 
 use directory_api::{
     ChangeEvent, ChangeKind, ErrorBody, ErrorDetail, Health, MemberRow, MembersResponse, Record,
-    RegisterBody, ServiceCount, ServiceResponse, ServicesResponse,
+    RegisterBody, ServiceCount, ServiceResponse, ServicesResponse, Staleness,
 };
 
 /// The directory's HTTP API.
@@ -42,7 +42,8 @@ Names (service, instance) match [a-z0-9][a-z0-9._-]{0,62}."
         ErrorDetail,
         Health,
         MembersResponse,
-        MemberRow
+        MemberRow,
+        Staleness
     ))
 )]
 pub struct ApiDoc;
