@@ -9,6 +9,7 @@
 
 mod auth;
 mod cluster;
+pub mod consul;
 mod error;
 mod instances;
 mod limits;
@@ -233,6 +234,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .merge(consul::router(state.clone()))
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(
