@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
-use crate::{Address, Fingerprint, Meta, Record, Registration, ServiceName, Tags, Ttl};
+use crate::{Address, Fingerprint, Meta, Record, Registration, ServiceName, Staleness, Tags, Ttl};
 
 /// Response header of `GET /v1/services/{service}` carrying the service's change index.
 pub const INDEX_HEADER: &str = "x-directory-index";
@@ -66,6 +66,9 @@ pub struct ServicesResponse {
     pub index: u64,
     /// Services with at least one live instance, sorted by name.
     pub services: Vec<ServiceCount>,
+    /// How fresh the answering node's view is (absent from older nodes' answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staleness: Option<Staleness>,
 }
 
 /// One service and its live instance count.
@@ -89,6 +92,9 @@ pub struct ServiceResponse {
     /// Live instances passing the filters, sorted by instance id.
     #[schema(value_type = Vec<Record>)]
     pub instances: Vec<Arc<Record>>,
+    /// How fresh the answering node's view is (absent from older nodes' answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staleness: Option<Staleness>,
 }
 
 /// One cluster member.

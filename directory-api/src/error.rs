@@ -100,6 +100,12 @@ error_codes! {
     RequestTimeout = "request_timeout",
     /// The node failed; details are in its log.
     Internal = "internal",
+    /// The node last heard from its cluster longer ago than the request's `max_stale`
+    /// allows (HTTP 503): ask another node, or retry without `max_stale`.
+    TooStale = "too_stale",
+    /// A Consul API endpoint outside the supported subset (HTTP 404); the message lists the
+    /// subset, and `docs/consul-compat.md` describes it.
+    ConsulUnsupported = "consul_unsupported",
 }
 
 impl From<&str> for ErrorCode {

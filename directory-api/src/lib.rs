@@ -76,6 +76,7 @@ mod labels;
 mod names;
 mod newtype;
 mod record;
+mod staleness;
 mod ttl;
 
 pub use address::Address;
@@ -93,4 +94,5 @@ pub use fingerprint::Fingerprint;
 pub use labels::{MAX_META_KEY_LEN, MAX_META_KEYS, MAX_TAGS, MAX_VALUE_LEN, Meta, Tags};
 pub use names::{InstanceId, MAX_NAME_LEN, NodeName, ServiceName, ValidationError};
 pub use record::{Record, Registration};
+pub use staleness::{ISOLATED_HEADER, LAST_CONTACT_HEADER, Staleness};
 pub use ttl::{DEFAULT_TTL, MAX_TTL, MIN_TTL, Ttl};

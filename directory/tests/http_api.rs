@@ -96,7 +96,8 @@ async fn registered_instances_can_be_looked_up_listed_and_read() {
     let (_, list) = get_json(&server, "/v1/services").await;
     assert_eq!(
         list,
-        json!({"index": 3, "services": [{"service": "billing", "instances": 1}, {"service": "orders", "instances": 2}]})
+        json!({"index": 3, "services": [{"service": "billing", "instances": 1}, {"service": "orders", "instances": 2}],
+               "staleness": {"last_contact_ms": 0, "isolated": false}})
     );
     // An unknown service is an empty list, not an error.
     let resp = client()
@@ -108,7 +109,8 @@ async fn registered_instances_can_be_looked_up_listed_and_read() {
     let empty: Value = resp.json().await.unwrap();
     assert_eq!(
         empty,
-        json!({"service": "unknown", "index": 0, "instances": []})
+        json!({"service": "unknown", "index": 0, "instances": [],
+               "staleness": {"last_contact_ms": 0, "isolated": false}})
     );
     server.shutdown().await;
 }

@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::registry::{Entry, MergeOutcome, NodeName, Now, Registry, ReplicationRules};
 
 use super::command::Command;
+use super::contact::ClusterContact;
 use super::convert::{to_registry, to_wire};
 use super::crypto::{DropReason, Opener, Sealer};
 use super::keyring::Keyring;
@@ -39,6 +40,7 @@ pub(super) struct Driver {
     pub(super) node: NodeName,
     pub(super) rules: ReplicationRules,
     pub(super) counters: Arc<GossipCounters>,
+    pub(super) contact: Arc<ClusterContact>,
     pub(super) commands: mpsc::Sender<Command>,
     pub(super) tracker: TaskTracker,
     pub(super) cancel: CancellationToken,
@@ -87,6 +89,7 @@ impl Driver {
             Command::Seeds(seeds) => self.core.set_seeds(seeds),
             Command::AclHash(hash) => self.core.set_acl_hash(hash),
             Command::Sync(msg, reply) => {
+                self.contact.handle_contact(Instant::now());
                 let _ = reply.send(self.core.handle_sync(now(), msg));
             }
         }
@@ -97,11 +100,11 @@ impl Driver {
             .datagrams_received
             .fetch_add(1, Ordering::Relaxed);
         match self.opener.open(packet, MAX_DATAGRAM) {
-            Ok(plain) => {
-                if let Err(DatagramError::Malformed) = self.core.handle_datagram(now(), &plain) {
-                    self.counters.count_drop(DropReason::Malformed);
-                }
-            }
+            Ok(plain) => match self.core.handle_datagram(now(), &plain) {
+                Ok(()) => self.contact.handle_contact(Instant::now()),
+                Err(DatagramError::Malformed) => self.counters.count_drop(DropReason::Malformed),
+                Err(DatagramError::Swim) => {}
+            },
             Err(reason) => self.counters.count_drop(reason),
         }
     }
@@ -145,6 +148,7 @@ impl Driver {
                 }
             }
         }
+        self.contact.handle_members(self.core.active_members());
         let mut membership_changed = false;
         while let Some(event) = self.core.poll_event() {
             log_event(&event);

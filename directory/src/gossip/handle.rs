@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::registry::{Entry, Registry};
 
 use super::command::Command;
+use super::contact::ClusterContact;
 use super::crypto::{Opener, Sealer};
 use super::driver::Driver;
 use super::keyring::{Keyring, KeyringError, Keys};
@@ -31,6 +32,7 @@ pub struct Gossip {
     tracker: TaskTracker,
     counters: Arc<GossipCounters>,
     keyring: Option<Keyring>,
+    contact: Arc<ClusterContact>,
 }
 
 impl Gossip {
@@ -59,6 +61,7 @@ impl Gossip {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let counters = Arc::new(GossipCounters::default());
+        let contact = Arc::new(ClusterContact::clustered(Instant::now()));
         let udp = Arc::new(udp);
         let driver = Driver {
             core,
@@ -70,6 +73,7 @@ impl Gossip {
             node,
             rules,
             counters: counters.clone(),
+            contact: contact.clone(),
             commands: commands_tx.clone(),
             tracker: tracker.clone(),
             cancel: cancel.clone(),
@@ -96,6 +100,7 @@ impl Gossip {
             tracker,
             counters,
             keyring,
+            contact,
         })
     }
 
@@ -122,6 +127,11 @@ impl Gossip {
     /// Traffic counters.
     pub fn counters(&self) -> &GossipCounters {
         &self.counters
+    }
+
+    /// When this node last heard from another member, and whether it sees itself isolated.
+    pub fn contact(&self) -> &Arc<ClusterContact> {
+        &self.contact
     }
 
     /// Tells the cluster the short hash of the ACL file this node enforces (shown in every

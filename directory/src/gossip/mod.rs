@@ -20,6 +20,7 @@
 //!   and the wire's [`WireEntry`].
 
 mod command;
+pub mod contact;
 pub mod convert;
 pub mod crypto;
 mod driver;
@@ -31,6 +32,7 @@ mod seeds;
 pub mod settings;
 mod stream;
 
+pub use self::contact::ClusterContact;
 pub use self::crypto::{ClusterKey, ClusterKeyError, DropReason, Opener, Sealer};
 pub use self::handle::Gossip;
 pub use self::keyring::{KeyId, Keyring, KeyringError, Keys};

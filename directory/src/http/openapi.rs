@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 
 use directory_api::{
     ChangeEvent, ChangeKind, ErrorBody, ErrorDetail, Health, MemberRow, MembersResponse, Record,
-    RegisterBody, RegistryHealth, ServiceCount, ServiceResponse, ServicesResponse,
+    RegisterBody, RegistryHealth, ServiceCount, ServiceResponse, ServicesResponse, Staleness,
 };
 
 /// The directory's HTTP API.
@@ -43,7 +43,8 @@ Names (service, instance) match [a-z0-9][a-z0-9._-]{0,62}."
         Health,
         RegistryHealth,
         MembersResponse,
-        MemberRow
+        MemberRow,
+        Staleness
     ))
 )]
 pub struct ApiDoc;
