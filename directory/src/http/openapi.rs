@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 
 use directory_api::{
     ChangeEvent, ChangeKind, ErrorBody, ErrorDetail, Health, MemberRow, MembersResponse, Record,
-    RegisterBody, ServiceCount, ServiceResponse, ServicesResponse,
+    RegisterBody, ServiceCount, ServiceResponse, ServicesResponse, TargetGroup,
 };
 
 /// The directory's HTTP API.
@@ -26,6 +26,7 @@ Names (service, instance) match [a-z0-9][a-z0-9._-]{0,62}."
         super::services::lookup,
         super::watch::watch,
         super::cluster::members,
+        super::prometheus_sd::targets,
         super::ops::health,
         super::ops::metrics,
         super::ops::openapi,
@@ -42,7 +43,8 @@ Names (service, instance) match [a-z0-9][a-z0-9._-]{0,62}."
         ErrorDetail,
         Health,
         MembersResponse,
-        MemberRow
+        MemberRow,
+        TargetGroup
     ))
 )]
 pub struct ApiDoc;
