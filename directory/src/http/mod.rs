@@ -5,7 +5,8 @@
 //! Layout: `instances`, `services`, `watch`, `cluster`, `ops` — handlers by resource;
 //! `path` and `query` — extractors that yield validated values; `lookup_cache` — the
 //! rendered-lookup cache; `error` — [`ApiError`]; `openapi` — the generated document;
-//! `request_metrics` — per-route counters.
+//! `request_metrics` — per-route counters; `prometheus_sd` — Prometheus HTTP service
+//! discovery.
 
 mod auth;
 mod cluster;
@@ -17,6 +18,7 @@ mod lookup_cache;
 mod openapi;
 mod ops;
 mod path;
+mod prometheus_sd;
 mod query;
 mod request_metrics;
 mod services;
@@ -231,6 +233,7 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{instance}/heartbeat"), post(instances::heartbeat))
         .route("/v1/watch", get(watch::watch))
         .route("/v1/cluster/members", get(cluster::members))
+        .route("/v1/sd/prometheus", get(prometheus_sd::targets))
         .route("/v1/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
