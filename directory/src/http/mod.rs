@@ -5,7 +5,7 @@
 //! Layout: `instances`, `services`, `watch`, `cluster`, `ops` — handlers by resource;
 //! `path` and `query` — extractors that yield validated values; `lookup_cache` — the
 //! rendered-lookup cache; `error` — [`ApiError`]; `openapi` — the generated document;
-//! `request_metrics` — per-route counters.
+//! `request_metrics` — per-route counters; `ui` — the status page at `/ui`.
 
 mod auth;
 mod cluster;
@@ -19,6 +19,7 @@ mod path;
 mod query;
 mod request_metrics;
 mod services;
+mod ui;
 mod watch;
 
 use std::sync::Arc;
@@ -207,6 +208,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .merge(ui::routes())
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(
