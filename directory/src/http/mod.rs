@@ -6,7 +6,7 @@
 //! `path` and `query` — extractors that yield validated values; `lookup_cache` — the
 //! rendered-lookup cache; `error` — [`ApiError`]; `openapi` — the generated document;
 //! `request_metrics` — per-route counters; `prometheus_sd` — Prometheus HTTP service
-//! discovery.
+//! discovery; `ui` — the status page at `/ui`.
 
 mod auth;
 mod cluster;
@@ -23,6 +23,7 @@ mod query;
 mod request_metrics;
 mod services;
 mod staleness;
+mod ui;
 mod watch;
 
 use std::sync::Arc;
@@ -238,6 +239,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .merge(consul::router(state.clone()))
+        .merge(ui::routes())
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(
