@@ -74,4 +74,8 @@ fn describe() {
     );
     describe_gauge!("directory_watchers", "Open watch streams");
     crate::gossip::describe_metrics();
+    describe_counter!(
+        "directory_replication_clock_ahead_rejected_total",
+        "Replicated entries refused because their version's clock was more than --max-clock-drift ahead of this node's wall clock"
+    );
 }

@@ -41,10 +41,12 @@ pub use directory_api::{
 pub use entry::{Entry, EntryState, LiveState, TombstoneReason};
 pub use error::{HeartbeatError, RegisterError};
 pub use rules::{
-    DEFAULT_LEASE_GRACE, DEFAULT_TOMBSTONE_RETENTION, ReplicationRules, RulesError,
-    live_copy_accepted, supersedes,
+    DEFAULT_LEASE_GRACE, DEFAULT_MAX_CLOCK_DRIFT, DEFAULT_TOMBSTONE_RETENTION, ReplicationRules,
+    RulesError, live_copy_accepted, supersedes,
 };
+pub(crate) use store::count_from_the_future;
 pub use store::{Filter, MergeOutcome, ReapStats, Registry, ServiceSummary, ServiceView};
+pub(crate) use version::unix_millis;
 pub use version::{Hlc, Version};
 
 #[cfg(test)]

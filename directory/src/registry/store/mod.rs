@@ -33,6 +33,7 @@ use crate::timers::TimerTable;
 
 pub use lookup::{Filter, ServiceSummary, ServiceView};
 pub use replication::MergeOutcome;
+pub(crate) use replication::count_from_the_future;
 pub use timers::ReapStats;
 use timers::Timer;
 

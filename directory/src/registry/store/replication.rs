@@ -9,7 +9,7 @@ use super::{Registry, ServiceState, Slot};
 use crate::registry::InstanceId;
 use crate::registry::clock::Now;
 use crate::registry::rules::supersedes;
-use crate::registry::version::Version;
+use crate::registry::version::{Version, unix_millis};
 use crate::registry::{Entry, EntryState, LiveState, Record};
 
 /// Result of [`Registry::merge_remote`].
@@ -19,6 +19,16 @@ pub enum MergeOutcome {
     Applied,
     /// The local entry is as new or newer; nothing changed.
     Stale,
+    /// The version's clock is more than the rules' `max_clock_drift` ahead of local time
+    /// ([`crate::registry::ReplicationRules::version_from_the_future`]): refused and counted;
+    /// nothing changed, the local clock included.
+    FromTheFuture,
+}
+
+/// Counts a remote entry refused for a clock too far ahead (the registry's and the gossip
+/// replica's refusals alike).
+pub(crate) fn count_from_the_future() {
+    metrics::counter!("directory_replication_clock_ahead_rejected_total").increment(1);
 }
 
 impl Registry {
@@ -28,6 +38,12 @@ impl Registry {
     /// Remote entries are admitted even above the capacity limit, so replicas converge.
     pub fn merge_remote(&self, entry: Entry, now: impl Into<Now>) -> MergeOutcome {
         let now = now.into();
+        let rules = &self.inner.config.replication;
+        if rules.version_from_the_future(entry.version, unix_millis(now.wall)) {
+            count_from_the_future();
+            tracing::warn!(service = %entry.service, instance = %entry.instance, version = entry.version.hlc, "remote entry refused: its clock is too far ahead of ours");
+            return MergeOutcome::FromTheFuture;
+        }
         self.inner.hlc.observe(entry.version.hlc);
         let mut svc = self
             .inner
