@@ -35,6 +35,12 @@ pub struct ServeArgs {
     /// Most live instances accepted; further registrations get 507 capacity_full.
     #[arg(long, env = "DIRECTORY_MAX_INSTANCES", default_value_t = 1_000_000)]
     pub max_instances: usize,
+    /// Byte budget of the registry: most estimated bytes of all entries held (names,
+    /// address, tags, meta plus a fixed 512 per entry; replicated entries and tombstones
+    /// count). Registrations past it get 507 registry_bytes_full; replicated entries past it
+    /// are refused, counted and shown by /v1/health. Default 512 MiB.
+    #[arg(long, env = "DIRECTORY_MAX_REGISTRY_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub max_registry_bytes: usize,
     /// How long removed instances are remembered as tombstones, on every node; must exceed
     /// the longest lease (1h) plus the lease grace (5s), so a removed instance never returns.
     #[arg(long, env = "DIRECTORY_TOMBSTONE_RETENTION", default_value = "65m")]
@@ -122,6 +128,12 @@ pub struct ServeArgs {
     /// Require client certificates signed by this CA bundle (PEM): mutual TLS.
     #[arg(long, env = "DIRECTORY_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Directory where the registry is persisted (records, tombstones, index; redb) and
+    /// restored from at start; registrations and deletions are answered once on disk.
+    /// Without it (the default) the registry is in memory only: see docs/design.md for
+    /// what a full-cluster restart then loses or brings back.
+    #[arg(long, env = "DIRECTORY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Memory budget in bytes of the cache of rendered service lookups (0 disables it).
     #[arg(long, env = "DIRECTORY_LOOKUP_CACHE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub lookup_cache_bytes: usize,
@@ -144,6 +156,7 @@ impl ServeArgs {
         let registry = RegistryConfig {
             node: self.node_name.clone(),
             max_instances: self.max_instances,
+            max_registry_bytes: self.max_registry_bytes,
             replication: ReplicationRules {
                 tombstone_retention: self.tombstone_retention.into(),
                 max_clock_drift: self.max_clock_drift.into(),
@@ -168,6 +181,7 @@ impl ServeArgs {
                 max_connections: self.max_connections,
             },
             tls: self.tls_files(),
+            data_dir: self.data_dir.clone(),
         }
     }
 

@@ -16,10 +16,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::registry::{
-    Entry, NodeName, Now, Registry, ReplicationRules, count_from_the_future, unix_millis,
+    Entry, MergeOutcome, NodeName, Now, Registry, ReplicationRules, count_from_the_future,
+    unix_millis,
 };
 
 use super::command::Command;
+use super::contact::ClusterContact;
 use super::convert::{to_registry, to_wire};
 use super::crypto::{DropReason, Opener, Sealer};
 use super::keyring::Keyring;
@@ -41,6 +43,7 @@ pub(super) struct Driver {
     pub(super) node: NodeName,
     pub(super) rules: ReplicationRules,
     pub(super) counters: Arc<GossipCounters>,
+    pub(super) contact: Arc<ClusterContact>,
     pub(super) commands: mpsc::Sender<Command>,
     pub(super) tracker: TaskTracker,
     pub(super) cancel: CancellationToken,
@@ -95,6 +98,7 @@ impl Driver {
             Command::Seeds(seeds) => self.core.set_seeds(seeds),
             Command::AclHash(hash) => self.core.set_acl_hash(hash),
             Command::Sync(msg, reply) => {
+                self.contact.handle_contact(Instant::now());
                 let _ = reply.send(self.core.handle_sync(now(), msg));
             }
         }
@@ -105,11 +109,11 @@ impl Driver {
             .datagrams_received
             .fetch_add(1, Ordering::Relaxed);
         match self.opener.open(packet, MAX_DATAGRAM) {
-            Ok(plain) => {
-                if let Err(DatagramError::Malformed) = self.core.handle_datagram(now(), &plain) {
-                    self.counters.count_drop(DropReason::Malformed);
-                }
-            }
+            Ok(plain) => match self.core.handle_datagram(now(), &plain) {
+                Ok(()) => self.contact.handle_contact(Instant::now()),
+                Err(DatagramError::Malformed) => self.counters.count_drop(DropReason::Malformed),
+                Err(DatagramError::Swim) => {}
+            },
             Err(reason) => self.counters.count_drop(reason),
         }
     }
@@ -140,8 +144,10 @@ impl Driver {
         while let Some(entry) = self.core.poll_apply() {
             match to_registry(entry, &self.node, &self.rules) {
                 Ok(entry) => {
-                    self.registry.merge_remote(entry, Now::current());
-                    metrics::counter!("directory_gossip_entries_applied_total").increment(1);
+                    // A refused entry is counted and logged by the registry itself.
+                    if self.registry.merge_remote(entry, Now::current()) == MergeOutcome::Applied {
+                        metrics::counter!("directory_gossip_entries_applied_total").increment(1);
+                    }
                 }
                 Err(err) => {
                     tracing::warn!(%err, "remote entry refused");
@@ -152,6 +158,7 @@ impl Driver {
             }
         }
         self.export_clock_rejections();
+        self.contact.handle_members(self.core.active_members());
         let mut membership_changed = false;
         while let Some(event) = self.core.poll_event() {
             log_event(&event);

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
@@ -15,15 +14,14 @@ use tokio_util::task::TaskTracker;
 use crate::registry::{Entry, Registry};
 
 use super::command::Command;
+use super::contact::ClusterContact;
 use super::crypto::{Opener, Sealer};
 use super::driver::Driver;
 use super::keyring::{Keyring, KeyringError, Keys};
 use super::proto::{GossipCore, MemberView, NodeIdentity};
+use super::seeds::resolve_seeds;
 use super::settings::{GossipCounters, GossipSettings, GossipStartError};
 use super::stream::serve_sync;
-
-/// How often seed names are resolved again (DNS may change, e.g. a headless service).
-const SEED_RESOLVE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A running gossip layer. Dropping it does not stop the task: call [`Self::shutdown`].
 pub struct Gossip {
@@ -34,6 +32,7 @@ pub struct Gossip {
     tracker: TaskTracker,
     counters: Arc<GossipCounters>,
     keyring: Option<Keyring>,
+    contact: Arc<ClusterContact>,
 }
 
 impl Gossip {
@@ -63,6 +62,7 @@ impl Gossip {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let counters = Arc::new(GossipCounters::default());
+        let contact = Arc::new(ClusterContact::clustered(Instant::now()));
         let udp = Arc::new(udp);
         let driver = Driver {
             core,
@@ -74,6 +74,7 @@ impl Gossip {
             node,
             rules,
             counters: counters.clone(),
+            contact: contact.clone(),
             commands: commands_tx.clone(),
             tracker: tracker.clone(),
             cancel: cancel.clone(),
@@ -101,6 +102,7 @@ impl Gossip {
             tracker,
             counters,
             keyring,
+            contact,
         })
     }
 
@@ -127,6 +129,11 @@ impl Gossip {
     /// Traffic counters.
     pub fn counters(&self) -> &GossipCounters {
         &self.counters
+    }
+
+    /// When this node last heard from another member, and whether it sees itself isolated.
+    pub fn contact(&self) -> &Arc<ClusterContact> {
+        &self.contact
     }
 
     /// Tells the cluster the short hash of the ACL file this node enforces (shown in every
@@ -218,32 +225,4 @@ async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), GossipStartE
     Err(err(
         last.unwrap_or_else(|| std::io::Error::other("bind failed"))
     ))
-}
-
-async fn resolve_seeds(
-    join: Vec<String>,
-    commands: mpsc::Sender<Command>,
-    cancel: CancellationToken,
-) {
-    if join.is_empty() {
-        return;
-    }
-    loop {
-        let mut seeds = Vec::new();
-        for name in &join {
-            match tokio::net::lookup_host(name.as_str()).await {
-                Ok(addrs) => seeds.extend(addrs),
-                Err(err) => tracing::warn!(seed = %name, %err, "cannot resolve seed"),
-            }
-        }
-        seeds.sort();
-        seeds.dedup();
-        if commands.send(Command::Seeds(seeds)).await.is_err() {
-            return;
-        }
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(SEED_RESOLVE_INTERVAL) => {}
-        }
-    }
 }

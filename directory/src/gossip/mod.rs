@@ -7,18 +7,20 @@
 //!   per-sender session ids come from the thread RNG here, never inside the core).
 //! - [`keyring`]: the keys a node seals with (primary) and opens with (any), reloadable,
 //!   for rotating the cluster key without downtime.
-//! - [`handle`]: [`Gossip`], the public handle (start, member list, shutdown) and the seed
-//!   resolver; [`settings`]: what it is started with ([`GossipSettings`], [`Security`]), its
+//! - [`handle`]: [`Gossip`], the public handle (start, member list, shutdown; it spawns
+//!   the seed resolver); [`settings`]: what it is started with ([`GossipSettings`], [`Security`]), its
 //!   start errors and its traffic counters.
 //! - `driver`: the loop, the one tokio task that owns the core and moves its bytes (UDP)
 //!   and time; `command`: what the handle, the seed resolver and the streams ask of it;
 //!   `stream`: the TCP anti-entropy sessions; `handshake`: the bounded table of connections
 //!   not yet authenticated. Imports run one way (handle → driver →
 //!   stream → command/settings).
+//! - `seeds`: the seed resolver, looking every `--join` name up again each round.
 //! - [`convert`]: the registry adapter, between the registry's validated [`crate::registry::Entry`]
 //!   and the wire's [`WireEntry`].
 
 mod command;
+pub mod contact;
 pub mod convert;
 pub mod crypto;
 mod driver;
@@ -26,9 +28,11 @@ pub mod handle;
 mod handshake;
 pub mod keyring;
 pub mod proto;
+mod seeds;
 pub mod settings;
 mod stream;
 
+pub use self::contact::ClusterContact;
 pub use self::crypto::{ClusterKey, ClusterKeyError, DropReason, Opener, Sealer};
 pub use self::handle::Gossip;
 pub use self::keyring::{KeyId, Keyring, KeyringError, Keys};
@@ -37,11 +41,6 @@ pub use self::proto::{
     LiveRecord, MAX_PLAINTEXT, MemberState, MemberView, NodeIdentity, SyncMsg, Transmit, WireEntry,
     WireState,
 };
-/// HELP texts of the gossip layer's own metrics (called once by [`crate::metrics`]).
-pub fn describe_metrics() {
-    stream::describe_metrics();
-}
-
 pub use self::settings::{
     DEFAULT_GOSSIP_ADDR, GossipCounters, GossipSettings, GossipStartError, Security,
 };

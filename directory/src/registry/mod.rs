@@ -32,7 +32,10 @@ mod store;
 mod version;
 
 pub use clock::Now;
-pub use config::{DEFAULT_EVENT_BUFFER, DEFAULT_MAX_INSTANCES, DEFAULT_NODE_NAME, RegistryConfig};
+pub use config::{
+    DEFAULT_EVENT_BUFFER, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_REGISTRY_BYTES, DEFAULT_NODE_NAME,
+    RegistryConfig,
+};
 pub use directory_api::{
     Address, ChangeEvent, ChangeKind, DEFAULT_TTL, Fingerprint, InstanceId, MAX_META_KEYS,
     MAX_TAGS, MAX_TTL, MAX_VALUE_LEN, MIN_TTL, Meta, NodeName, Record, Registration, ServiceName,
@@ -45,7 +48,11 @@ pub use rules::{
     RulesError, live_copy_accepted, supersedes,
 };
 pub(crate) use store::count_from_the_future;
-pub use store::{Filter, MergeOutcome, ReapStats, Registry, ServiceSummary, ServiceView};
+pub use store::{
+    Durable, Filter, Journal, JournalEntry, JournalOp, MergeOutcome, NotDurable, ReapStats,
+    Refusals, Registry, RestoreStats, Restored, SLOT_OVERHEAD_BYTES, ServiceSummary, ServiceView,
+    Usage,
+};
 pub(crate) use version::unix_millis;
 pub use version::{Hlc, Version};
 
