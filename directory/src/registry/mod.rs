@@ -44,8 +44,8 @@ pub use directory_api::{
 pub use entry::{Entry, EntryState, LiveState, TombstoneReason};
 pub use error::{HeartbeatError, RegisterError};
 pub use rules::{
-    DEFAULT_LEASE_GRACE, DEFAULT_TOMBSTONE_RETENTION, ReplicationRules, RulesError,
-    live_copy_accepted, supersedes,
+    DEFAULT_LEASE_GRACE, DEFAULT_TOMBSTONE_RETENTION, ReplicationRules, RulesError, burial_version,
+    live_copy_accepted, orphaned_by_restart, supersedes,
 };
 pub use store::{
     Durable, Filter, Journal, JournalEntry, JournalOp, MergeOutcome, NotDurable, ReapStats,

@@ -93,6 +93,9 @@ pub struct CoreStats {
     pub entries_applied: u64,
     /// Anti-entropy sessions started.
     pub syncs_started: u64,
+    /// Live copies of this node's records from an earlier generation, buried under the
+    /// owner-generation rule (`registry::orphaned_by_restart`).
+    pub orphans_buried: u64,
 }
 
 /// Why a datagram was not (fully) handled.
