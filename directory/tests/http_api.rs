@@ -718,3 +718,58 @@ async fn shutdown_ends_watch_streams_and_blocking_queries_promptly() {
         "listener must be closed"
     );
 }
+
+/// The family a sample line belongs to (`name{labels} value` → `name`, histogram suffixes
+/// removed when the base name has a TYPE line).
+fn family<'a>(sample: &'a str, text: &str) -> &'a str {
+    let name = sample.split(['{', ' ']).next().unwrap_or_default();
+    for suffix in ["_bucket", "_sum", "_count"] {
+        if let Some(base) = name.strip_suffix(suffix)
+            && text.contains(&format!("# TYPE {base} "))
+        {
+            return base;
+        }
+    }
+    name
+}
+
+#[tokio::test]
+async fn every_metric_series_has_help_and_type_and_process_metrics_and_build_info_exist() {
+    let server = start().await;
+    put(&server, "m", "i", json!({"address": "h:1"})).await;
+    get_json(&server, "/v1/services/m").await;
+    let resp = client().get(url(&server, "/metrics")).send().await.unwrap();
+    let text = resp.text().await.unwrap();
+    for sample in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let family = family(sample, &text);
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "no HELP for {sample}"
+        );
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "no TYPE for {sample}"
+        );
+    }
+    let value = |name: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| {
+                panic!("no {name} in\n{text}");
+            });
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value("process_resident_memory_bytes ") > 1e6);
+    assert!(value("process_open_fds ") >= 3.0);
+    assert!(value("process_cpu_seconds_total ") >= 0.0);
+    let build = format!(
+        "directory_build_info{{version=\"{}\"}} ",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!((value(&build) - 1.0).abs() < f64::EPSILON, "{text}");
+    server.shutdown().await;
+}

@@ -41,11 +41,6 @@ pub use self::proto::{
     LiveRecord, MAX_PLAINTEXT, MemberState, MemberView, NodeIdentity, SyncMsg, Transmit, WireEntry,
     WireState,
 };
-/// HELP texts of the gossip layer's own metrics (called once by [`crate::metrics`]).
-pub fn describe_metrics() {
-    stream::describe_metrics();
-}
-
 pub use self::settings::{
     DEFAULT_GOSSIP_ADDR, GossipCounters, GossipSettings, GossipStartError, Security,
 };

@@ -299,13 +299,3 @@ fn count_closed(reason: &'static str) {
     metrics::counter!("directory_gossip_unauthenticated_connections_closed_total", "reason" => reason)
         .increment(1);
 }
-
-/// HELP texts of this module's metrics.
-pub(super) fn describe_metrics() {
-    metrics::describe_counter!(
-        "directory_gossip_unauthenticated_connections_closed_total",
-        "Anti-entropy connections closed before their first authenticated frame, by reason \
-         (timeout: nothing authenticated within the handshake timeout; evicted: the table of \
-         waiting connections was full)"
-    );
-}

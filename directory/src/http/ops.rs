@@ -61,6 +61,7 @@ pub async fn metrics(
     access.operator()?;
     #[allow(clippy::cast_precision_loss)] // instance counts are far below 2^52
     metrics::gauge!("directory_instances").set(state.registry().len() as f64);
+    crate::metrics::collect_process_metrics();
     let text = state.render_metrics();
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
