@@ -45,7 +45,7 @@ pub use entry::{Entry, EntryState, LiveState, TombstoneReason};
 pub use error::{HeartbeatError, RegisterError};
 pub use rules::{
     DEFAULT_LEASE_GRACE, DEFAULT_MAX_CLOCK_DRIFT, DEFAULT_TOMBSTONE_RETENTION, ReplicationRules,
-    RulesError, live_copy_accepted, supersedes,
+    RulesError, burial_version, live_copy_accepted, orphaned_by_restart, supersedes,
 };
 pub(crate) use store::count_from_the_future;
 pub use store::{

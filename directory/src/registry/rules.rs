@@ -23,6 +23,15 @@
 //!   hybrid logical clock: otherwise one node with a clock set a year ahead would make every
 //!   later write on every node lose to its entries for a year.
 //!
+//! - **When an owner came back without its record** — [`orphaned_by_restart`]: a node
+//!   that restarted (a newer generation, known to everyone through the SWIM identity) and
+//!   is handed a live copy it owns, written in an earlier generation, while it holds no
+//!   live copy of that key, lost the record (it ran without `--data-dir`, or the record
+//!   was never durable). Its clients heartbeat the owner, which now answers 404, so the copy
+//!   would otherwise live out its whole lease (up to an hour) on every other node. The
+//!   owner buries it at once with a tombstone one tick above it ([`burial_version`]);
+//!   any newer write (the client registering again anywhere) still wins.
+//!
 //! Invariant, checked by [`ReplicationRules::validate`]: `tombstone_retention` exceeds the
 //! longest lease ([`MAX_TTL`]) plus `lease_grace`. Any live copy older than a deletion has
 //! then run out (grace included) everywhere before the tombstone that buries it is
@@ -150,6 +159,31 @@ pub fn supersedes(incoming: Version, held: Option<Version>) -> bool {
     held.is_none_or(|held| incoming > held)
 }
 
+/// The owner-generation rule (module docs): whether a live copy arriving at the node that
+/// owns it is an orphan of that node's previous life. `written_ms` is the copy's version
+/// time ([`Version::wall_millis`]), `started_ms` the wall-clock milliseconds at which this
+/// node's current generation started (its first SWIM generation); `holds_live` whether this
+/// node holds any live copy of the key. A copy written in the current generation is never
+/// an orphan: the hybrid clock does not run behind the wall clock at start.
+pub fn orphaned_by_restart(
+    owned_here: bool,
+    written_ms: u64,
+    started_ms: u64,
+    holds_live: bool,
+) -> bool {
+    owned_here && written_ms < started_ms && !holds_live
+}
+
+/// The version of the tombstone that buries an orphan (see [`orphaned_by_restart`]):
+/// just above it, written by `node`, so that it replaces exactly that copy and loses to any
+/// later write.
+pub fn burial_version(orphan: Version, node: u64) -> Version {
+    Version {
+        hlc: orphan.hlc.saturating_add(1),
+        node,
+    }
+}
+
 /// Whether a live copy that arrives with `lease_remaining` left is worth holding.
 pub fn live_copy_accepted(lease_remaining: Duration) -> bool {
     !lease_remaining.is_zero()
@@ -191,6 +225,28 @@ mod tests {
             "the past is fine"
         );
         assert!(!rules.version_from_the_future(at(u64::MAX >> 16), u64::MAX));
+    }
+
+    #[test]
+    fn only_an_owner_that_restarted_without_the_record_buries_it() {
+        let started = 10_000;
+        assert!(orphaned_by_restart(true, 9_999, started, false));
+        assert!(
+            !orphaned_by_restart(false, 9_999, started, false),
+            "not ours"
+        );
+        assert!(
+            !orphaned_by_restart(true, 10_000, started, false),
+            "this life"
+        );
+        assert!(!orphaned_by_restart(true, 9_999, started, true), "restored");
+        let orphan = v(7 << 16, 3);
+        let burial = burial_version(orphan, 9);
+        assert!(supersedes(burial, Some(orphan)));
+        assert!(
+            !supersedes(burial, Some(v((7 << 16) + 1, 10))),
+            "a later write wins"
+        );
     }
 
     #[test]

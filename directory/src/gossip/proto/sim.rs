@@ -347,10 +347,27 @@ impl Sim {
         self.groups = None;
     }
 
+    /// Restarts node `i` under a new identity generation with what its store held, as a
+    /// node with `--data-dir` does: every entry is handed to the new core as a local write
+    /// (with its original version) before anything else reaches it.
+    pub fn restart_keeping_state(&mut self, i: usize) {
+        let store = std::mem::take(&mut self.nodes[i].store);
+        self.crash(i);
+        self.start_node(i);
+        let now = self.now;
+        for (key, entry) in store {
+            self.nodes[i].store.insert(key, entry.clone());
+            if let Some(core) = self.nodes[i].core.as_mut() {
+                core.handle_local_write(now, entry);
+            }
+        }
+        self.drain(i);
+    }
+
     fn start_node(&mut self, i: usize) {
-        let generation = u64::try_from(self.elapsed().as_millis()).unwrap_or(0) * 1000
-            + self.nodes[i].generation
-            + 1;
+        // Like a real node's (wall-clock milliseconds at start), on the scale of the
+        // simulated versions' clock (see `write`), and growing across restarts.
+        let generation = self.wall_millis().max(self.nodes[i].generation + 1);
         self.nodes[i].generation = generation;
         let mut gossip = self.cfg.gossip.clone();
         gossip.rng_seed =
@@ -559,6 +576,16 @@ impl Sim {
         running.iter().all(|&i| {
             self.core(i)
                 .is_some_and(|c| c.active_members() + 1 >= running.len())
+        })
+    }
+
+    /// Whether every running node's store holds a tombstone of `key` newer than `version`.
+    pub fn everyone_buried(&self, key: &EntryKey, version: Version) -> bool {
+        self.running().iter().all(|&i| {
+            self.nodes[i]
+                .store
+                .get(key)
+                .is_some_and(|e| e.version > version && e.is_tombstone())
         })
     }
 
