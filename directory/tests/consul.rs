@@ -462,7 +462,7 @@ async fn consul_endpoints_outside_the_subset_answer_a_clear_error_not_an_empty_s
             .body(Body::empty())
             .unwrap();
         let a = send(&app, request).await;
-        assert_eq!(a.status, StatusCode::NOT_FOUND, "{method} {path}");
+        assert_eq!(a.status, StatusCode::NOT_IMPLEMENTED, "{method} {path}");
         assert_eq!(a.body["error"]["code"], "consul_unsupported", "{path}");
         let message = a.body["error"]["message"].as_str().unwrap();
         assert!(

@@ -185,10 +185,12 @@ fn answer<T: Serialize>(index: u64, body: &T) -> Response {
         .into_response()
 }
 
-/// The answer for an endpoint outside the subset.
+/// The answer for an endpoint outside the subset: 501, not 404, because Consul clients read
+/// a 404 as "no such key/service" (py-consul's `kv.get` returns `None`), which would be a
+/// misleading empty success.
 fn unsupported_endpoint(method: &Method, path: &str) -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
+        StatusCode::NOT_IMPLEMENTED,
         ErrorCode::ConsulUnsupported,
         format!(
             "{method} {path} is outside the Consul API subset this directory serves: {SUBSET}; \
