@@ -134,11 +134,32 @@ pub struct MembersResponse {
 /// `GET /v1/health` response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Health {
-    /// Always `ok` when the node answers.
+    /// `ok` when the node answers and all is well; `degraded` while it cannot hold what the
+    /// cluster replicates to it (a replicated entry was refused for lack of room in the last
+    /// minute: see `registry`). Either way the node serves requests.
     #[schema(example = "ok")]
     pub status: String,
     /// This node's name.
     pub node: String,
     /// Version of the directory software.
     pub version: String,
+    /// What the registry holds against its limits. Absent from older nodes' answers.
+    #[serde(default)]
+    pub registry: Option<RegistryHealth>,
+}
+
+/// The registry part of [`Health`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RegistryHealth {
+    /// Live instances held.
+    pub instances: u64,
+    /// The limit on them (`--max-instances`).
+    pub max_instances: u64,
+    /// Estimated bytes of every entry held, tombstones included.
+    pub bytes: u64,
+    /// The byte budget (`--max-registry-bytes`).
+    pub max_bytes: u64,
+    /// Entries replicated from other nodes that this node refused since it started because
+    /// it was full: while this grows, the node's view differs from the cluster's.
+    pub refused_replicated_entries: u64,
 }

@@ -86,6 +86,8 @@ error_codes! {
     InstanceNotFound = "instance_not_found",
     /// The node holds its maximum of instances.
     CapacityFull = "capacity_full",
+    /// The node's registry byte budget (`--max-registry-bytes`) has no room for the entry.
+    RegistryBytesFull = "registry_bytes_full",
     /// No such endpoint.
     NotFound = "not_found",
     /// The endpoint does not take this method.
@@ -152,6 +154,7 @@ mod tests {
         for code in [
             "invalid_address",
             "capacity_full",
+            "registry_bytes_full",
             "internal",
             "not_found",
             "unauthorized",

@@ -15,15 +15,16 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::registry::{Entry, NodeName, Now, Registry, ReplicationRules};
+use crate::registry::{Entry, MergeOutcome, NodeName, Now, Registry, ReplicationRules};
 
 use super::command::Command;
 use super::contact::ClusterContact;
 use super::convert::{to_registry, to_wire};
 use super::crypto::{DropReason, Opener, Sealer};
+use super::keyring::Keyring;
 use super::proto::wire::MAX_DATAGRAM;
 use super::proto::{DatagramError, GossipCore, GossipEvent, Transmit};
-use super::settings::{GossipCounters, Security};
+use super::settings::GossipCounters;
 use super::stream::initiate_sync;
 
 /// The loop's state: the core, the socket, the envelope and where remote entries go.
@@ -33,7 +34,8 @@ pub(super) struct Driver {
     pub(super) udp: Arc<UdpSocket>,
     pub(super) sealer: Sealer,
     pub(super) opener: Opener,
-    pub(super) security: Security,
+    /// The keys of anti-entropy sessions (`None`: plaintext), shared with the envelope.
+    pub(super) keys: Option<Keyring>,
     pub(super) registry: Registry,
     pub(super) node: NodeName,
     pub(super) rules: ReplicationRules,
@@ -123,7 +125,7 @@ impl Driver {
                     self.tracker.spawn(initiate_sync(
                         to,
                         msg,
-                        self.security.clone(),
+                        self.keys.clone(),
                         self.commands.clone(),
                         self.counters.clone(),
                     ));
@@ -133,8 +135,10 @@ impl Driver {
         while let Some(entry) = self.core.poll_apply() {
             match to_registry(entry, &self.node, &self.rules) {
                 Ok(entry) => {
-                    self.registry.merge_remote(entry, Now::current());
-                    metrics::counter!("directory_gossip_entries_applied_total").increment(1);
+                    // A refused entry is counted and logged by the registry itself.
+                    if self.registry.merge_remote(entry, Now::current()) == MergeOutcome::Applied {
+                        metrics::counter!("directory_gossip_entries_applied_total").increment(1);
+                    }
                 }
                 Err(err) => {
                     tracing::warn!(%err, "remote entry refused");

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
@@ -18,12 +17,11 @@ use super::command::Command;
 use super::contact::ClusterContact;
 use super::crypto::{Opener, Sealer};
 use super::driver::Driver;
+use super::keyring::{Keyring, KeyringError, Keys};
 use super::proto::{GossipCore, MemberView, NodeIdentity};
+use super::seeds::resolve_seeds;
 use super::settings::{GossipCounters, GossipSettings, GossipStartError};
 use super::stream::serve_sync;
-
-/// How often seed names are resolved again (DNS may change, e.g. a headless service).
-const SEED_RESOLVE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A running gossip layer. Dropping it does not stop the task: call [`Self::shutdown`].
 pub struct Gossip {
@@ -33,6 +31,7 @@ pub struct Gossip {
     cancel: CancellationToken,
     tracker: TaskTracker,
     counters: Arc<GossipCounters>,
+    keyring: Option<Keyring>,
     contact: Arc<ClusterContact>,
 }
 
@@ -51,11 +50,7 @@ impl Gossip {
             source,
         })?;
         let advertise = advertise_addr(settings.advertise, local_addr)?;
-        if settings.security.key().is_none() {
-            tracing::warn!(
-                "gossip runs WITHOUT encryption or authentication (--insecure-no-cluster-key)"
-            );
-        }
+        let keyring = start_keyring(&settings)?;
         let node = registry.config().node.clone();
         let rules = registry.config().replication;
         let identity = NodeIdentity::new(advertise, node.as_str(), generation_now());
@@ -71,9 +66,9 @@ impl Gossip {
         let driver = Driver {
             core,
             udp: udp.clone(),
-            sealer: Sealer::new(settings.security.key()),
-            opener: Opener::new(settings.security.key()),
-            security: settings.security.clone(),
+            sealer: Sealer::new(keyring.clone()),
+            opener: Opener::new(keyring.clone()),
+            keys: keyring.clone(),
             registry,
             node,
             rules,
@@ -86,7 +81,7 @@ impl Gossip {
         tracker.spawn(driver.run(commands_rx, writes));
         tracker.spawn(serve_sync(
             tcp,
-            settings.security.clone(),
+            keyring.clone(),
             commands_tx.clone(),
             counters.clone(),
             cancel.clone(),
@@ -104,8 +99,19 @@ impl Gossip {
             cancel,
             tracker,
             counters,
+            keyring,
             contact,
         })
+    }
+
+    /// Reads the keyring file (`--cluster-keyring`) again and puts its keys in force for
+    /// the next packet; what SIGHUP does. `Ok(None)` when the node has no keyring file; on
+    /// error the previous keys stay in force.
+    pub fn reload_keyring(&self) -> Result<Option<Keys>, KeyringError> {
+        match &self.keyring {
+            Some(ring) if ring.path().is_some() => ring.reload().map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// The bound gossip address (UDP and TCP).
@@ -160,6 +166,22 @@ impl Drop for Gossip {
     }
 }
 
+/// Loads the starting keys and says how gossip is protected.
+fn start_keyring(settings: &GossipSettings) -> Result<Option<Keyring>, GossipStartError> {
+    match settings.security.keyring()? {
+        Some((ring, keys)) => {
+            tracing::info!(primary_key = %keys.primary_id(), keys = keys.len(), "gossip keyring loaded");
+            Ok(Some(ring))
+        }
+        None => {
+            tracing::warn!(
+                "gossip runs WITHOUT encryption or authentication (--insecure-no-cluster-key)"
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// The address other nodes should use: `advertise` if set, else the bound address unless
 /// that is a wildcard (which peers cannot dial).
 fn advertise_addr(
@@ -201,32 +223,4 @@ async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), GossipStartE
     Err(err(
         last.unwrap_or_else(|| std::io::Error::other("bind failed"))
     ))
-}
-
-async fn resolve_seeds(
-    join: Vec<String>,
-    commands: mpsc::Sender<Command>,
-    cancel: CancellationToken,
-) {
-    if join.is_empty() {
-        return;
-    }
-    loop {
-        let mut seeds = Vec::new();
-        for name in &join {
-            match tokio::net::lookup_host(name.as_str()).await {
-                Ok(addrs) => seeds.extend(addrs),
-                Err(err) => tracing::warn!(seed = %name, %err, "cannot resolve seed"),
-            }
-        }
-        seeds.sort();
-        seeds.dedup();
-        if commands.send(Command::Seeds(seeds)).await.is_err() {
-            return;
-        }
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(SEED_RESOLVE_INTERVAL) => {}
-        }
-    }
 }

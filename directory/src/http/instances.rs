@@ -31,7 +31,8 @@ use crate::registry::Record;
         (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
         (status = 403, description = "forbidden: the token may not write this service", body = ErrorBody),
         (status = 413, description = "body over the size limit", body = ErrorBody),
-        (status = 507, description = "capacity_full: the node holds its maximum of instances", body = ErrorBody),
+        (status = 507, description = "capacity_full: the node holds its maximum of instances; registry_bytes_full: its byte budget (--max-registry-bytes) has no room for this entry", body = ErrorBody),
+        (status = 503, description = "internal: with --data-dir, the change is applied but could not be written to disk; retry", body = ErrorBody),
     ),
     tag = "instances"
 )]
@@ -47,6 +48,7 @@ pub async fn register(
     let record = state
         .registry()
         .register(&service, &instance, registration, Instant::now())?;
+    state.registry().flushed().await?;
     Ok(Json(record))
 }
 
@@ -86,6 +88,7 @@ pub async fn heartbeat(
         (status = 400, description = "invalid name", body = ErrorBody),
         (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
         (status = 403, description = "forbidden: the token may not write this service", body = ErrorBody),
+        (status = 503, description = "internal: with --data-dir, the removal is applied but could not be written to disk; retry", body = ErrorBody),
     ),
     tag = "instances"
 )]
@@ -98,6 +101,7 @@ pub async fn deregister(
     state
         .registry()
         .deregister(&service, &instance, Instant::now());
+    state.registry().flushed().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -5,7 +5,8 @@
 //! Layout: `instances`, `services`, `watch`, `cluster`, `ops` — handlers by resource;
 //! `path` and `query` — extractors that yield validated values; `lookup_cache` — the
 //! rendered-lookup cache; `error` — [`ApiError`]; `openapi` — the generated document;
-//! `request_metrics` — per-route counters.
+//! `request_metrics` — per-route counters; `prometheus_sd` — Prometheus HTTP service
+//! discovery; `ui` — the status page at `/ui`.
 
 mod auth;
 mod cluster;
@@ -17,10 +18,12 @@ mod lookup_cache;
 mod openapi;
 mod ops;
 mod path;
+mod prometheus_sd;
 mod query;
 mod request_metrics;
 mod services;
 mod staleness;
+mod ui;
 mod watch;
 
 use std::sync::Arc;
@@ -231,10 +234,12 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{instance}/heartbeat"), post(instances::heartbeat))
         .route("/v1/watch", get(watch::watch))
         .route("/v1/cluster/members", get(cluster::members))
+        .route("/v1/sd/prometheus", get(prometheus_sd::targets))
         .route("/v1/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .merge(consul::router(state.clone()))
+        .merge(ui::routes())
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(

@@ -79,6 +79,31 @@ impl WatchQuery {
     }
 }
 
+/// Parameters of `GET /v1/sd/prometheus`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SdQuery {
+    /// Only these services (repeatable; empty: every readable service).
+    pub services: Vec<ServiceName>,
+    /// Instance filter (`tag` repeatable, all must match; `meta=key:value`).
+    pub filter: Filter,
+}
+
+impl SdQuery {
+    /// Parses a raw query string.
+    pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let mut q = Self::default();
+        for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            match &*key {
+                "service" => q.services.push(ServiceName::new(&value)?),
+                "tag" => q.filter.tags.push(value.into_owned()),
+                "meta" => q.filter.meta.push(parse_meta(&value)?),
+                other => return Err(unknown_key(other, "service, tag, meta")),
+            }
+        }
+        Ok(q)
+    }
+}
+
 fn unknown_key(key: &str, known: &str) -> ApiError {
     ApiError::invalid_query(format!(
         "unknown query parameter {key:?}; supported: {known}"
@@ -134,6 +159,23 @@ mod tests {
                 "invalid_query",
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn sd_queries_collect_services_and_filters_and_reject_the_rest() {
+        let q = SdQuery::parse(Some("service=a&service=b&tag=x&meta=k:v")).unwrap();
+        let names: Vec<&str> = q.services.iter().map(ServiceName::as_str).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(q.filter.tags, ["x"]);
+        assert_eq!(q.filter.meta, [("k".to_string(), "v".to_string())]);
+        assert_eq!(SdQuery::parse(None).unwrap(), SdQuery::default());
+        for (bad, code) in [
+            ("services=a", "invalid_query"),
+            ("meta=x", "invalid_query"),
+            ("service=BAD", "invalid_service_name"),
+        ] {
+            assert_eq!(SdQuery::parse(Some(bad)).unwrap_err().code(), code, "{bad}");
         }
     }
 
