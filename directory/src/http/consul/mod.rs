@@ -122,6 +122,20 @@ pub fn is_consul_path(path: &str) -> bool {
     CONSUL_PREFIXES.contains(&first) && !(first == "health" && rest == "health")
 }
 
+/// Whether `uri` is a Consul blocking query (a read with `index`): like the native ones, it
+/// is capped by `max_wait`, not by the request timeout.
+pub fn is_blocking_query(uri: &axum::http::Uri) -> bool {
+    let path = uri.path();
+    let blocking_read = path == "/v1/catalog/services"
+        || ["/v1/catalog/service/", "/v1/health/service/"]
+            .iter()
+            .any(|p| path.strip_prefix(p).is_some_and(|rest| !rest.contains('/')));
+    blocking_read
+        && uri
+            .query()
+            .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(key, _)| key == "index"))
+}
+
 /// The token a Consul client presents on a Consul path: `X-Consul-Token`, else `?token=`.
 pub fn token(
     headers: &HeaderMap,
