@@ -180,7 +180,7 @@ async fn unsupported(method: Method, request: Request) -> ApiError {
 
 /// The Consul index of a directory change index: one more, because Consul clients treat 0
 /// as "no index" while the directory's indexes start at 0. A client's `?index=N` is the
-/// directory's `N - 1` ([`directory_index`]).
+/// directory's `N - 1` (`directory_index`).
 pub fn consul_index(index: u64) -> u64 {
     index.saturating_add(1)
 }
