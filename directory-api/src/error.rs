@@ -103,7 +103,8 @@ error_codes! {
     /// The node last heard from its cluster longer ago than the request's `max_stale`
     /// allows (HTTP 503): ask another node, or retry without `max_stale`.
     TooStale = "too_stale",
-    /// A Consul API endpoint outside the supported subset (HTTP 404); the message lists the
+    /// A Consul API endpoint outside the supported subset (HTTP 501), or a registration using
+    /// a Consul feature outside it (HTTP 400); the message lists the
     /// subset, and `docs/consul-compat.md` describes it.
     ConsulUnsupported = "consul_unsupported",
 }

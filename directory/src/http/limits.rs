@@ -43,7 +43,7 @@ fn is_long_poll(request: &Request) -> bool {
         && uri
             .query()
             .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(key, _)| key == "index"));
-    blocking || uri.path() == "/v1/watch"
+    blocking || uri.path() == "/v1/watch" || super::consul::is_blocking_query(uri)
 }
 
 #[cfg(test)]
@@ -59,5 +59,10 @@ mod tests {
         assert!(!long("/v1/services/a") && !long("/v1/services/a?tag=index"));
         assert!(!long("/v1/services?index=3"), "the catalog does not block");
         assert!(!long("/v1/services/a/instances/b?index=1"));
+        assert!(
+            long("/v1/health/service/a?index=3&wait=5m") && long("/v1/catalog/services?index=1")
+        );
+        assert!(long("/v1/catalog/service/a?index=2"));
+        assert!(!long("/v1/health/service/a") && !long("/v1/agent/self?index=1"));
     }
 }

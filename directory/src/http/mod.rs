@@ -6,7 +6,8 @@
 //! `path` and `query` — extractors that yield validated values; `lookup_cache` — the
 //! rendered-lookup cache; `error` — [`ApiError`]; `openapi` — the generated document;
 //! `request_metrics` — per-route counters; `prometheus_sd` — Prometheus HTTP service
-//! discovery; `ui` — the status page at `/ui`.
+//! discovery; `ui` — the status page at `/ui`; `consul` — the Consul-compatible subset
+//! (`docs/consul-compat.md`); `staleness` — staleness headers, JSON and `?max_stale=`.
 
 mod auth;
 mod cluster;
