@@ -73,4 +73,8 @@ fn describe() {
         "Live instances in this node's registry"
     );
     describe_gauge!("directory_watchers", "Open watch streams");
+    describe_counter!(
+        "directory_dns_queries_total",
+        "DNS queries answered, by response code (noerror, nxdomain, refused, formerr, notimp, other)"
+    );
 }
