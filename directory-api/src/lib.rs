@@ -78,12 +78,13 @@ mod names;
 mod newtype;
 mod prometheus;
 mod record;
+mod staleness;
 mod ttl;
 
 pub use address::Address;
 pub use bodies::{
-    Health, INDEX_HEADER, MemberRow, MembersResponse, RegisterBody, ServiceCount, ServiceResponse,
-    ServicesResponse,
+    Health, INDEX_HEADER, MemberRow, MembersResponse, RegisterBody, RegistryHealth, ServiceCount,
+    ServiceResponse, ServicesResponse,
 };
 pub use client::{
     Client, ClientBuilder, ClientError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, InstanceFilter,
@@ -96,4 +97,5 @@ pub use labels::{MAX_META_KEY_LEN, MAX_META_KEYS, MAX_TAGS, MAX_VALUE_LEN, Meta,
 pub use names::{InstanceId, MAX_NAME_LEN, NodeName, ServiceName, ValidationError};
 pub use prometheus::{SD_LABEL_PREFIX, TargetGroup};
 pub use record::{Record, Registration};
+pub use staleness::{ISOLATED_HEADER, LAST_CONTACT_HEADER, Staleness};
 pub use ttl::{DEFAULT_TTL, MAX_TTL, MIN_TTL, Ttl};

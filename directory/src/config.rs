@@ -73,6 +73,10 @@ pub struct Config {
     /// The DNS interface (A, AAAA, SRV over UDP and TCP). `None` (the default) serves no
     /// DNS: a node opens no port it was not asked to.
     pub dns: Option<DnsConfig>,
+    /// Directory where the registry (records, tombstones, change index, clock) is persisted
+    /// and restored from at start (see [`crate::persist`]). `None` (the default): the
+    /// registry lives in memory only and a node restarts empty.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -91,6 +95,7 @@ impl Default for Config {
             http_limits: HttpLimits::default(),
             tls: None,
             dns: None,
+            data_dir: None,
         }
     }
 }

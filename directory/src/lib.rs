@@ -17,6 +17,8 @@
 //!   the tokio driver with its transports.
 //! - [`dns`] — the DNS interface (A, AAAA, SRV over UDP and TCP): the answer as a pure
 //!   function of the registry, and hickory-server listeners around it.
+//! - [`persist`] — the data directory (`--data-dir`): the registry in redb, written by a
+//!   group committer from the registry's journal and restored at start.
 //! - [`http`] — the axum router and handlers (one error type, OpenAPI document).
 //! - `config` — [`Config`], every knob with its default.
 //! - [`listener`] — the HTTP accept loop: connection cap, header-read timeout, TLS
@@ -35,6 +37,7 @@ pub mod gossip;
 pub mod http;
 pub mod listener;
 mod metrics;
+pub mod persist;
 pub mod registry;
 mod server;
 mod timers;

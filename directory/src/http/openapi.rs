@@ -5,7 +5,8 @@ use utoipa::OpenApi;
 
 use directory_api::{
     ChangeEvent, ChangeKind, ErrorBody, ErrorDetail, Health, MemberRow, MembersResponse, Record,
-    RegisterBody, ServiceCount, ServiceResponse, ServicesResponse, TargetGroup,
+    RegisterBody, RegistryHealth, ServiceCount, ServiceResponse, ServicesResponse, Staleness,
+    TargetGroup,
 };
 
 /// The directory's HTTP API.
@@ -42,8 +43,10 @@ Names (service, instance) match [a-z0-9][a-z0-9._-]{0,62}."
         ErrorBody,
         ErrorDetail,
         Health,
+        RegistryHealth,
         MembersResponse,
         MemberRow,
+        Staleness,
         TargetGroup
     ))
 )]

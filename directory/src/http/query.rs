@@ -15,6 +15,8 @@ pub struct LookupQuery {
     pub index: Option<u64>,
     /// Blocking query: longest wait.
     pub wait: Option<Duration>,
+    /// Refuse (503 `too_stale`) when the node last heard from its cluster longer ago.
+    pub max_stale: Option<Duration>,
 }
 
 impl LookupQuery {
@@ -27,7 +29,29 @@ impl LookupQuery {
                 "meta" => q.filter.meta.push(parse_meta(&value)?),
                 "index" => q.index = Some(parse_index(&value)?),
                 "wait" => q.wait = Some(parse_wait(&value)?),
-                other => return Err(unknown_key(other, "tag, meta, index, wait")),
+                "max_stale" => q.max_stale = Some(super::staleness::parse_max_stale(&value)?),
+                other => return Err(unknown_key(other, "tag, meta, index, wait, max_stale")),
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// The only parameter of `GET /v1/services` and `GET /v1/services/{service}/instances/{instance}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StaleQuery {
+    /// Refuse (503 `too_stale`) when the node last heard from its cluster longer ago.
+    pub max_stale: Option<Duration>,
+}
+
+impl StaleQuery {
+    /// Parses a raw query string.
+    pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let mut q = Self::default();
+        for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            match &*key {
+                "max_stale" => q.max_stale = Some(super::staleness::parse_max_stale(&value)?),
+                other => return Err(unknown_key(other, "max_stale")),
             }
         }
         Ok(q)
@@ -122,7 +146,14 @@ mod tests {
 
     #[test]
     fn malformed_lookup_queries_are_rejected() {
-        for bad in ["tags=a", "meta=nocolon", "index=-1", "index=x", "wait=soon"] {
+        for bad in [
+            "tags=a",
+            "meta=nocolon",
+            "index=-1",
+            "index=x",
+            "wait=soon",
+            "max_stale=x",
+        ] {
             assert_eq!(
                 LookupQuery::parse(Some(bad)).unwrap_err().code(),
                 "invalid_query",
