@@ -7,9 +7,10 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use directory::Server;
 use directory::dns::DnsConfig;
+use directory::gossip::{ClusterKey, GossipSettings, Security};
 use directory::registry::{Address, InstanceId, Now, Registration, ServiceName, Tags};
+use directory::{Config, Server};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ProtocolConfig, ResolverConfig, ResolverOpts,
@@ -19,6 +20,7 @@ use hickory_resolver::proto::op::{Message, Query, ResponseCode};
 use hickory_resolver::proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::Instant;
 
 const STEP: Duration = Duration::from_secs(5);
 
@@ -203,4 +205,59 @@ async fn garbage_packets_get_no_crash_and_the_node_keeps_answering() {
     let a = answers(&tcp_only, "web.service.directory.", RecordType::A).await;
     assert_eq!(a, ["10.1.0.1"]);
     server.shutdown().await;
+}
+
+/// A cluster node with DNS on a free port, joining `seed`.
+async fn cluster_node(name: &str, key: &ClusterKey, seed: Option<SocketAddr>) -> Server {
+    let mut config = Config::for_test();
+    config.registry.node = name.parse().unwrap();
+    let mut cluster = GossipSettings::for_test(Security::Key(key.clone()));
+    cluster.join = seed.iter().map(ToString::to_string).collect();
+    config.cluster = Some(cluster);
+    config.dns = Some(DnsConfig::new("127.0.0.1:0".parse().unwrap()));
+    Server::start(config).await.expect("node starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consul_api_registration_on_node_1_resolves_through_dns_on_node_3() {
+    let key = ClusterKey::generate();
+    let first = cluster_node("node-1", &key, None).await;
+    let seed = first.gossip_addr();
+    let _second = cluster_node("node-2", &key, seed).await;
+    let third = cluster_node("node-3", &key, seed).await;
+    let body = serde_json::json!({
+        "Name": "payments", "ID": "payments-1", "Address": "10.7.0.1", "Port": 8443,
+        "Tags": ["primary"], "Check": {"TTL": "30s", "Status": "passing"}
+    });
+    let response = common::client()
+        .put(common::url(&first, "/v1/agent/service/register"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+
+    let resolver = udp_then_tcp(third.dns_addr().unwrap());
+    let name = "_payments._tcp.service.directory.";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let srv = loop {
+        match resolver.lookup(name, RecordType::SRV).await {
+            Ok(found) => break found,
+            Err(e) if e.is_nx_domain() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("node 3 never resolved {name}: {e}"),
+        }
+    };
+    let rdata: Vec<String> = srv.answers().iter().map(|r| r.data.to_string()).collect();
+    assert_eq!(rdata, ["1 1 8443 0a070001.addr.directory."]);
+    let tagged = answers(
+        &resolver,
+        "primary.payments.service.directory.",
+        RecordType::A,
+    )
+    .await;
+    assert_eq!(tagged, ["10.7.0.1"]);
+    first.shutdown().await;
+    third.shutdown().await;
 }
