@@ -367,4 +367,29 @@ mod tests {
         let outside = ask(&registry, &open, "example.com.", RecordType::A);
         assert_eq!(outside.code, ResponseCode::Refused);
     }
+
+    proptest::proptest! {
+        /// Any name a packet can carry, under the domain or not, with any type, gets an
+        /// answer without a panic, and every answer record is named under the domain or is
+        /// the asked name.
+        #[test]
+        fn any_name_and_type_gets_an_answer_without_panicking(
+            labels in proptest::collection::vec("[a-z0-9_.-]{1,20}", 0..6),
+            under_domain in proptest::bool::ANY,
+            qtype in 0u16..300,
+        ) {
+            let registry = sample();
+            let mut text = labels.join(".");
+            if under_domain {
+                text.push_str(".service.directory.");
+            }
+            let Ok(name) = text.parse::<LowerName>() else { return Ok(()) };
+            let catalog = ReadableCatalog { registry: &registry, access: &Access::open() };
+            let answer = answer(&name, RecordType::from(qtype), &zone(), &catalog);
+            for record in &answer.answers {
+                proptest::prop_assert!(LowerName::new(&record.name) == name
+                    || zone().domain.zone_of(&LowerName::new(&record.name)));
+            }
+        }
+    }
 }
