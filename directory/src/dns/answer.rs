@@ -6,6 +6,9 @@
 //! - SRV: one record per instance (priority 1, weight 1, its port); the target is the
 //!   instance's `<hex>.addr.<domain>` name, with its A/AAAA in the additional section, or
 //!   its host name as registered.
+//! - Instances registered through the Consul API whose TTL check is critical are left out,
+//!   as Consul's DNS does (their lease may outlive the check by
+//!   `DeregisterCriticalServiceAfter`).
 //! - A service without live (readable) instances, or any other name under the domain that
 //!   names nothing: NXDOMAIN, with the SOA whose minimum is the TTL (negative caching).
 //! - A known name with no records of the asked type: NOERROR and no answers (NODATA).
@@ -13,6 +16,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use hickory_server::proto::op::ResponseCode;
 use hickory_server::proto::rr::rdata::{A, AAAA, SOA, SRV};
@@ -20,6 +24,7 @@ use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use super::names::{QueryName, ServiceQuery, addr_name};
 use crate::acl::Access;
+use crate::http::consul::{CheckStatus, status_at};
 use crate::registry::{Filter, Record as Instance, Registry, ServiceName};
 
 /// Live instances as the asker may see them.
@@ -29,12 +34,15 @@ pub trait Catalog {
     fn instances(&self, service: &ServiceName, filter: &Filter) -> Vec<Arc<Instance>>;
 }
 
-/// The registry as one request may read it: services its access may not read look unknown.
+/// The registry as one request may read it at one time: services its access may not read
+/// look unknown, instances whose Consul TTL check is critical at `now` are left out.
 pub struct ReadableCatalog<'a> {
     /// The node's registry.
     pub registry: &'a Registry,
     /// What the asker may read.
     pub access: &'a Access,
+    /// Wall-clock time of the question (the check status depends on it).
+    pub now: SystemTime,
 }
 
 impl Catalog for ReadableCatalog<'_> {
@@ -42,7 +50,9 @@ impl Catalog for ReadableCatalog<'_> {
         if !self.access.can_read(service.as_str()) {
             return Vec::new();
         }
-        self.registry.lookup(service, filter).instances
+        let mut instances = self.registry.lookup(service, filter).instances;
+        instances.retain(|i| status_at(i, self.now).0 != CheckStatus::Critical);
+        instances
     }
 }
 
@@ -224,7 +234,8 @@ fn record(name: Name, ttl: u32, rdata: RData) -> Record {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::{Address, InstanceId, Now, Registration, RegistryConfig, Tags};
+    use crate::http::consul::{CHECK_TTL_META, STATUS_META};
+    use crate::registry::{Address, InstanceId, Meta, Now, Registration, RegistryConfig, Tags};
 
     fn zone() -> Zone {
         Zone {
@@ -235,9 +246,16 @@ mod tests {
 
     fn registry(instances: &[(&str, &str, &str, &[&str])]) -> Registry {
         let registry = Registry::new(RegistryConfig::for_test());
+        add(&registry, instances, &[]);
+        registry
+    }
+
+    fn add(registry: &Registry, instances: &[(&str, &str, &str, &[&str])], meta: &[(&str, &str)]) {
         for (service, instance, address, tags) in instances {
             let mut registration = Registration::new(Address::new(address).unwrap());
             registration.tags = Tags::new(tags.iter().map(|t| t.to_string()).collect()).unwrap();
+            let meta = meta.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+            registration.meta = Meta::new(meta.collect()).unwrap();
             let (service, instance) = (
                 ServiceName::new(service).unwrap(),
                 InstanceId::new(instance).unwrap(),
@@ -246,11 +264,15 @@ mod tests {
                 .register(&service, &instance, registration, Now::current())
                 .unwrap();
         }
-        registry
     }
 
     fn ask(registry: &Registry, access: &Access, name: &str, qtype: RecordType) -> Answer {
-        let catalog = ReadableCatalog { registry, access };
+        let now = SystemTime::now();
+        let catalog = ReadableCatalog {
+            registry,
+            access,
+            now,
+        };
         answer(&name.parse().unwrap(), qtype, &zone(), &catalog)
     }
 
@@ -347,6 +369,32 @@ mod tests {
     }
 
     #[test]
+    fn instances_whose_consul_check_is_critical_are_left_out() {
+        let registry = sample();
+        let check = |status| [(CHECK_TTL_META, "30s"), (STATUS_META, status)];
+        add(
+            &registry,
+            &[("web", "w6", "10.0.0.6:80", &[])],
+            &check("critical"),
+        );
+        add(
+            &registry,
+            &[("web", "w7", "10.0.0.7:80", &[])],
+            &check("passing"),
+        );
+        add(
+            &registry,
+            &[("db", "d1", "10.0.1.1:5432", &[])],
+            &check("critical"),
+        );
+        let open = Access::open();
+        let a = ask(&registry, &open, "web.service.directory.", RecordType::A);
+        assert_eq!(rdata(&a.answers), ["10.0.0.1", "10.0.0.2", "10.0.0.7"]);
+        let db = ask(&registry, &open, "db.service.directory.", RecordType::A);
+        assert_eq!(db.code, ResponseCode::NXDomain);
+    }
+
+    #[test]
     fn other_types_get_nodata_and_other_domains_are_refused() {
         let registry = sample();
         let open = Access::open();
@@ -384,7 +432,11 @@ mod tests {
                 text.push_str(".service.directory.");
             }
             let Ok(name) = text.parse::<LowerName>() else { return Ok(()) };
-            let catalog = ReadableCatalog { registry: &registry, access: &Access::open() };
+            let catalog = ReadableCatalog {
+                registry: &registry,
+                access: &Access::open(),
+                now: SystemTime::now(),
+            };
             let answer = answer(&name, RecordType::from(qtype), &zone(), &catalog);
             for record in &answer.answers {
                 proptest::prop_assert!(LowerName::new(&record.name) == name

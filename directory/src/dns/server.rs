@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use hickory_server::Server as HickoryServer;
 use hickory_server::net::runtime::Time;
@@ -81,6 +82,7 @@ impl DnsHandler {
         let catalog = ReadableCatalog {
             registry: &self.registry,
             access: &access,
+            now: SystemTime::now(),
         };
         let query = info.query;
         answer(query.name(), query.query_type(), &self.zone, &catalog)
