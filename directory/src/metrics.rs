@@ -193,6 +193,12 @@ const METRICS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "DNS queries answered, by response code (noerror, nxdomain, refused, formerr, notimp, other)",
     ),
     (
+        "directory_replication_clock_ahead_rejected_total",
+        Kind::Counter,
+        None,
+        "Replicated entries refused because their version's clock was more than --max-clock-drift ahead of this node's wall clock",
+    ),
+    (
         BUILD_INFO,
         Kind::Gauge,
         None,
