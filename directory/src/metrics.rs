@@ -187,6 +187,12 @@ const METRICS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "Anti-entropy connections closed before their first authenticated frame, by reason (timeout: nothing authenticated within the handshake timeout; evicted: the table of waiting connections was full)",
     ),
     (
+        "directory_dns_queries_total",
+        Kind::Counter,
+        None,
+        "DNS queries answered, by response code (noerror, nxdomain, refused, formerr, notimp, other)",
+    ),
+    (
         "directory_replication_clock_ahead_rejected_total",
         Kind::Counter,
         None,

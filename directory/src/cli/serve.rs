@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
+use crate::dns::{DnsConfig, DnsDomain};
 use crate::gossip::{ClusterKey, GossipSettings, Security};
 use crate::listener::{HttpLimits, TlsFiles};
 use crate::registry::{DEFAULT_NODE_NAME, NodeName, RegistryConfig, ReplicationRules};
@@ -137,6 +138,18 @@ pub struct ServeArgs {
     /// Memory budget in bytes of the cache of rendered service lookups (0 disables it).
     #[arg(long, env = "DIRECTORY_LOOKUP_CACHE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub lookup_cache_bytes: usize,
+    /// Serve DNS (A, AAAA, SRV of live instances) on this address, UDP and TCP; port 0
+    /// picks a free port (logged at start). Off unless given. Port 53 needs privileges
+    /// (or CAP_NET_BIND_SERVICE).
+    #[arg(long, env = "DIRECTORY_DNS_ADDR")]
+    pub dns_addr: Option<SocketAddr>,
+    /// Domain the DNS interface answers for: `<service>.service.<domain>`.
+    #[arg(long, env = "DIRECTORY_DNS_DOMAIN", default_value = "directory.")]
+    pub dns_domain: DnsDomain,
+    /// TTL of DNS answers (whole seconds; also how long NXDOMAIN may be cached). Short,
+    /// because instances come and go with their leases.
+    #[arg(long, env = "DIRECTORY_DNS_TTL", default_value = "5s")]
+    pub dns_ttl: humantime::Duration,
     /// Log format.
     #[arg(
         long,
@@ -181,8 +194,17 @@ impl ServeArgs {
                 max_connections: self.max_connections,
             },
             tls: self.tls_files(),
+            dns: self.dns_config(),
             data_dir: self.data_dir.clone(),
         }
+    }
+
+    fn dns_config(&self) -> Option<DnsConfig> {
+        Some(DnsConfig {
+            addr: self.dns_addr?,
+            domain: self.dns_domain.clone(),
+            ttl: self.dns_ttl.into(),
+        })
     }
 
     fn tls_files(&self) -> Option<TlsFiles> {

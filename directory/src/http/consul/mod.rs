@@ -46,6 +46,8 @@ use crate::gossip::MemberState;
 use crate::registry::ServiceName;
 
 pub use mapping::{MIN_DEREGISTER_AFTER, NO_CHECK_LEASE};
+// The check rule, shared with the DNS interface (critical instances are not answered).
+pub use mapping::{CHECK_TTL_META, CheckStatus, STATUS_META, status_at};
 pub use types::DATACENTER;
 
 /// `X-Consul-Index`: the index a blocking query passes back as `?index=`.
