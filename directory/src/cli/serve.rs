@@ -39,7 +39,9 @@ pub struct ServeArgs {
     /// the longest lease (1h) plus the lease grace (5s), so a removed instance never returns.
     #[arg(long, env = "DIRECTORY_TOMBSTONE_RETENTION", default_value = "65m")]
     pub tombstone_retention: humantime::Duration,
-    /// Watch events buffered per watcher; a slower watcher gets a `lagged` event.
+    /// Watch events buffered per watcher (a slower watcher gets a `lagged` event), and the
+    /// length of the change history a resumed watch (`Last-Event-ID`, `?index=`) replays
+    /// from (an older resume point gets a `reset` event).
     #[arg(long, env = "DIRECTORY_EVENT_BUFFER", default_value = "4096")]
     pub event_buffer: NonZeroUsize,
     /// Cap on the wait of blocking queries (?wait=).

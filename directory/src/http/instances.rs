@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::AppState;
 use super::error::ApiError;
 use super::path::InstancePath;
+use super::query::NoQuery;
 use crate::acl::Access;
 use crate::registry::Record;
 
@@ -36,6 +37,7 @@ pub async fn register(
     State(state): State<AppState>,
     access: Access,
     InstancePath { service, instance }: InstancePath,
+    _: NoQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Arc<Record>>, ApiError> {
     access.write(service.as_str())?;
@@ -65,6 +67,7 @@ pub async fn heartbeat(
     State(state): State<AppState>,
     access: Access,
     InstancePath { service, instance }: InstancePath,
+    _: NoQuery,
 ) -> Result<Json<Arc<Record>>, ApiError> {
     access.write(service.as_str())?;
     let record = state
@@ -90,6 +93,7 @@ pub async fn deregister(
     State(state): State<AppState>,
     access: Access,
     InstancePath { service, instance }: InstancePath,
+    _: NoQuery,
 ) -> Result<StatusCode, ApiError> {
     access.write(service.as_str())?;
     state
@@ -116,6 +120,7 @@ pub async fn get_instance(
     State(state): State<AppState>,
     access: Access,
     InstancePath { service, instance }: InstancePath,
+    _: NoQuery,
 ) -> Result<Json<Arc<Record>>, ApiError> {
     access.read(service.as_str())?;
     metrics::counter!("directory_lookups_total").increment(1);

@@ -42,7 +42,9 @@ pub use error::ApiError;
 pub use lookup_cache::LookupCache;
 pub use openapi::ApiDoc;
 pub use path::{InstancePath, ServicePath};
-pub use query::{LookupQuery, WatchQuery};
+pub use query::{
+    Blocking, LookupQuery, MAX_INDEX, NoQuery, ServicesQuery, WAIT_PATTERN, WatchQuery,
+};
 pub use services::INDEX_HEADER;
 
 use crate::Config;

@@ -10,11 +10,12 @@ use utoipa::OpenApi;
 use super::AppState;
 use super::error::ApiError;
 use super::openapi::ApiDoc;
+use super::query::NoQuery;
 use crate::acl::Access;
 
 /// Liveness: answers while the node runs.
 #[utoipa::path(get, path = "/v1/health", responses((status = 200, body = Health)), tag = "ops")]
-pub async fn health(State(state): State<AppState>) -> Json<Health> {
+pub async fn health(State(state): State<AppState>, _: NoQuery) -> Json<Health> {
     Json(Health {
         status: "ok".into(),
         node: state.config().registry.node.to_string(),
@@ -36,6 +37,7 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
 pub async fn metrics(
     State(state): State<AppState>,
     access: Access,
+    _: NoQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     access.operator()?;
     #[allow(clippy::cast_precision_loss)] // instance counts are far below 2^52
@@ -55,7 +57,7 @@ pub async fn metrics(
     ),
     tag = "ops"
 )]
-pub async fn openapi(access: Access) -> Result<impl IntoResponse, ApiError> {
+pub async fn openapi(access: Access, _: NoQuery) -> Result<impl IntoResponse, ApiError> {
     access.any()?;
     Ok(Json(ApiDoc::openapi()))
 }

@@ -11,19 +11,25 @@ use tokio::time::Instant;
 use super::AppState;
 use super::error::ApiError;
 use super::path::ServicePath;
-use super::query::LookupQuery;
+use super::query::{LookupQuery, ServicesQuery};
 use crate::acl::Access;
 use crate::registry::{Filter, ServiceName, ServiceView};
 
 /// Header carrying the service's change index on lookups ([`directory_api::INDEX_HEADER`]).
 pub const INDEX_HEADER: HeaderName = HeaderName::from_static(directory_api::INDEX_HEADER);
 
-/// List services with their instance counts.
+/// List services with their instance counts; a blocking query when `index` is given.
 #[utoipa::path(
     get,
     path = "/v1/services",
+    params(
+        ("index" = Option<u64>, Query, description = "blocking query: hold until the catalog's index (any change of any service) exceeds this"),
+        ("wait" = Option<String>, Query, description = "blocking query: longest wait, a whole number of ms, s, m or h (default 5m, capped at 5m)"),
+    ),
     responses(
-        (status = 200, description = "the catalog: only the services the token may read", body = ServicesResponse),
+        (status = 200, description = "the catalog: only the services the token may read",
+         body = ServicesResponse, headers(("X-Directory-Index" = u64, description = "the catalog's change index"))),
+        (status = 400, description = "invalid query", body = ErrorBody),
         (status = 401, description = "unauthorized: no token, and anonymous requests may read no service", body = ErrorBody),
         (status = 403, description = "forbidden: the token may read no service", body = ErrorBody),
     ),
@@ -32,8 +38,19 @@ pub const INDEX_HEADER: HeaderName = HeaderName::from_static(directory_api::INDE
 pub async fn list(
     State(state): State<AppState>,
     access: Access,
-) -> Result<Json<ServicesResponse>, ApiError> {
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     access.list()?;
+    let query = ServicesQuery::parse(raw.as_deref())?;
+    if let Some(after) = query.blocking.index {
+        let wait = state
+            .registry()
+            .wait_for_any_change(after, deadline(&state, query.blocking.wait));
+        tokio::select! {
+            _ = wait => {}
+            () = state.shutdown().cancelled() => {}
+        }
+    }
     let (index, services) = state.registry().services();
     let services = services
         .into_iter()
@@ -43,7 +60,8 @@ pub async fn list(
             instances: s.instances,
         })
         .collect();
-    Ok(Json(ServicesResponse { index, services }))
+    let headers = [(INDEX_HEADER, HeaderValue::from(index))];
+    Ok((headers, Json(ServicesResponse { index, services })).into_response())
 }
 
 /// Live instances of a service, optionally filtered; a blocking query when `index` is given.
@@ -55,7 +73,7 @@ pub async fn list(
         ("tag" = Option<Vec<String>>, Query, description = "repeatable; every tag must be present"),
         ("meta" = Option<Vec<String>>, Query, description = "repeatable key:value; every pair must match"),
         ("index" = Option<u64>, Query, description = "blocking query: hold until the service's index exceeds this"),
-        ("wait" = Option<String>, Query, description = "blocking query: longest wait (humantime, default 5m, capped at 5m)"),
+        ("wait" = Option<String>, Query, description = "blocking query: longest wait, a whole number of ms, s, m or h (default 5m, capped at 5m)"),
     ),
     responses(
         (status = 200, description = "live instances; an unknown service is an empty list",
@@ -88,16 +106,18 @@ pub async fn lookup(
 
 /// Waits for a change past `after`, the wait (capped) or shutdown, whichever comes first.
 async fn block(state: &AppState, service: &ServiceName, after: u64, query: &LookupQuery) {
-    let config = state.config();
-    let wait = query
-        .wait
-        .unwrap_or(config.default_wait)
-        .min(config.max_wait);
-    let deadline = Instant::now() + wait;
+    let deadline = deadline(state, query.wait);
     tokio::select! {
         _ = state.registry().wait_for_change(service, after, deadline) => {}
         () = state.shutdown().cancelled() => {}
     }
+}
+
+/// When a blocking query asking for `wait` ends: the default wait without one, never past
+/// the cap.
+fn deadline(state: &AppState, wait: Option<std::time::Duration>) -> Instant {
+    let config = state.config();
+    Instant::now() + wait.unwrap_or(config.default_wait).min(config.max_wait)
 }
 
 /// The rendered unfiltered lookup, from the cache when the service has not changed since.

@@ -8,7 +8,8 @@ use super::rules::{ReplicationRules, RulesError};
 /// Default capacity: a million live instances fit in well under 1 GiB of memory.
 pub const DEFAULT_MAX_INSTANCES: usize = 1_000_000;
 /// Default watch-event buffer: how far a slow watcher may fall behind before it is told it
-/// lagged (and must resynchronise with a lookup).
+/// lagged (and must resynchronise with a lookup), and how many recent changes a resumed
+/// watch can replay. 4096 events of a few hundred bytes each: about 1-2 MB.
 pub const DEFAULT_EVENT_BUFFER: NonZeroUsize = match NonZeroUsize::new(4096) {
     Some(n) => n,
     None => unreachable!(),
@@ -29,7 +30,9 @@ pub struct RegistryConfig {
     /// Tombstone retention and lease grace: the knobs of the replication rules, shared with
     /// the gossip replica (see [`ReplicationRules`]). Default [`ReplicationRules::default`].
     pub replication: ReplicationRules,
-    /// Watch events buffered per subscriber. Default [`DEFAULT_EVENT_BUFFER`].
+    /// Watch events buffered per subscriber, and the length of the change history resumed
+    /// watches replay from (older resume points get a gap). Default
+    /// [`DEFAULT_EVENT_BUFFER`].
     pub event_buffer: NonZeroUsize,
 }
 

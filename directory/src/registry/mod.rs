@@ -44,7 +44,7 @@ pub use rules::{
     DEFAULT_LEASE_GRACE, DEFAULT_TOMBSTONE_RETENTION, ReplicationRules, RulesError,
     live_copy_accepted, supersedes,
 };
-pub use store::{Filter, MergeOutcome, ReapStats, Registry, ServiceSummary, ServiceView};
+pub use store::{Filter, MergeOutcome, ReapStats, Registry, Replay, ServiceSummary, ServiceView};
 pub use version::{Hlc, Version};
 
 #[cfg(test)]

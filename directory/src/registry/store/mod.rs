@@ -8,8 +8,10 @@
 //! - `lookup` — reads ([`Filter`], [`ServiceView`], the catalog);
 //! - `timers` — the timer queue: lease expiry, tombstone collection, the reaper task;
 //! - `replication` — merging remote entries (the winner is chosen by `registry::rules`);
-//! - `waits` — blocking waits on a service's change index and the watch event stream.
+//! - `waits` — blocking waits on a service's change index and the watch event stream;
+//! - `history` — the bounded, index-ordered history resumed watches replay from.
 
+mod history;
 mod lookup;
 mod replication;
 mod timers;
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::time::Instant;
 
@@ -31,6 +33,8 @@ use crate::registry::{ChangeEvent, Entry, Record};
 use crate::registry::{InstanceId, ServiceName};
 use crate::timers::TimerTable;
 
+use history::ChangeLog;
+pub use history::Replay;
 pub use lookup::{Filter, ServiceSummary, ServiceView};
 pub use replication::MergeOutcome;
 pub use timers::ReapStats;
@@ -52,8 +56,16 @@ struct Inner {
     node_id: u64,
     services: DashMap<ServiceName, ServiceState>,
     hlc: Hlc,
-    /// Last change index handed out (global, shared by all services).
+    /// Last change index handed out (global, shared by all services); a copy of the
+    /// history's, readable without its lock.
     index: AtomicU64,
+    /// Hands out change indexes and holds the recent events. A write keeps it locked from
+    /// taking an index to publishing the event ([`IndexTicket`]), so events reach the
+    /// history and the watchers in index order. Lock order: service shard, then this, then
+    /// `timers`.
+    log: Mutex<ChangeLog>,
+    /// Carries the global change index to blocking queries on the catalog.
+    changed: watch::Sender<u64>,
     /// Last revision handed out (global, so a revision is never reused by a service
     /// whose state was collected and created again).
     revision: AtomicU64,
@@ -136,6 +148,7 @@ impl Registry {
 
     fn build(config: RegistryConfig, replication: Option<mpsc::UnboundedSender<Entry>>) -> Self {
         let (events, _) = broadcast::channel(config.event_buffer.get());
+        let history = ChangeLog::new(config.event_buffer.get());
         let inner = Inner {
             node_id: config.node.id(),
             config,
@@ -146,6 +159,8 @@ impl Registry {
             live: AtomicUsize::new(0),
             timers: Mutex::new(TimerTable::default()),
             timer_added: Notify::new(),
+            log: Mutex::new(history),
+            changed: watch::Sender::new(0),
             events,
             replication,
         };
@@ -172,6 +187,20 @@ impl Registry {
     /// The last change index handed out, across all services.
     pub fn index(&self) -> u64 {
         self.inner.index.load(Ordering::Acquire)
+    }
+}
+
+/// A change index taken under the sequencing lock, which it holds until the event carrying
+/// the index is published ([`Registry::emit`]). Dropped unpublished, the index stays unused.
+pub(super) struct IndexTicket<'a> {
+    log: MutexGuard<'a, ChangeLog>,
+    index: u64,
+}
+
+impl IndexTicket<'_> {
+    /// The change index this ticket stands for.
+    pub(super) fn index(&self) -> u64 {
+        self.index
     }
 }
 

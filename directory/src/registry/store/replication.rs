@@ -67,11 +67,8 @@ impl Registry {
             .and_then(Slot::live_record)
             .cloned();
         let unchanged = previous.as_ref().is_some_and(|p| live.same_content_as(p));
-        let index = match &previous {
-            Some(p) if unchanged => p.index,
-            _ => self.next_index(),
-        };
-        let kind = change_kind(previous.is_some(), unchanged);
+        let (index, ticket) = self.live_index(previous.as_deref(), unchanged);
+        let change = change_kind(previous.is_some(), unchanged).zip(ticket);
         if previous.is_none() {
             svc.live += 1;
             self.inner.live.fetch_add(1, Ordering::AcqRel);
@@ -90,7 +87,7 @@ impl Registry {
             lease_expires_at: now.wall + live.lease_remaining,
         });
         let deadline = now.instant + live.lease_remaining;
-        self.store_live(svc, record, version, deadline, kind);
+        self.store_live(svc, record, version, deadline, change);
     }
 }
 
