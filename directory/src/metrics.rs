@@ -157,6 +157,36 @@ const METRICS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "Anti-entropy sessions with another node, by result (ok, failed)",
     ),
     (
+        "directory_registry_estimated_bytes",
+        Kind::Gauge,
+        Some(Unit::Bytes),
+        "Estimated bytes of every registry entry held (live and tombstones), charged against --max-registry-bytes",
+    ),
+    (
+        "directory_registry_replicated_refused_total",
+        Kind::Counter,
+        None,
+        "Entries replicated from other nodes that this node refused because its registry was full (--max-instances or --max-registry-bytes): while it grows, this node differs from the cluster",
+    ),
+    (
+        "directory_persist_batches_total",
+        Kind::Counter,
+        None,
+        "Batches of registry changes committed to the data directory (one transaction and fsync each)",
+    ),
+    (
+        "directory_persist_errors_total",
+        Kind::Counter,
+        None,
+        "Failed attempts to write registry changes to the data directory (retried every second)",
+    ),
+    (
+        "directory_gossip_unauthenticated_connections_closed_total",
+        Kind::Counter,
+        None,
+        "Anti-entropy connections closed before their first authenticated frame, by reason (timeout: nothing authenticated within the handshake timeout; evicted: the table of waiting connections was full)",
+    ),
+    (
         BUILD_INFO,
         Kind::Gauge,
         None,

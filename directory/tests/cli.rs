@@ -295,6 +295,7 @@ async fn a_busy_port_is_a_clear_start_error() {
         err.contains("cannot listen for HTTP on") && err.contains(&addr),
         "{err}"
     );
+    assert_eq!(err.matches("in use").count(), 1, "the cause once: {err}");
 }
 
 #[tokio::test]

@@ -96,7 +96,8 @@ async fn registered_instances_can_be_looked_up_listed_and_read() {
     let (_, list) = get_json(&server, "/v1/services").await;
     assert_eq!(
         list,
-        json!({"index": 3, "services": [{"service": "billing", "instances": 1}, {"service": "orders", "instances": 2}]})
+        json!({"index": 3, "services": [{"service": "billing", "instances": 1}, {"service": "orders", "instances": 2}],
+               "staleness": {"last_contact_ms": 0, "isolated": false}})
     );
     // An unknown service is an empty list, not an error.
     let resp = client()
@@ -108,7 +109,8 @@ async fn registered_instances_can_be_looked_up_listed_and_read() {
     let empty: Value = resp.json().await.unwrap();
     assert_eq!(
         empty,
-        json!({"service": "unknown", "index": 0, "instances": []})
+        json!({"service": "unknown", "index": 0, "instances": [],
+               "staleness": {"last_contact_ms": 0, "isolated": false}})
     );
     server.shutdown().await;
 }
@@ -528,14 +530,68 @@ async fn a_full_node_answers_507_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_node_past_its_byte_budget_answers_507_and_health_shows_refused_replicas() {
+    let server = start_with(|c| c.registry.max_registry_bytes = 4_096).await;
+    let meta = |n: usize| -> Value {
+        (0..n)
+            .map(|i| (format!("k{i}"), json!("v".repeat(1_000))))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let ok = put(
+        &server,
+        "s",
+        "a",
+        json!({"address": "h:1", "meta": meta(2)}),
+    )
+    .await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let before = snapshot(server.registry());
+    let resp = put(
+        &server,
+        "s",
+        "b",
+        json!({"address": "h:2", "meta": meta(2)}),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::INSUFFICIENT_STORAGE);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "registry_bytes_full");
+    assert!(body["error"]["message"].as_str().unwrap().contains("4096"));
+    assert_eq!(snapshot(server.registry()), before);
+
+    let (_, health) = get_json(&server, "/v1/health").await;
+    assert_eq!(health["status"], "ok");
+    let held = health["registry"]["bytes"].as_u64().unwrap();
+    assert!(held > 2_000 && held <= 4_096, "{health}");
+    assert_eq!(health["registry"]["max_bytes"], 4_096);
+    assert_eq!(health["registry"]["instances"], 1);
+
+    // An entry from another node that does not fit: refused, counted, and health degraded.
+    let remote = common::remote_entry("t", "far", 3);
+    let outcome = server.registry().merge_remote(remote, Instant::now());
+    assert_eq!(outcome, directory::registry::MergeOutcome::Refused);
+    assert_eq!(snapshot(server.registry()), before);
+    let (_, health) = get_json(&server, "/v1/health").await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["registry"]["refused_replicated_entries"], 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn health_metrics_and_openapi_are_served() {
     let server = start_with(|c| c.registry.node = "node-x".parse().unwrap()).await;
     let (status, health) = get_json(&server, "/v1/health").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        health,
-        json!({"status": "ok", "node": "node-x", "version": env!("CARGO_PKG_VERSION")})
+        (&health["status"], &health["node"], &health["version"]),
+        (
+            &json!("ok"),
+            &json!("node-x"),
+            &json!(env!("CARGO_PKG_VERSION"))
+        )
     );
+    assert_eq!(health["registry"]["refused_replicated_entries"], 0);
 
     put(&server, "m", "i", json!({"address": "h:1", "ttl": "1s"})).await;
     get_json(&server, "/v1/services/m").await;

@@ -1,5 +1,5 @@
 //! Client subcommands: talk to running nodes through the API crate's [`Client`], print
-//! tables or JSON.
+//! tables, JSON or YAML (see `output`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,27 +8,40 @@ use std::time::Duration;
 
 use clap::Args;
 use directory_api::{
-    Address, Client, Fingerprint, InstanceFilter, InstanceId, Meta, Record, Registration,
-    ServiceName, Tags, Ttl, ValidationError,
+    Address, Client, Fingerprint, InstanceFilter, InstanceId, MembersResponse, Meta, Record,
+    Registration, ServiceName, Tags, Ttl, ValidationError,
 };
 use serde::Serialize;
 
 use super::Command;
+use super::keep_alive::{self, Lease};
+use super::output::{Output, table};
 
 /// How to reach the directory.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// The node(s) to talk to: host:port or http(s)://host:port; several, comma-separated,
-    /// are tried in turn.
+    /// The directory node(s) to talk to: host:port or http(s)://host:port; several,
+    /// comma-separated, are tried in turn. (`--addr` is an older name for it.)
     #[arg(
-        long,
+        long = "node",
+        alias = "addr",
+        value_name = "URL",
         env = "DIRECTORY_ADDR",
         default_value = "127.0.0.1:7700",
         value_delimiter = ','
     )]
-    pub addr: Vec<String>,
-    /// Print the node's JSON response instead of a table [default: tables].
-    #[arg(long, env = "DIRECTORY_JSON")]
+    pub node: Vec<String>,
+    /// Output format: table for people, json or yaml (the API's own fields) for scripts.
+    #[arg(
+        short = 'o',
+        long,
+        env = "DIRECTORY_OUTPUT",
+        value_enum,
+        default_value_t = Output::Table
+    )]
+    pub output: Output,
+    /// Same as `-o json` (kept for older scripts).
+    #[arg(long, hide = true, env = "DIRECTORY_JSON")]
     pub json: bool,
     /// Give up on a request after this long.
     #[arg(long, env = "DIRECTORY_CLIENT_TIMEOUT", default_value = "5s")]
@@ -44,7 +57,7 @@ pub struct ClientArgs {
 impl ClientArgs {
     /// The API client these options describe.
     pub fn client(&self) -> Result<Client, ClientError> {
-        let mut builder = Client::builder(self.addr.iter().cloned()).timeout(self.timeout.into());
+        let mut builder = Client::builder(self.node.iter().cloned()).timeout(self.timeout.into());
         if let Some(token) = &self.token {
             builder = builder.bearer_token(token.clone());
         }
@@ -56,6 +69,11 @@ impl ClientArgs {
             builder = builder.ca_pem(pem);
         }
         Ok(builder.build()?)
+    }
+
+    /// The output format (`--json` stands for `-o json`).
+    pub fn output(&self) -> Output {
+        if self.json { Output::Json } else { self.output }
     }
 }
 
@@ -80,13 +98,20 @@ pub enum ClientError {
     /// A flag value is malformed.
     #[error("{0}")]
     Usage(String),
+    /// The node closed the watch stream (it is shutting down). Remedy: watch again.
+    #[error("the node closed the watch stream")]
+    WatchEnded,
 }
 
 /// The API client's error, with the remedy a command-line user needs.
 fn describe(error: &directory_api::ClientError) -> String {
     use directory_api::ClientError as E;
-    let hint = "use --addr or DIRECTORY_ADDR to point elsewhere";
+    let hint = "use --node or DIRECTORY_ADDR to point elsewhere";
     match error {
+        // rustls reading a plain-HTTP answer as a TLS record.
+        E::Tls { reason, .. } if reason.contains("InvalidContentType") => format!(
+            "cannot reach the directory node: {error}; the node does not seem to speak TLS: use an http:// URL"
+        ),
         E::Tls { .. } => format!(
             "cannot reach the directory node: {error}; use --ca or DIRECTORY_CA to trust its certificate authority"
         ),
@@ -143,6 +168,7 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
             meta,
             ttl,
             fingerprint,
+            keep_alive,
         } => {
             let registration = Registration {
                 address: Address::new(&address)?,
@@ -156,7 +182,19 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
                 fingerprint: fingerprint.as_deref().map(Fingerprint::parse).transpose()?,
             };
             let key = (ServiceName::new(&service)?, InstanceId::new(&instance)?);
-            register(&client, &key, &registration).await
+            register(&client, &key, &registration, keep_alive).await
+        }
+        Command::Heartbeat {
+            client,
+            service,
+            instance,
+        } => {
+            let key = (ServiceName::new(&service)?, InstanceId::new(&instance)?);
+            heartbeat(&client, &key).await
+        }
+        Command::Watch { client, service } => {
+            let service = service.as_deref().map(ServiceName::new).transpose()?;
+            super::watch::run(&client, service.as_ref()).await
         }
         Command::Deregister {
             client,
@@ -167,7 +205,7 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
             deregister(&client, &key).await
         }
         Command::Members { client } => members(&client).await,
-        Command::Serve(_) | Command::Keygen | Command::Acl(_) => {
+        Command::Serve(_) | Command::Keygen | Command::Acl(_) | Command::Completions { .. } => {
             Err(ClientError::Usage("not a client command".into()))
         }
     }
@@ -175,35 +213,29 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
 
 async fn health(args: &ClientArgs) -> Result<(), ClientError> {
     let health = args.client()?.health().await?;
-    if args.json {
-        return print_json(&health);
-    }
-    println!(
-        "{} on node {} (version {})",
-        health.status, health.node, health.version
-    );
-    Ok(())
+    args.output().print(&health, |h| {
+        format!("{} on node {} (version {})\n", h.status, h.node, h.version)
+    })
 }
 
 async fn services(args: &ClientArgs) -> Result<(), ClientError> {
     let list = args.client()?.services().await?;
-    if args.json {
-        return print_json(&list);
-    }
-    let rows: Vec<Vec<String>> = list
-        .services
-        .iter()
-        .map(|s| vec![s.service.to_string(), s.instances.to_string()])
-        .collect();
-    print!("{}", table(&["SERVICE", "INSTANCES"], &rows));
-    Ok(())
+    args.output().print(&list, |list| {
+        let rows: Vec<Vec<String>> = list
+            .services
+            .iter()
+            .map(|s| vec![s.service.to_string(), s.instances.to_string()])
+            .collect();
+        table(&["SERVICE", "INSTANCES"], &rows)
+    })
 }
 
 async fn members(args: &ClientArgs) -> Result<(), ClientError> {
     let list = args.client()?.members().await?;
-    if args.json {
-        return print_json(&list);
-    }
+    args.output().print(&list, members_table)
+}
+
+fn members_table(list: &MembersResponse) -> String {
     let rows: Vec<Vec<String>> = list
         .members
         .iter()
@@ -219,8 +251,7 @@ async fn members(args: &ClientArgs) -> Result<(), ClientError> {
         })
         .collect();
     let headers = ["NODE", "ADDRESS", "STATE", "INCARNATION", "LAST CHANGE"];
-    print!("{}", table(&headers, &rows));
-    Ok(())
+    table(&headers, &rows)
 }
 
 async fn lookup(
@@ -229,20 +260,18 @@ async fn lookup(
     filter: &InstanceFilter,
 ) -> Result<(), ClientError> {
     let view = args.client()?.lookup(service, filter).await?;
-    if args.json {
-        return print_json(&view);
-    }
-    let rows: Vec<Vec<String>> = view.instances.iter().map(|r| instance_row(r)).collect();
-    let headers = [
-        "INSTANCE",
-        "ADDRESS",
-        "TAGS",
-        "META",
-        "OWNER",
-        "LEASE EXPIRES",
-    ];
-    print!("{}", table(&headers, &rows));
-    Ok(())
+    args.output().print(&view, |view| {
+        let rows: Vec<Vec<String>> = view.instances.iter().map(|r| instance_row(r)).collect();
+        let headers = [
+            "INSTANCE",
+            "ADDRESS",
+            "TAGS",
+            "META",
+            "OWNER",
+            "LEASE EXPIRES",
+        ];
+        table(&headers, &rows)
+    })
 }
 
 fn instance_row(r: &Record) -> Vec<String> {
@@ -262,27 +291,47 @@ async fn register(
     args: &ClientArgs,
     (service, instance): &(ServiceName, InstanceId),
     registration: &Registration,
+    keep_alive: bool,
 ) -> Result<(), ClientError> {
-    let record = args
-        .client()?
-        .register(service, instance, registration)
-        .await?;
-    if args.json {
-        return print_json(&record);
+    let client = args.client()?;
+    let record = client.register(service, instance, registration).await?;
+    args.output()
+        .print(&record, |r| record_line("registered", r))?;
+    if !keep_alive {
+        return Ok(());
     }
-    println!(
-        "registered {}/{} at {} (ttl {}, index {}, lease expires {})",
+    let lease = Lease {
+        client: &client,
+        service,
+        instance,
+        registration,
+    };
+    keep_alive::hold(&lease).await?;
+    print_deregistered(args, service, instance)
+}
+
+async fn heartbeat(
+    args: &ClientArgs,
+    (service, instance): &(ServiceName, InstanceId),
+) -> Result<(), ClientError> {
+    let record = args.client()?.heartbeat(service, instance).await?;
+    args.output().print(&record, |r| record_line("renewed", r))
+}
+
+/// `registered orders/orders-1 at 127.0.0.1:7000 (ttl 30s, index 1, lease expires ...)`.
+fn record_line(verb: &str, record: &Record) -> String {
+    format!(
+        "{verb} {}/{} at {} (ttl {}, index {}, lease expires {})\n",
         record.service,
         record.instance,
         record.address,
         record.ttl,
         record.index,
         rfc3339(record.lease_expires_at),
-    );
-    Ok(())
+    )
 }
 
-/// What `deregister --json` prints.
+/// What `deregister -o json|yaml` prints.
 #[derive(Serialize)]
 struct Deregistered<'a> {
     service: &'a ServiceName,
@@ -295,15 +344,22 @@ async fn deregister(
     (service, instance): &(ServiceName, InstanceId),
 ) -> Result<(), ClientError> {
     args.client()?.deregister(service, instance).await?;
-    if args.json {
-        return print_json(&Deregistered {
-            service,
-            instance,
-            deregistered: true,
-        });
-    }
-    println!("deregistered {service}/{instance}");
-    Ok(())
+    print_deregistered(args, service, instance)
+}
+
+fn print_deregistered(
+    args: &ClientArgs,
+    service: &ServiceName,
+    instance: &InstanceId,
+) -> Result<(), ClientError> {
+    let done = Deregistered {
+        service,
+        instance,
+        deregistered: true,
+    };
+    args.output().print(&done, |d| {
+        format!("deregistered {}/{}\n", d.service, d.instance)
+    })
 }
 
 /// Parses `key=value` flags.
@@ -325,35 +381,6 @@ fn rfc3339(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-fn print_json(value: &impl Serialize) -> Result<(), ClientError> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| ClientError::Usage(format!("cannot render JSON: {e}")))?;
-    println!("{text}");
-    Ok(())
-}
-
-/// Left-aligned columns separated by two spaces.
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let header: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
-    for row in std::iter::once(&header).chain(rows) {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,22 +397,16 @@ mod tests {
     }
 
     #[test]
-    fn tables_align_columns() {
-        let t = table(&["A", "LONGER"], &[vec!["xyz".into(), "1".into()]]);
-        assert_eq!(t, "A    LONGER\nxyz  1\n");
-    }
-
-    #[test]
     fn several_addresses_token_and_ca_reach_the_client() {
         let args = client_args(&[
             "directory",
             "services",
-            "--addr",
+            "--node",
             "127.0.0.1:1,https://h:2/",
             "--token",
             "t",
         ]);
-        assert_eq!(args.addr, ["127.0.0.1:1", "https://h:2/"]);
+        assert_eq!(args.node, ["127.0.0.1:1", "https://h:2/"]);
         assert_eq!(args.token.as_deref(), Some("t"));
         let client = args.client().unwrap();
         let urls: Vec<&str> = client.urls().collect();
@@ -393,6 +414,15 @@ mod tests {
         let missing_ca = client_args(&["directory", "services", "--ca", "/nonexistent/ca.pem"]);
         let err = missing_ca.client().unwrap_err();
         assert!(matches!(err, ClientError::Ca { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_old_addr_flag_and_json_flag_still_work() {
+        let args = client_args(&["directory", "services", "--addr", "h:1", "--json"]);
+        assert_eq!(args.node, ["h:1"]);
+        assert_eq!(args.output(), Output::Json);
+        let args = client_args(&["directory", "services", "-o", "yaml"]);
+        assert_eq!(args.output(), Output::Yaml);
     }
 
     #[test]
@@ -417,7 +447,7 @@ mod tests {
             text.starts_with("cannot reach the directory node"),
             "{text}"
         );
-        assert!(text.contains("--addr"), "{text}");
+        assert!(text.contains("--node"), "{text}");
         let tls = directory_api::ClientError::Tls {
             url: "https://h:1".into(),
             reason: "invalid peer certificate: UnknownIssuer".into(),

@@ -1,9 +1,17 @@
 //! The `directory` command line: `serve` (the default) runs a node; `services`, `lookup`,
-//! `register`, `deregister`, `members` and `health` talk to a running node over HTTP.
+//! `register`, `heartbeat`, `deregister`, `watch`, `members` and `health` talk to a running
+//! node over HTTP; `completions` prints shell completions.
+//!
+//! Layout: `serve` — the node's flags; `client` — the client commands and their connection
+//! flags; `output` — `-o table|json|yaml`; `watch` — the change stream; `keep_alive` —
+//! `register --keep-alive`; `acl` — the ACL file commands.
 
 mod acl;
 mod client;
+mod keep_alive;
+mod output;
 mod serve;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -11,6 +19,8 @@ use clap::{Parser, Subcommand};
 
 pub use acl::{AclCommand, TokenCommand};
 pub use client::{ClientArgs, ClientError, http_client};
+pub use keep_alive::RENEWALS_PER_TTL;
+pub use output::Output;
 pub use serve::{LogFormat, ServeArgs, host_node_name};
 
 /// A lightweight service directory: register endpoints with a TTL lease, look them up,
@@ -51,8 +61,9 @@ pub enum Command {
         #[arg(long = "meta")]
         meta: Vec<String>,
     },
-    /// Register (or replace) an instance. It expires after --ttl unless renewed; this
-    /// command does not renew it.
+    /// Register (or replace) an instance. It expires after --ttl unless renewed: with
+    /// --keep-alive this command renews it until Ctrl-C, then deregisters it; otherwise
+    /// renew it with `directory heartbeat`.
     Register {
         /// Connection options.
         #[command(flatten)]
@@ -61,8 +72,9 @@ pub enum Command {
         service: String,
         /// Instance id.
         instance: String,
-        /// Where the instance listens: host:port.
-        #[arg(long)]
+        /// Where the instance listens: host:port (the instance's address, not the node's:
+        /// that is --node).
+        #[arg(long, value_name = "HOST:PORT")]
         address: String,
         /// A tag (repeatable).
         #[arg(long = "tag")]
@@ -76,6 +88,36 @@ pub enum Command {
         /// SHA-256 of the instance certificate's SubjectPublicKeyInfo (64 hex digits).
         #[arg(long)]
         fingerprint: Option<String>,
+        /// Keep the lease alive (a heartbeat every third of the TTL) until Ctrl-C or SIGTERM,
+        /// then deregister the instance [default: register once and exit].
+        #[arg(long)]
+        keep_alive: bool,
+    },
+    /// Renew an instance's lease once and print the renewed record (fails with
+    /// instance_not_found once the lease has run out: register again).
+    Heartbeat {
+        /// Connection options.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Service name.
+        service: String,
+        /// Instance id.
+        instance: String,
+    },
+    /// Print every change (registered, updated, expired, deregistered) as it happens, until
+    /// Ctrl-C. Only changes after the start are shown: use `lookup` for the current state.
+    Watch {
+        /// Connection options.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only this service's changes [default: every service].
+        service: Option<String>,
+    },
+    /// Print a shell completion script, e.g. `directory completions bash >
+    /// /etc/bash_completion.d/directory` or `source <(directory completions zsh)`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
     },
     /// List the cluster members as one node sees them (like `consul members`).
     Members {
@@ -118,13 +160,58 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(())
         }
         Some(Command::Acl(command)) => acl::run(command),
+        Some(Command::Completions { shell }) => {
+            completions(shell);
+            Ok(())
+        }
         Some(other) => client::run(other).await.map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes the completion script for `shell` to stdout.
+fn completions(shell: clap_complete::Shell) {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut command, "directory", &mut std::io::stdout());
+}
+
+/// `error: cause: cause...` on one line, without repeating a cause that an outer message
+/// already quotes (an error that prints its source would otherwise show it twice, as in
+/// "Address already in use (os error 98): Address already in use (os error 98)").
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.contains(&part) {
+            text = format!("{text}: {part}");
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_the_message_already_quotes_is_not_repeated() {
+        let io = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let quoted = anyhow::Error::new(io).context(format!(
+            "cannot listen for HTTP on 127.0.0.1:1: {}",
+            std::io::Error::from(std::io::ErrorKind::AddrInUse)
+        ));
+        let text = error_chain(&quoted);
+        assert_eq!(text.matches("in use").count(), 1, "{text}");
+        let io = std::io::Error::other("disk full");
+        let new_cause = anyhow::Error::new(io).context("cannot save");
+        assert_eq!(error_chain(&new_cause), "cannot save: disk full");
     }
 }

@@ -17,7 +17,8 @@ use crate::registry::{Filter, MAX_META_KEYS, MAX_TAGS, Meta, ServiceName, Tags};
 /// Largest `index` accepted (2^53 - 1): every index a node hands out is far below it, and
 /// JSON clients that read numbers as doubles still hold it exactly.
 pub const MAX_INDEX: u64 = (1 << 53) - 1;
-/// The form of `wait`: a whole number of milliseconds, seconds, minutes or hours.
+/// The form of durations in queries (`wait`, `max_stale`): a whole number of milliseconds,
+/// seconds, minutes or hours.
 pub const WAIT_PATTERN: &str = "^[0-9]{1,12}(ms|s|m|h)$";
 
 /// Parameters of a blocking query (`index`, `wait`), on `/v1/services` and
@@ -35,7 +36,7 @@ impl Blocking {
     fn take(&mut self, key: &str, value: &str) -> Result<bool, ApiError> {
         match key {
             "index" => self.index = Some(parse_index(value)?),
-            "wait" => self.wait = Some(parse_wait(value)?),
+            "wait" => self.wait = Some(parse_duration("wait", value)?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -47,15 +48,41 @@ impl Blocking {
 pub struct ServicesQuery {
     /// Blocking query on the catalog's index.
     pub blocking: Blocking,
+    /// Refuse (503 `too_stale`) when the node last heard from its cluster longer ago.
+    pub max_stale: Option<Duration>,
 }
 
 impl ServicesQuery {
     /// Parses a raw query string.
     pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        const KNOWN: &str = "index, wait, max_stale";
         let mut q = Self::default();
-        for (key, value) in pairs(raw, "index, wait")? {
-            if !q.blocking.take(&key, &value)? {
-                return Err(unknown_key(&key, "index, wait"));
+        for (key, value) in pairs(raw, KNOWN)? {
+            match &*key {
+                "max_stale" => q.max_stale = Some(super::staleness::parse_max_stale(&value)?),
+                other if q.blocking.take(other, &value)? => {}
+                other => return Err(unknown_key(other, KNOWN)),
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// The only parameter of `GET /v1/services/{service}/instances/{instance}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StaleQuery {
+    /// Refuse (503 `too_stale`) when the node last heard from its cluster longer ago.
+    pub max_stale: Option<Duration>,
+}
+
+impl StaleQuery {
+    /// Parses a raw query string.
+    pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let mut q = Self::default();
+        for (key, value) in pairs(raw, "max_stale")? {
+            match &*key {
+                "max_stale" => q.max_stale = Some(super::staleness::parse_max_stale(&value)?),
+                other => return Err(unknown_key(other, "max_stale")),
             }
         }
         Ok(q)
@@ -71,18 +98,21 @@ pub struct LookupQuery {
     pub index: Option<u64>,
     /// Blocking query: longest wait.
     pub wait: Option<Duration>,
+    /// Refuse (503 `too_stale`) when the node last heard from its cluster longer ago.
+    pub max_stale: Option<Duration>,
 }
 
 impl LookupQuery {
     /// Parses a raw query string.
     pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
-        const KNOWN: &str = "tag, meta, index, wait";
+        const KNOWN: &str = "tag, meta, index, wait, max_stale";
         let mut q = Self::default();
         let mut blocking = Blocking::default();
         for (key, value) in pairs(raw, KNOWN)? {
             match &*key {
                 "tag" => q.filter.tags.push(parse_tag(&value, q.filter.tags.len())?),
                 "meta" => q.filter.meta.push(parse_meta(&value, q.filter.meta.len())?),
+                "max_stale" => q.max_stale = Some(super::staleness::parse_max_stale(&value)?),
                 other if blocking.take(other, &value)? => {}
                 other => return Err(unknown_key(other, KNOWN)),
             }
@@ -110,6 +140,32 @@ impl WatchQuery {
                 "service" => q.service = Some(ServiceName::new(&value)?),
                 "index" => q.index = Some(parse_index(&value)?),
                 other => return Err(unknown_key(other, "service, index")),
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// Parameters of `GET /v1/sd/prometheus`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SdQuery {
+    /// Only these services (repeatable; empty: every readable service).
+    pub services: Vec<ServiceName>,
+    /// Instance filter (`tag` repeatable, all must match; `meta=key:value`).
+    pub filter: Filter,
+}
+
+impl SdQuery {
+    /// Parses a raw query string.
+    pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        const KNOWN: &str = "service, tag, meta";
+        let mut q = Self::default();
+        for (key, value) in pairs(raw, KNOWN)? {
+            match &*key {
+                "service" => q.services.push(ServiceName::new(&value)?),
+                "tag" => q.filter.tags.push(parse_tag(&value, q.filter.tags.len())?),
+                "meta" => q.filter.meta.push(parse_meta(&value, q.filter.meta.len())?),
+                other => return Err(unknown_key(other, KNOWN)),
             }
         }
         Ok(q)
@@ -191,8 +247,13 @@ fn parse_index(value: &str) -> Result<u64, ApiError> {
         })
 }
 
-/// `wait` as [`WAIT_PATTERN`] describes it.
-fn parse_wait(value: &str) -> Result<Duration, ApiError> {
+/// A duration parameter (`wait`, `max_stale`) as [`WAIT_PATTERN`] describes it.
+pub fn parse_duration(key: &str, value: &str) -> Result<Duration, ApiError> {
+    let bad = || {
+        ApiError::invalid_query(format!(
+            "{key} {value:?} must be a whole number of ms, s, m or h, like 30s or 500ms"
+        ))
+    };
     let digits = value.bytes().take_while(u8::is_ascii_digit).count();
     let (number, unit) = value.split_at(digits);
     let unit_secs = match unit {
@@ -200,20 +261,14 @@ fn parse_wait(value: &str) -> Result<Duration, ApiError> {
         "s" => Some(1),
         "m" => Some(60),
         "h" => Some(3600),
-        _ => return Err(bad_wait(value)),
+        _ => return Err(bad()),
     };
     if !(1..=12).contains(&digits) {
-        return Err(bad_wait(value));
+        return Err(bad());
     }
-    let n: u64 = number.parse().map_err(|_| bad_wait(value))?;
+    let n: u64 = number.parse().map_err(|_| bad())?;
     // 12 digits of hours is below u64::MAX seconds: no overflow.
     Ok(unit_secs.map_or(Duration::from_millis(n), |s| Duration::from_secs(n * s)))
-}
-
-fn bad_wait(value: &str) -> ApiError {
-    ApiError::invalid_query(format!(
-        "wait {value:?} must be a whole number of ms, s, m or h, like 30s or 5m"
-    ))
 }
 
 #[cfg(test)]
@@ -251,6 +306,7 @@ mod tests {
             "wait=5min",
             "wait=s",
             "wait=1234567890123s",
+            "max_stale=x",
         ] {
             let err = LookupQuery::parse(Some(bad)).unwrap_err();
             assert_eq!(err.status(), axum::http::StatusCode::BAD_REQUEST, "{bad}");
@@ -268,6 +324,8 @@ mod tests {
                 ServicesQuery::parse(Some(raw)).unwrap_err(),
                 LookupQuery::parse(Some(raw)).unwrap_err(),
                 WatchQuery::parse(Some(raw)).unwrap_err(),
+                StaleQuery::parse(Some(raw)).unwrap_err(),
+                SdQuery::parse(Some(raw)).unwrap_err(),
             ];
             for err in codes {
                 assert_eq!(err.code(), "invalid_query", "{raw}");
@@ -276,6 +334,24 @@ mod tests {
         let q = ServicesQuery::parse(Some("index=3&wait=2s")).unwrap();
         assert_eq!(q.blocking.index, Some(3));
         assert_eq!(q.blocking.wait, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn sd_queries_collect_services_and_filters_and_reject_the_rest() {
+        let q = SdQuery::parse(Some("service=a&service=b&tag=x&meta=k:v")).unwrap();
+        let names: Vec<&str> = q.services.iter().map(ServiceName::as_str).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(q.filter.tags, ["x"]);
+        assert_eq!(q.filter.meta, [("k".to_string(), "v".to_string())]);
+        assert_eq!(SdQuery::parse(None).unwrap(), SdQuery::default());
+        for (bad, code) in [
+            ("services=a", "invalid_query"),
+            ("meta=x", "invalid_query"),
+            ("tag=", "invalid_query"),
+            ("service=BAD", "invalid_service_name"),
+        ] {
+            assert_eq!(SdQuery::parse(Some(bad)).unwrap_err().code(), code, "{bad}");
+        }
     }
 
     #[test]

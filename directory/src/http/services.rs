@@ -12,6 +12,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::path::ServicePath;
 use super::query::{LookupQuery, ServicesQuery};
+use super::staleness;
 use crate::acl::Access;
 use crate::registry::{Filter, ServiceName, ServiceView};
 
@@ -25,11 +26,15 @@ pub const INDEX_HEADER: HeaderName = HeaderName::from_static(directory_api::INDE
     params(
         ("index" = Option<u64>, Query, description = "blocking query: hold until the catalog's index (any change of any service) exceeds this"),
         ("wait" = Option<String>, Query, description = "blocking query: longest wait, a whole number of ms, s, m or h (default 5m, capped at 5m)"),
+        ("max_stale" = Option<String>, Query, description = "refuse with 503 too_stale when this node last heard from its cluster longer ago (a whole number of ms, s, m or h, e.g. 2s)"),
     ),
     responses(
-        (status = 200, description = "the catalog: only the services the token may read",
-         body = ServicesResponse, headers(("X-Directory-Index" = u64, description = "the catalog's change index"))),
+        (status = 200, description = "the catalog: only the services the token may read", body = ServicesResponse,
+         headers(("X-Directory-Index" = u64, description = "the catalog's change index"),
+                 ("X-Directory-Last-Contact" = u64, description = "ms since this node last heard from its cluster"),
+                 ("X-Directory-Isolated" = bool, description = "whether this node sees no other live member"))),
         (status = 400, description = "invalid query", body = ErrorBody),
+        (status = 503, description = "too_stale: the node last heard from its cluster longer ago than max_stale", body = ErrorBody),
         (status = 401, description = "unauthorized: no token, and anonymous requests may read no service", body = ErrorBody),
         (status = 403, description = "forbidden: the token may read no service", body = ErrorBody),
     ),
@@ -42,6 +47,7 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     access.list()?;
     let query = ServicesQuery::parse(raw.as_deref())?;
+    let staleness = staleness::within(&state, query.max_stale)?;
     if let Some(after) = query.blocking.index {
         let wait = state
             .registry()
@@ -60,8 +66,13 @@ pub async fn list(
             instances: s.instances,
         })
         .collect();
-    let headers = [(INDEX_HEADER, HeaderValue::from(index))];
-    Ok((headers, Json(ServicesResponse { index, services })).into_response())
+    let body = ServicesResponse {
+        index,
+        services,
+        staleness: Some(staleness),
+    };
+    let index = [(INDEX_HEADER, HeaderValue::from(index))];
+    Ok((index, staleness::headers(&staleness), Json(body)).into_response())
 }
 
 /// Live instances of a service, optionally filtered; a blocking query when `index` is given.
@@ -74,10 +85,14 @@ pub async fn list(
         ("meta" = Option<Vec<String>>, Query, description = "repeatable key:value; every pair must match"),
         ("index" = Option<u64>, Query, description = "blocking query: hold until the service's index exceeds this"),
         ("wait" = Option<String>, Query, description = "blocking query: longest wait, a whole number of ms, s, m or h (default 5m, capped at 5m)"),
+        ("max_stale" = Option<String>, Query, description = "refuse with 503 too_stale when this node last heard from its cluster longer ago (a whole number of ms, s, m or h, e.g. 2s)"),
     ),
     responses(
         (status = 200, description = "live instances; an unknown service is an empty list",
-         body = ServiceResponse, headers(("X-Directory-Index" = u64, description = "the service's change index"))),
+         body = ServiceResponse, headers(("X-Directory-Index" = u64, description = "the service's change index"),
+                 ("X-Directory-Last-Contact" = u64, description = "ms since this node last heard from its cluster"),
+                 ("X-Directory-Isolated" = bool, description = "whether this node sees no other live member"))),
+        (status = 503, description = "too_stale: the node last heard from its cluster longer ago than max_stale", body = ErrorBody),
         (status = 400, description = "invalid service name or query", body = ErrorBody),
         (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
         (status = 403, description = "forbidden: the token may not read this service", body = ErrorBody),
@@ -95,13 +110,15 @@ pub async fn lookup(
     if let Some(after) = query.index {
         block(&state, &service, after, &query).await;
     }
+    let staleness = staleness::within(&state, query.max_stale)?;
     metrics::counter!("directory_lookups_total").increment(1);
     let (index, body) = if query.filter.is_empty() {
         cached_body(&state, &service)?
     } else {
         render(&state, &service, &query.filter)?
     };
-    Ok(json_with_index(index, body))
+    let body = staleness::splice(&body, &staleness)?;
+    Ok((staleness::headers(&staleness), json_with_index(index, body)).into_response())
 }
 
 /// Waits for a change past `after`, the wait (capped) or shutdown, whichever comes first.
@@ -151,6 +168,7 @@ fn serialize(service: &ServiceName, view: ServiceView) -> Result<(u64, Bytes), A
         service: service.clone(),
         index: view.index,
         instances: view.instances,
+        staleness: None,
     };
     serde_json::to_vec(&body)
         .map(|bytes| (body.index, Bytes::from(bytes)))

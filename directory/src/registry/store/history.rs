@@ -53,6 +53,16 @@ impl ChangeLog {
         self.last
     }
 
+    /// Moves the index up to `index` without events (restored state): nothing before it
+    /// can be replayed.
+    pub(crate) fn raise_to(&mut self, index: u64) {
+        if index > self.last {
+            self.last = index;
+            self.floor = index;
+            self.events.clear();
+        }
+    }
+
     /// Appends an event (its index is the newest handed out); evicts the oldest above
     /// capacity.
     pub(crate) fn push(&mut self, event: ChangeEvent) {
@@ -121,6 +131,16 @@ mod tests {
     fn an_index_ahead_of_the_node_is_a_gap() {
         let log = log_with(3, 2);
         assert_eq!(log.since(3), Replay::Gap { current: 2 });
+    }
+
+    #[test]
+    fn a_raised_index_continues_from_there_and_older_ones_are_a_gap() {
+        let mut log = log_with(8, 2);
+        log.raise_to(50);
+        assert_eq!(log.next_index(), 51);
+        assert_eq!(log.since(2), Replay::Gap { current: 51 });
+        log.raise_to(10);
+        assert_eq!(log.last(), 51, "never goes back");
     }
 
     #[test]

@@ -79,6 +79,16 @@ impl Registry {
             .map_or(0, |s| s.changed.receiver_count())
     }
 
+    /// Raises the change index to at least `index` (a restart restoring its state): the
+    /// history then starts there, so a watch resuming from before it gets a gap.
+    pub(super) fn raise_index(&self, index: u64) {
+        let mut log = self.inner.log.lock();
+        log.raise_to(index);
+        self.inner
+            .index
+            .store(log.last(), std::sync::atomic::Ordering::Release);
+    }
+
     /// Publishes the change `ticket` stands for: to the history, the catalog's blocking
     /// queries and the watchers, then releases the sequencing lock.
     pub(super) fn emit(
