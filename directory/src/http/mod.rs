@@ -16,6 +16,7 @@ mod instances;
 mod limits;
 mod lookup_cache;
 mod openapi;
+mod openapi_constraints;
 mod ops;
 mod path;
 mod prometheus_sd;

@@ -15,7 +15,7 @@ use directory_api::{ErrorBody, ErrorCode, LAGGED_EVENT, Lagged, RESET_EVENT, Res
 
 use super::AppState;
 use super::error::ApiError;
-use super::query::{MAX_INDEX, WatchQuery};
+use super::query::WatchQuery;
 use crate::acl::Access;
 use crate::registry::{ChangeEvent, Registry, Replay, ServiceName};
 
@@ -73,16 +73,19 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(LAST_EVENT_ID) else {
         return Ok(None);
     };
-    let text = value.to_str().unwrap_or("\u{fffd}").trim();
+    let text = value.to_str().unwrap_or("\u{fffd}");
     if text.is_empty() {
         return Ok(None);
     }
+    // At most 15 digits, as the document says (`^[0-9]{0,15}$`): below MAX_INDEX.
     match text.parse::<u64>() {
-        Ok(index) if index <= MAX_INDEX => Ok(Some(index)),
+        Ok(index) if text.len() <= 15 && text.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(Some(index))
+        }
         _ => Err(ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,
             ErrorCode::InvalidHeader,
-            format!("Last-Event-ID {text:?} must be a change index from 0 to {MAX_INDEX}"),
+            format!("Last-Event-ID {text:?} must be a change index of at most 15 digits"),
         )),
     }
 }
