@@ -80,6 +80,8 @@ error_codes! {
     InvalidPath = "invalid_path",
     /// A query parameter is unknown or malformed.
     InvalidQuery = "invalid_query",
+    /// A request header is malformed (e.g. a `Last-Event-ID` that is not a change index).
+    InvalidHeader = "invalid_header",
     /// The body exceeds the node's size limit.
     PayloadTooLarge = "payload_too_large",
     /// The instance is not registered (unknown or expired).

@@ -51,7 +51,9 @@ pub struct ServeArgs {
     /// directory_replication_clock_ahead_rejected_total); at least 1s.
     #[arg(long, env = "DIRECTORY_MAX_CLOCK_DRIFT", default_value = "1m")]
     pub max_clock_drift: humantime::Duration,
-    /// Watch events buffered per watcher; a slower watcher gets a `lagged` event.
+    /// Watch events buffered per watcher (a slower watcher gets a `lagged` event), and the
+    /// length of the change history a resumed watch (`Last-Event-ID`, `?index=`) replays
+    /// from (an older resume point gets a `reset` event).
     #[arg(long, env = "DIRECTORY_EVENT_BUFFER", default_value = "4096")]
     pub event_buffer: NonZeroUsize,
     /// Cap on the wait of blocking queries (?wait=).

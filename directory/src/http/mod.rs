@@ -17,6 +17,7 @@ mod instances;
 mod limits;
 mod lookup_cache;
 mod openapi;
+mod openapi_constraints;
 mod ops;
 mod path;
 mod prometheus_sd;
@@ -48,7 +49,9 @@ pub use error::ApiError;
 pub use lookup_cache::LookupCache;
 pub use openapi::ApiDoc;
 pub use path::{InstancePath, ServicePath};
-pub use query::{LookupQuery, StaleQuery, WatchQuery};
+pub use query::{
+    Blocking, LookupQuery, MAX_INDEX, NoQuery, ServicesQuery, StaleQuery, WAIT_PATTERN, WatchQuery,
+};
 pub use services::INDEX_HEADER;
 
 use crate::Config;

@@ -50,8 +50,8 @@ pub use rules::{
 pub(crate) use store::count_from_the_future;
 pub use store::{
     Durable, Filter, Journal, JournalEntry, JournalOp, MergeOutcome, NotDurable, ReapStats,
-    Refusals, Registry, RestoreStats, Restored, SLOT_OVERHEAD_BYTES, ServiceSummary, ServiceView,
-    Usage,
+    Refusals, Registry, Replay, RestoreStats, Restored, SLOT_OVERHEAD_BYTES, ServiceSummary,
+    ServiceView, Usage,
 };
 pub(crate) use version::unix_millis;
 pub use version::{Hlc, Version};

@@ -123,16 +123,14 @@ impl Registry {
         };
         let bytes = record_bytes(&record);
         self.charge_slot(svc, &record.instance, (bytes, true), true)?;
-        record.index = match &previous {
-            Some(p) if unchanged => p.index,
-            _ => self.next_index(),
-        };
-        let kind = change_kind(previous.is_some(), unchanged);
+        let (index, ticket) = self.live_index(previous.as_deref(), unchanged);
+        record.index = index;
+        let change = change_kind(previous.is_some(), unchanged).zip(ticket);
         if previous.is_none() {
             svc.live += 1;
         }
         let deadline = now.instant + live.lease_remaining;
-        self.store_live(svc, Arc::new(record), version, deadline, kind);
+        self.store_live(svc, Arc::new(record), version, deadline, change);
         Ok(())
     }
 }
