@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
-use crate::{Address, Fingerprint, Meta, Record, Registration, ServiceName, Tags, Ttl};
+use crate::{Address, Fingerprint, Meta, Record, Registration, ServiceName, Staleness, Tags, Ttl};
 
 /// Response header of `GET /v1/services/{service}` carrying the service's change index.
 pub const INDEX_HEADER: &str = "x-directory-index";
@@ -66,6 +66,9 @@ pub struct ServicesResponse {
     pub index: u64,
     /// Services with at least one live instance, sorted by name.
     pub services: Vec<ServiceCount>,
+    /// How fresh the answering node's view is (absent from older nodes' answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staleness: Option<Staleness>,
 }
 
 /// One service and its live instance count.
@@ -89,6 +92,9 @@ pub struct ServiceResponse {
     /// Live instances passing the filters, sorted by instance id.
     #[schema(value_type = Vec<Record>)]
     pub instances: Vec<Arc<Record>>,
+    /// How fresh the answering node's view is (absent from older nodes' answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staleness: Option<Staleness>,
 }
 
 /// One cluster member.
@@ -128,11 +134,32 @@ pub struct MembersResponse {
 /// `GET /v1/health` response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Health {
-    /// Always `ok` when the node answers.
+    /// `ok` when the node answers and all is well; `degraded` while it cannot hold what the
+    /// cluster replicates to it (a replicated entry was refused for lack of room in the last
+    /// minute: see `registry`). Either way the node serves requests.
     #[schema(example = "ok")]
     pub status: String,
     /// This node's name.
     pub node: String,
     /// Version of the directory software.
     pub version: String,
+    /// What the registry holds against its limits. Absent from older nodes' answers.
+    #[serde(default)]
+    pub registry: Option<RegistryHealth>,
+}
+
+/// The registry part of [`Health`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RegistryHealth {
+    /// Live instances held.
+    pub instances: u64,
+    /// The limit on them (`--max-instances`).
+    pub max_instances: u64,
+    /// Estimated bytes of every entry held, tombstones included.
+    pub bytes: u64,
+    /// The byte budget (`--max-registry-bytes`).
+    pub max_bytes: u64,
+    /// Entries replicated from other nodes that this node refused since it started because
+    /// it was full: while this grows, the node's view differs from the cluster's.
+    pub refused_replicated_entries: u64,
 }

@@ -86,6 +86,8 @@ error_codes! {
     InstanceNotFound = "instance_not_found",
     /// The node holds its maximum of instances.
     CapacityFull = "capacity_full",
+    /// The node's registry byte budget (`--max-registry-bytes`) has no room for the entry.
+    RegistryBytesFull = "registry_bytes_full",
     /// No such endpoint.
     NotFound = "not_found",
     /// The endpoint does not take this method.
@@ -98,6 +100,12 @@ error_codes! {
     RequestTimeout = "request_timeout",
     /// The node failed; details are in its log.
     Internal = "internal",
+    /// The node last heard from its cluster longer ago than the request's `max_stale`
+    /// allows (HTTP 503): ask another node, or retry without `max_stale`.
+    TooStale = "too_stale",
+    /// A Consul API endpoint outside the supported subset (HTTP 404); the message lists the
+    /// subset, and `docs/consul-compat.md` describes it.
+    ConsulUnsupported = "consul_unsupported",
 }
 
 impl From<&str> for ErrorCode {
@@ -145,6 +153,7 @@ mod tests {
         for code in [
             "invalid_address",
             "capacity_full",
+            "registry_bytes_full",
             "internal",
             "not_found",
             "unauthorized",

@@ -18,6 +18,7 @@
 //! - `events` — [`ChangeEvent`], [`ChangeKind`] and [`WatchEvent`] (the watch stream);
 //! - `bodies` — the other request and response bodies ([`RegisterBody`],
 //!   [`ServiceResponse`], [`ServicesResponse`], [`MembersResponse`], [`Health`]);
+//! - `prometheus` — [`TargetGroup`], the Prometheus HTTP service discovery format;
 //! - `error` — [`ErrorBody`], the one error shape, and its stable [`ErrorCode`]s;
 //! - `client` — [`Client`] and [`ClientBuilder`] (failover across node URLs, bearer token,
 //!   CA certificates, timeouts), [`ClientError`], [`WatchStream`].
@@ -75,13 +76,15 @@ mod fingerprint;
 mod labels;
 mod names;
 mod newtype;
+mod prometheus;
 mod record;
+mod staleness;
 mod ttl;
 
 pub use address::Address;
 pub use bodies::{
-    Health, INDEX_HEADER, MemberRow, MembersResponse, RegisterBody, ServiceCount, ServiceResponse,
-    ServicesResponse,
+    Health, INDEX_HEADER, MemberRow, MembersResponse, RegisterBody, RegistryHealth, ServiceCount,
+    ServiceResponse, ServicesResponse,
 };
 pub use client::{
     Client, ClientBuilder, ClientError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, InstanceFilter,
@@ -92,5 +95,7 @@ pub use events::{ChangeEvent, ChangeKind, LAGGED_EVENT, Lagged, WatchEvent};
 pub use fingerprint::Fingerprint;
 pub use labels::{MAX_META_KEY_LEN, MAX_META_KEYS, MAX_TAGS, MAX_VALUE_LEN, Meta, Tags};
 pub use names::{InstanceId, MAX_NAME_LEN, NodeName, ServiceName, ValidationError};
+pub use prometheus::{SD_LABEL_PREFIX, TargetGroup};
 pub use record::{Record, Registration};
+pub use staleness::{ISOLATED_HEADER, LAST_CONTACT_HEADER, Staleness};
 pub use ttl::{DEFAULT_TTL, MAX_TTL, MIN_TTL, Ttl};

@@ -69,6 +69,10 @@ pub struct Config {
     /// Serve the API over HTTPS with these PEM files (optionally requiring client
     /// certificates). `None` (the default): plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Directory where the registry (records, tombstones, change index, clock) is persisted
+    /// and restored from at start (see [`crate::persist`]). `None` (the default): the
+    /// registry lives in memory only and a node restarts empty.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -86,6 +90,7 @@ impl Default for Config {
             acl_file: None,
             http_limits: HttpLimits::default(),
             tls: None,
+            data_dir: None,
         }
     }
 }

@@ -15,6 +15,8 @@
 //!   `gossip::proto` is the protocol without I/O (core, replica, wire codec, simulator
 //!   behind the `sim` feature); beside it the encryption envelope, the registry adapter and
 //!   the tokio driver with its transports.
+//! - [`persist`] — the data directory (`--data-dir`): the registry in redb, written by a
+//!   group committer from the registry's journal and restored at start.
 //! - [`http`] — the axum router and handlers (one error type, OpenAPI document).
 //! - `config` — [`Config`], every knob with its default.
 //! - [`listener`] — the HTTP accept loop: connection cap, header-read timeout, TLS
@@ -32,6 +34,7 @@ pub mod gossip;
 pub mod http;
 pub mod listener;
 mod metrics;
+pub mod persist;
 pub mod registry;
 mod server;
 mod timers;

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -20,7 +20,8 @@ use crate::gossip::{Gossip, GossipStartError};
 use crate::http::{self, AppState};
 use crate::listener::{HttpListener, TlsAcceptor, TlsError, raise_fd_limit};
 use crate::metrics::prometheus_handle;
-use crate::registry::{Registry, RulesError};
+use crate::persist::{DataDir, Loaded, PersistError, Writer};
+use crate::registry::{Journal, Now, Registry, RulesError};
 
 /// How often histogram upkeep runs (drains and compacts the recorder's buffers).
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -52,6 +53,10 @@ pub enum StartError {
     /// The TLS certificate, key or client CA cannot be used. Remedy: see the message.
     #[error("{0}")]
     Tls(#[from] TlsError),
+    /// The data directory cannot be used (locked, foreign or corrupt file, I/O error).
+    /// Remedy: see the message.
+    #[error("{0}")]
+    DataDir(#[from] PersistError),
 }
 
 /// A running directory node. Dropping it without [`Server::shutdown`] cancels its tasks
@@ -62,6 +67,7 @@ pub struct Server {
     gossip: Option<Arc<Gossip>>,
     acl: Option<Arc<Acl>>,
     tls: Option<Arc<TlsAcceptor>>,
+    writer: Option<Writer>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -84,15 +90,25 @@ impl Server {
                 addr: config.http_addr,
                 source,
             })?;
-        let (registry, gossip) = match &config.cluster {
-            None => (Registry::new(config.registry.clone()), None),
-            Some(settings) => {
-                let (writes_tx, writes_rx) = tokio::sync::mpsc::unbounded_channel();
-                let registry = Registry::with_replication(config.registry.clone(), writes_tx);
+        let (writes_tx, writes_rx) = match &config.cluster {
+            Some(_) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        let (journal, writer, loaded) = open_data_dir(&config)?;
+        let registry = Registry::with_hooks(config.registry.clone(), writes_tx, journal);
+        if let Some(loaded) = loaded {
+            restore(&registry, loaded);
+        }
+        let gossip = match (&config.cluster, writes_rx) {
+            (Some(settings), Some(writes_rx)) => {
                 let gossip = Gossip::start(settings.clone(), registry.clone(), writes_rx).await?;
                 tracing::info!(gossip_addr = %gossip.local_addr(), advertise = %gossip.advertise_addr(), "gossip started");
-                (registry, Some(Arc::new(gossip)))
+                Some(Arc::new(gossip))
             }
+            _ => None,
         };
         if let Some(gossip) = &gossip {
             gossip
@@ -136,6 +152,7 @@ impl Server {
             gossip,
             acl,
             tls,
+            writer,
             cancel,
             tracker,
         })
@@ -167,11 +184,12 @@ impl Server {
     }
 
     /// Reloads what can change without a restart (the ACL file, the TLS certificate, key
-    /// and client CA); what SIGHUP does. What fails to load is logged and the previous
+    /// and client CA, the gossip keyring file); what SIGHUP does. What fails to load is logged and the previous
     /// version stays in force.
     pub async fn reload(&self) {
         reload_acl(self.acl.as_deref());
         if let Some(gossip) = &self.gossip {
+            reload_keyring(gossip);
             gossip
                 .set_acl_hash(self.acl.as_ref().map(|a| a.short_hash()))
                 .await;
@@ -200,13 +218,17 @@ impl Server {
 
     /// Graceful shutdown: stops accepting, ends blocking queries and watch streams, lets
     /// in-flight requests finish (up to `shutdown_grace`) and waits for every task.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         if let Some(gossip) = &self.gossip {
             // Leave first, so members list this node as "left" rather than dead.
             gossip.shutdown().await;
         }
         self.cancel.cancel();
         self.tracker.wait().await;
+        self.registry.close_journal();
+        if let Some(writer) = self.writer.take() {
+            let _ = tokio::task::spawn_blocking(move || writer.stop()).await;
+        }
         tracing::info!("directory node stopped");
     }
 }
@@ -214,7 +236,34 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.cancel.cancel();
+        // The writer thread finishes what was journaled, then exits.
+        self.registry.close_journal();
     }
+}
+
+type Persistence = (Option<Journal>, Option<Writer>, Option<Loaded>);
+
+/// Opens the data directory, if one is configured: reads it back and starts its writer.
+fn open_data_dir(config: &Config) -> Result<Persistence, StartError> {
+    let Some(dir) = &config.data_dir else {
+        return Ok((None, None, None));
+    };
+    let data_dir = DataDir::open(dir)?;
+    let loaded = data_dir.load(SystemTime::now())?;
+    let (journal, writer) = data_dir.start_writer()?;
+    tracing::info!(file = %data_dir.path().display(), entries = loaded.entries.len(), "data directory opened");
+    Ok((Some(journal), Some(writer), Some(loaded)))
+}
+
+fn restore(registry: &Registry, loaded: Loaded) {
+    let stats = registry.restore(loaded.entries, loaded.index, loaded.clock, Now::current());
+    tracing::info!(
+        live = stats.live,
+        tombstones = stats.tombstones,
+        skipped = stats.skipped,
+        refused = stats.refused,
+        "registry restored from the data directory"
+    );
 }
 
 /// Loads the ACL file if one is configured.
@@ -223,6 +272,20 @@ fn load_acl(config: &Config) -> Result<Option<Arc<Acl>>, StartError> {
         return Ok(None);
     };
     Ok(Some(Arc::new(Acl::load(path)?)))
+}
+
+fn reload_keyring(gossip: &Gossip) {
+    match gossip.reload_keyring() {
+        Ok(Some(keys)) => tracing::info!(
+            primary_key = %keys.primary_id(),
+            keys = keys.len(),
+            "gossip keyring reloaded"
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "gossip keyring NOT reloaded; the previous keys stay in force")
+        }
+    }
 }
 
 fn reload_acl(acl: Option<&Acl>) {

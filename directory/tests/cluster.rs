@@ -239,7 +239,7 @@ async fn garbage_oversized_and_unauthenticated_anti_entropy_frames_are_dropped_a
     let server = node("node-1", &cluster_key, &[]).await;
     let before = drops_by_reason(&server).await;
     let dropped = &server.gossip().unwrap().counters().dropped;
-    let mut stranger = Sealer::new(Some(&ClusterKey::generate()));
+    let mut stranger = Sealer::new(Some(ClusterKey::generate().into()));
     let foreign = stranger.seal(b"\x01anything");
     let oversized_prefix = u32::try_from(directory::gossip::proto::wire::MAX_FRAME + 1)
         .unwrap()
@@ -273,7 +273,7 @@ async fn garbage_truncated_oversized_and_replayed_packets_are_dropped_and_counte
     let server = node("node-1", &cluster_key, &[]).await;
     let target = server.gossip_addr().unwrap();
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut sealer = Sealer::new(Some(&cluster_key));
+    let mut sealer = Sealer::new(Some(cluster_key.clone().into()));
     let valid = sealer.seal(&encode_datagram(&Datagram::default(), MAX_DATAGRAM).unwrap());
     let sealed_garbage = sealer.seal(b"\x01not postcard at all");
     let before = drops_by_reason(&server).await;
@@ -438,4 +438,48 @@ async fn insecure_nodes_cluster_only_with_each_other() {
     for n in [keyed, b, a] {
         n.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_node_refuses_replicated_entries_and_says_so_in_its_health() {
+    let cluster_key = ClusterKey::generate();
+    let first = node("node-1", &cluster_key, &[]).await;
+    let mut config = Config::for_test();
+    config.registry.node = "node-2".parse().unwrap();
+    config.registry.max_instances = 2;
+    let mut cluster = GossipSettings::for_test(Security::Key(cluster_key.clone()));
+    cluster.join = vec![first.gossip_addr().unwrap().to_string()];
+    config.cluster = Some(cluster);
+    let small = Server::start(config).await.expect("node starts");
+    eventually("two alive members", async || {
+        alive_members(&small).await == 2
+    })
+    .await;
+
+    for i in 0..4 {
+        let (svc, inst) = key("orders", &format!("orders-{i}"));
+        let registration = Registration::new(Address::new("127.0.0.1:7000").unwrap());
+        first
+            .registry()
+            .register(&svc, &inst, registration, Instant::now())
+            .unwrap();
+    }
+    eventually("two entries refused", async || {
+        small.registry().refusals().total >= 2
+    })
+    .await;
+    assert_eq!(
+        small.registry().len(),
+        2,
+        "max_instances holds for replicas"
+    );
+    assert_eq!(first.registry().len(), 4);
+    let (status, health, _) = get(&small, "/v1/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(health["registry"]["refused_replicated_entries"].as_u64() >= Some(2));
+    let (_, health, _) = get(&first, "/v1/health").await;
+    assert_eq!(health["status"], "ok", "{health}");
+    small.shutdown().await;
+    first.shutdown().await;
 }

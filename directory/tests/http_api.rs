@@ -96,7 +96,8 @@ async fn registered_instances_can_be_looked_up_listed_and_read() {
     let (_, list) = get_json(&server, "/v1/services").await;
     assert_eq!(
         list,
-        json!({"index": 3, "services": [{"service": "billing", "instances": 1}, {"service": "orders", "instances": 2}]})
+        json!({"index": 3, "services": [{"service": "billing", "instances": 1}, {"service": "orders", "instances": 2}],
+               "staleness": {"last_contact_ms": 0, "isolated": false}})
     );
     // An unknown service is an empty list, not an error.
     let resp = client()
@@ -108,7 +109,8 @@ async fn registered_instances_can_be_looked_up_listed_and_read() {
     let empty: Value = resp.json().await.unwrap();
     assert_eq!(
         empty,
-        json!({"service": "unknown", "index": 0, "instances": []})
+        json!({"service": "unknown", "index": 0, "instances": [],
+               "staleness": {"last_contact_ms": 0, "isolated": false}})
     );
     server.shutdown().await;
 }
@@ -528,14 +530,68 @@ async fn a_full_node_answers_507_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_node_past_its_byte_budget_answers_507_and_health_shows_refused_replicas() {
+    let server = start_with(|c| c.registry.max_registry_bytes = 4_096).await;
+    let meta = |n: usize| -> Value {
+        (0..n)
+            .map(|i| (format!("k{i}"), json!("v".repeat(1_000))))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let ok = put(
+        &server,
+        "s",
+        "a",
+        json!({"address": "h:1", "meta": meta(2)}),
+    )
+    .await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let before = snapshot(server.registry());
+    let resp = put(
+        &server,
+        "s",
+        "b",
+        json!({"address": "h:2", "meta": meta(2)}),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::INSUFFICIENT_STORAGE);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "registry_bytes_full");
+    assert!(body["error"]["message"].as_str().unwrap().contains("4096"));
+    assert_eq!(snapshot(server.registry()), before);
+
+    let (_, health) = get_json(&server, "/v1/health").await;
+    assert_eq!(health["status"], "ok");
+    let held = health["registry"]["bytes"].as_u64().unwrap();
+    assert!(held > 2_000 && held <= 4_096, "{health}");
+    assert_eq!(health["registry"]["max_bytes"], 4_096);
+    assert_eq!(health["registry"]["instances"], 1);
+
+    // An entry from another node that does not fit: refused, counted, and health degraded.
+    let remote = common::remote_entry("t", "far", 3);
+    let outcome = server.registry().merge_remote(remote, Instant::now());
+    assert_eq!(outcome, directory::registry::MergeOutcome::Refused);
+    assert_eq!(snapshot(server.registry()), before);
+    let (_, health) = get_json(&server, "/v1/health").await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["registry"]["refused_replicated_entries"], 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn health_metrics_and_openapi_are_served() {
     let server = start_with(|c| c.registry.node = "node-x".parse().unwrap()).await;
     let (status, health) = get_json(&server, "/v1/health").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        health,
-        json!({"status": "ok", "node": "node-x", "version": env!("CARGO_PKG_VERSION")})
+        (&health["status"], &health["node"], &health["version"]),
+        (
+            &json!("ok"),
+            &json!("node-x"),
+            &json!(env!("CARGO_PKG_VERSION"))
+        )
     );
+    assert_eq!(health["registry"]["refused_replicated_entries"], 0);
 
     put(&server, "m", "i", json!({"address": "h:1", "ttl": "1s"})).await;
     get_json(&server, "/v1/services/m").await;
@@ -661,4 +717,59 @@ async fn shutdown_ends_watch_streams_and_blocking_queries_promptly() {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "listener must be closed"
     );
+}
+
+/// The family a sample line belongs to (`name{labels} value` → `name`, histogram suffixes
+/// removed when the base name has a TYPE line).
+fn family<'a>(sample: &'a str, text: &str) -> &'a str {
+    let name = sample.split(['{', ' ']).next().unwrap_or_default();
+    for suffix in ["_bucket", "_sum", "_count"] {
+        if let Some(base) = name.strip_suffix(suffix)
+            && text.contains(&format!("# TYPE {base} "))
+        {
+            return base;
+        }
+    }
+    name
+}
+
+#[tokio::test]
+async fn every_metric_series_has_help_and_type_and_process_metrics_and_build_info_exist() {
+    let server = start().await;
+    put(&server, "m", "i", json!({"address": "h:1"})).await;
+    get_json(&server, "/v1/services/m").await;
+    let resp = client().get(url(&server, "/metrics")).send().await.unwrap();
+    let text = resp.text().await.unwrap();
+    for sample in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let family = family(sample, &text);
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "no HELP for {sample}"
+        );
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "no TYPE for {sample}"
+        );
+    }
+    let value = |name: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| {
+                panic!("no {name} in\n{text}");
+            });
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value("process_resident_memory_bytes ") > 1e6);
+    assert!(value("process_open_fds ") >= 3.0);
+    assert!(value("process_cpu_seconds_total ") >= 0.0);
+    let build = format!(
+        "directory_build_info{{version=\"{}\"}} ",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!((value(&build) - 1.0).abs() < f64::EPSILON, "{text}");
+    server.shutdown().await;
 }

@@ -116,6 +116,9 @@ fn read_failure(e: &quinn::ReadError) -> String {
             let reason = String::from_utf8_lossy(&close.reason);
             format!("closed by the peer with code {code} ({name}): {reason}")
         }
+        // quinn's display of a lost connection leaves out why (e.g. our client certificate
+        // refused by the peer, which surfaces only here, on the first read).
+        quinn::ReadError::ConnectionLost(lost) => format!("read failed: connection lost: {lost}"),
         other => format!("read failed: {other}"),
     }
 }

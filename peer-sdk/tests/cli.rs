@@ -280,3 +280,53 @@ async fn a_store_that_is_not_one_is_a_clear_error() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn outbox_list_prints_attempts_and_the_per_message_options_of_a_killed_sender() -> Result<()>
+{
+    let dir = Directory::start().await?;
+    let tmp = tempfile::tempdir()?;
+    let logs = [tmp.path().join("a.jsonl"), tmp.path().join("b.jsonl")];
+    // Two receivers that never ack in time: attempt 1 times out on one, attempt 2 goes to
+    // the other.
+    let slow = ["--handle-time", "120s"];
+    let a = Listener::start(&dir.url, "slow", &logs[0], &slow).await?;
+    let b = Listener::start(&dir.url, "slow", &logs[1], &slow).await?;
+    let store = tmp.path().join("sender").to_string_lossy().into_owned();
+    let args = [
+        "send",
+        "slow",
+        "--count",
+        "1",
+        "--ack-timeout",
+        "300ms",
+        "--max-attempts",
+        "50",
+        "--deadline",
+        "1h",
+        "--store",
+        &store,
+    ];
+    let mut sender = process::peer_command(&dir.url, &args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let retried = process::wait_until(Duration::from_secs(30), || {
+        logs.iter()
+            .flat_map(|l| read_log(l))
+            .any(|l| l["attempt"].as_u64() >= Some(2))
+    })
+    .await;
+    assert!(retried, "attempt 2 never reached a receiver");
+    process::kill_now(&mut sender).await?;
+    let list = ["outbox", "list", "--store", &store];
+    let listed = run_peer(&dir.url, &list, None, SHORT).await?.json_lines();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let m = &listed[0];
+    assert!(m["attempts"].as_u64() >= Some(1), "{m}");
+    assert_eq!(m["ack_timeout_ms"], 300, "{m}");
+    assert_eq!(m["max_attempts"], 50, "{m}");
+    assert_eq!(m["destination"], "slow", "{m}");
+    a.kill().await?;
+    b.kill().await
+}

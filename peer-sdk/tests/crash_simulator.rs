@@ -13,7 +13,7 @@ use bytes::Bytes;
 use peer_sdk::DeliveryConfig;
 use peer_sdk::proto::{
     AppOutcome, Core, Delivery, Event, Frame, InstanceInfo, LeastInFlight, LinkId, LinkKind,
-    SendRequest, StoreOp, Transmit,
+    LoadedMessage, SendRequest, StoreOp, Transmit,
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -28,6 +28,7 @@ const KEYS: u64 = 4;
 #[derive(Default)]
 struct Disk {
     outbox: BTreeMap<(String, u64), SendRequest>,
+    attempts: HashMap<(String, u64), u32>,
     completed: HashMap<(u64, u64), Option<Bytes>>,
     floors: HashMap<u64, u64>,
     next_id: u64,
@@ -250,7 +251,19 @@ impl Sim {
                     disk.outbox.insert((req.service.clone(), id), req);
                     self.node(side).committed += 1;
                 }
+                StoreOp::Attempted {
+                    service,
+                    id,
+                    attempts,
+                } => {
+                    let disk = &mut self.node(side).disk;
+                    if disk.outbox.contains_key(&(service.clone(), id)) {
+                        disk.attempts.insert((service, id), attempts);
+                    }
+                    self.node(side).committed += 1;
+                }
                 StoreOp::Resolve { service, id, .. } => {
+                    self.node(side).disk.attempts.remove(&(service.clone(), id));
                     self.node(side).disk.outbox.remove(&(service, id));
                     self.node(side).committed += 1;
                 }
@@ -283,12 +296,16 @@ impl Sim {
             } => {
                 let from = (service.clone(), after + 1);
                 let to = (service.clone(), u64::MAX);
-                let page: Vec<(u64, SendRequest)> = node
+                let page: Vec<LoadedMessage> = node
                     .disk
                     .outbox
                     .range(from..=to)
                     .take(max)
-                    .map(|((_, id), r)| (*id, r.clone()))
+                    .map(|(k, r)| LoadedMessage {
+                        id: k.1,
+                        req: r.clone(),
+                        attempts: node.disk.attempts.get(k).copied().unwrap_or(0),
+                    })
                     .collect();
                 let exhausted = page.len() < max;
                 node.core.handle_loaded(now, &service, page, exhausted);

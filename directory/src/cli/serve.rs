@@ -35,6 +35,12 @@ pub struct ServeArgs {
     /// Most live instances accepted; further registrations get 507 capacity_full.
     #[arg(long, env = "DIRECTORY_MAX_INSTANCES", default_value_t = 1_000_000)]
     pub max_instances: usize,
+    /// Byte budget of the registry: most estimated bytes of all entries held (names,
+    /// address, tags, meta plus a fixed 512 per entry; replicated entries and tombstones
+    /// count). Registrations past it get 507 registry_bytes_full; replicated entries past it
+    /// are refused, counted and shown by /v1/health. Default 512 MiB.
+    #[arg(long, env = "DIRECTORY_MAX_REGISTRY_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub max_registry_bytes: usize,
     /// How long removed instances are remembered as tombstones, on every node; must exceed
     /// the longest lease (1h) plus the lease grace (5s), so a removed instance never returns.
     #[arg(long, env = "DIRECTORY_TOMBSTONE_RETENTION", default_value = "65m")]
@@ -73,12 +79,21 @@ pub struct ServeArgs {
     /// gossip; enables clustering.
     #[arg(long, env = "DIRECTORY_CLUSTER_KEY", hide_env_values = true)]
     pub cluster_key: Option<ClusterKey>,
+    /// Cluster keyring file instead of --cluster-key: one base64 key per line, the first
+    /// seals, any opens (`#` comments allowed, at most 8 keys). SIGHUP reloads it: this is
+    /// how the key is rotated without downtime (docs/design.md). Enables clustering.
+    #[arg(
+        long,
+        env = "DIRECTORY_CLUSTER_KEYRING",
+        conflicts_with = "cluster_key"
+    )]
+    pub cluster_keyring: Option<PathBuf>,
     /// Enable clustering WITHOUT a cluster key: gossip is neither encrypted nor authenticated,
     /// so anyone who reaches the gossip port can read and inject registrations.
     #[arg(
         long,
         env = "DIRECTORY_INSECURE_NO_CLUSTER_KEY",
-        conflicts_with = "cluster_key"
+        conflicts_with_all = ["cluster_key", "cluster_keyring"]
     )]
     pub insecure_no_cluster_key: bool,
     /// ACL file to enforce on the HTTP API (JSON; create tokens with `directory acl token
@@ -108,6 +123,12 @@ pub struct ServeArgs {
     /// Require client certificates signed by this CA bundle (PEM): mutual TLS.
     #[arg(long, env = "DIRECTORY_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Directory where the registry is persisted (records, tombstones, index; redb) and
+    /// restored from at start; registrations and deletions are answered once on disk.
+    /// Without it (the default) the registry is in memory only: see docs/design.md for
+    /// what a full-cluster restart then loses or brings back.
+    #[arg(long, env = "DIRECTORY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Memory budget in bytes of the cache of rendered service lookups (0 disables it).
     #[arg(long, env = "DIRECTORY_LOOKUP_CACHE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub lookup_cache_bytes: usize,
@@ -130,6 +151,7 @@ impl ServeArgs {
         let registry = RegistryConfig {
             node: self.node_name.clone(),
             max_instances: self.max_instances,
+            max_registry_bytes: self.max_registry_bytes,
             replication: ReplicationRules {
                 tombstone_retention: self.tombstone_retention.into(),
                 ..ReplicationRules::default()
@@ -153,6 +175,7 @@ impl ServeArgs {
                 max_connections: self.max_connections,
             },
             tls: self.tls_files(),
+            data_dir: self.data_dir.clone(),
         }
     }
 
@@ -167,10 +190,11 @@ impl ServeArgs {
     /// The cluster settings: `None` (single node) unless a cluster key or the insecure flag
     /// is given.
     fn cluster_settings(&self) -> Option<GossipSettings> {
-        let security = match (&self.cluster_key, self.insecure_no_cluster_key) {
+        let security = match (&self.cluster_key, &self.cluster_keyring) {
             (Some(key), _) => Security::Key(key.clone()),
-            (None, true) => Security::Insecure,
-            (None, false) => return None,
+            (None, Some(path)) => Security::KeyringFile(path.clone()),
+            (None, None) if self.insecure_no_cluster_key => Security::Insecure,
+            (None, None) => return None,
         };
         Some(GossipSettings {
             bind: self.gossip_addr,
@@ -194,8 +218,8 @@ impl ServeArgs {
         }
         if !self.join.is_empty() && self.cluster_settings().is_none() {
             anyhow::bail!(
-                "--join needs a cluster key (--cluster-key, see `directory keygen`) or, to run \
-                 unencrypted, --insecure-no-cluster-key"
+                "--join needs a cluster key (--cluster-key or --cluster-keyring, see `directory \
+                 keygen`) or, to run unencrypted, --insecure-no-cluster-key"
             );
         }
         Ok(())

@@ -59,11 +59,18 @@ pub fn to_registry(
     local: &NodeName,
     rules: &ReplicationRules,
 ) -> Result<Entry, ValidationError> {
+    let mut entry = from_wire(entry)?;
+    if let EntryState::Live(live) = &mut entry.state {
+        live.lease_remaining = rules.held_lease(live.lease_remaining, &live.owner == local);
+    }
+    Ok(entry)
+}
+
+/// The registry form of a wire entry, validated, its lease unchanged (the tombstone's age
+/// is dropped).
+pub fn from_wire(entry: WireEntry) -> Result<Entry, ValidationError> {
     let state = match entry.state {
         WireState::Live(live) => {
-            let owner = NodeName::new(&live.owner)?;
-            let lease = Duration::from_millis(live.lease_remaining_ms);
-            let lease_remaining = rules.held_lease(lease, &owner == local);
             let meta: BTreeMap<String, String> = live.meta.into_iter().collect();
             EntryState::Live(LiveState {
                 address: Address::new(&live.address)?,
@@ -71,11 +78,11 @@ pub fn to_registry(
                 meta: Meta::new(meta)?,
                 ttl: Ttl::from_duration(Duration::from_millis(live.ttl_ms))?,
                 fingerprint: live.fingerprint.map(Fingerprint::from_bytes),
-                owner,
+                owner: NodeName::new(&live.owner)?,
                 registered_at: UNIX_EPOCH
                     .checked_add(Duration::from_millis(live.registered_at_ms))
                     .unwrap_or(SystemTime::UNIX_EPOCH),
-                lease_remaining,
+                lease_remaining: Duration::from_millis(live.lease_remaining_ms),
             })
         }
         WireState::Tombstone { reason, .. } => EntryState::Tombstone { reason },

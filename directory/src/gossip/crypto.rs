@@ -8,6 +8,9 @@
 //! replays. Without a cluster key (only when explicitly allowed) the envelope is `0x50 |
 //! plaintext`; a node holding a key never accepts it, and a node without a key never accepts
 //! sealed packets.
+//!
+//! Keys come from a [`Keyring`]: the sealer uses its primary key, the opener tries every
+//! key in it (primary first), so the cluster key can be rotated without downtime.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -17,6 +20,8 @@ use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngExt as _;
+
+use super::keyring::Keyring;
 
 const SEALED_MAGIC: u8 = 0xE1;
 const PLAIN_MAGIC: u8 = 0x50;
@@ -50,6 +55,14 @@ impl ClusterKey {
     /// The raw key bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)
+    }
+
+    pub(super) fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub(super) fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(&self.0.into())
     }
 }
 
@@ -130,18 +143,19 @@ impl DropReason {
 
 /// Seals outgoing payloads for one sender session.
 pub struct Sealer {
-    cipher: Option<XChaCha20Poly1305>,
+    keys: Option<Keyring>,
     session: [u8; SESSION_LEN],
     counter: u64,
 }
 
 impl Sealer {
-    /// A new session; `key` `None` means insecure (plaintext) mode.
-    pub fn new(key: Option<&ClusterKey>) -> Self {
+    /// A new session sealing with the ring's primary key (as it is at each packet);
+    /// `None` means insecure (plaintext) mode.
+    pub fn new(keys: Option<Keyring>) -> Self {
         let mut session = [0u8; SESSION_LEN];
         rand::rng().fill(&mut session);
         Self {
-            cipher: key.map(|k| XChaCha20Poly1305::new(&k.0.into())),
+            keys,
             session,
             counter: 0,
         }
@@ -149,7 +163,7 @@ impl Sealer {
 
     /// Bytes this sealer adds to a payload.
     pub fn overhead(&self) -> usize {
-        if self.cipher.is_some() {
+        if self.keys.is_some() {
             SEALED_OVERHEAD
         } else {
             1
@@ -158,7 +172,7 @@ impl Sealer {
 
     /// Seals one payload.
     pub fn seal(&mut self, plaintext: &[u8]) -> Vec<u8> {
-        let Some(cipher) = &self.cipher else {
+        let Some(keys) = &self.keys else {
             let mut out = Vec::with_capacity(plaintext.len() + 1);
             out.push(PLAIN_MAGIC);
             out.extend_from_slice(plaintext);
@@ -176,7 +190,11 @@ impl Sealer {
         };
         // Encryption only fails for payloads beyond ChaCha20's 256 GiB limit; ours are
         // bounded by MAX_FRAME, so an empty vector (dropped by the receiver) is unreachable.
-        let sealed = cipher.encrypt(&nonce, payload).unwrap_or_default();
+        let sealed = keys
+            .ciphers()
+            .primary()
+            .encrypt(&nonce, payload)
+            .unwrap_or_default();
         out.extend_from_slice(&sealed);
         out
     }
@@ -225,17 +243,18 @@ impl ReplayWindow {
 
 /// Opens incoming payloads and remembers which packets it has seen.
 pub struct Opener {
-    cipher: Option<XChaCha20Poly1305>,
+    keys: Option<Keyring>,
     sessions: HashMap<[u8; SESSION_LEN], ReplayWindow>,
     max_sessions: usize,
     clock: u64,
 }
 
 impl Opener {
-    /// An opener; `key` `None` means insecure (plaintext) mode.
-    pub fn new(key: Option<&ClusterKey>) -> Self {
+    /// An opener accepting any key of the ring (as it is at each packet); `None` means
+    /// insecure (plaintext) mode.
+    pub fn new(keys: Option<Keyring>) -> Self {
         Self {
-            cipher: key.map(|k| XChaCha20Poly1305::new(&k.0.into())),
+            keys,
             sessions: HashMap::new(),
             max_sessions: MAX_TRACKED_SESSIONS,
             clock: 0,
@@ -248,7 +267,7 @@ impl Opener {
             return Err(DropReason::Oversized);
         }
         let (&magic, rest) = packet.split_first().ok_or(DropReason::Truncated)?;
-        match (magic, &self.cipher) {
+        match (magic, &self.keys) {
             (PLAIN_MAGIC, None) => Ok(rest.to_vec()),
             (SEALED_MAGIC, Some(_)) => self.open_sealed(packet),
             (PLAIN_MAGIC | SEALED_MAGIC, _) => Err(DropReason::SecurityMismatch),
@@ -265,16 +284,22 @@ impl Opener {
         let mut counter_bytes = [0u8; 8];
         counter_bytes.copy_from_slice(&packet[1 + SESSION_LEN..HEADER_LEN]);
         let counter = u64::from_be_bytes(counter_bytes);
-        let Some(cipher) = &self.cipher else {
+        let Some(keys) = &self.keys else {
             return Err(DropReason::SecurityMismatch);
         };
-        let payload = Payload {
-            msg: &packet[HEADER_LEN..],
-            aad: &packet[..HEADER_LEN],
-        };
-        let plaintext = cipher
-            .decrypt(&nonce(&session, counter), payload)
-            .map_err(|_| DropReason::Unauthenticated)?;
+        let nonce = nonce(&session, counter);
+        let plaintext = keys
+            .ciphers()
+            .all()
+            .iter()
+            .find_map(|cipher| {
+                let payload = Payload {
+                    msg: &packet[HEADER_LEN..],
+                    aad: &packet[..HEADER_LEN],
+                };
+                cipher.decrypt(&nonce, payload).ok()
+            })
+            .ok_or(DropReason::Unauthenticated)?;
         // Only authenticated packets touch the replay state, so forged packets cannot
         // evict real sessions.
         if !self.window(session).accept(counter) {
@@ -304,10 +329,11 @@ impl Opener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gossip::keyring::Keys;
 
     fn pair() -> (Sealer, Opener) {
-        let key = ClusterKey::generate();
-        (Sealer::new(Some(&key)), Opener::new(Some(&key)))
+        let key = Keyring::from(ClusterKey::generate());
+        (Sealer::new(Some(key.clone())), Opener::new(Some(key)))
     }
 
     #[test]
@@ -334,7 +360,7 @@ mod tests {
     #[test]
     fn wrong_key_tampering_truncation_and_garbage_are_dropped() {
         let (mut sealer, _) = pair();
-        let mut other = Opener::new(Some(&ClusterKey::generate()));
+        let mut other = Opener::new(Some(ClusterKey::generate().into()));
         let packet = sealer.seal(b"secret");
         assert_eq!(other.open(&packet, 1400), Err(DropReason::Unauthenticated));
         let (mut sealer, mut opener) = pair();
@@ -382,13 +408,57 @@ mod tests {
 
     #[test]
     fn session_table_is_bounded() {
-        let key = ClusterKey::generate();
-        let mut opener = Opener::new(Some(&key));
+        let key = Keyring::from(ClusterKey::generate());
+        let mut opener = Opener::new(Some(key.clone()));
         opener.max_sessions = 8;
         for _ in 0..20 {
-            let mut s = Sealer::new(Some(&key));
+            let mut s = Sealer::new(Some(key.clone()));
             assert!(opener.open(&s.seal(b"x"), 1400).is_ok());
         }
         assert_eq!(opener.sessions.len(), 8);
+    }
+
+    #[test]
+    fn a_ring_opens_with_any_of_its_keys_and_seals_with_the_primary() {
+        let (old, new) = (ClusterKey::generate(), ClusterKey::generate());
+        let ring = Keyring::new(&Keys::new(old.clone(), vec![new.clone()]).unwrap());
+        let mut from_old = Sealer::new(Some(old.clone().into()));
+        let mut from_new = Sealer::new(Some(new.clone().into()));
+        let mut opener = Opener::new(Some(ring.clone()));
+        assert_eq!(opener.open(&from_old.seal(b"a"), 1400).unwrap(), b"a");
+        assert_eq!(opener.open(&from_new.seal(b"b"), 1400).unwrap(), b"b");
+        // The ring seals with its primary (old): a node holding only `old` opens it.
+        let mut sealer = Sealer::new(Some(ring.clone()));
+        let mut old_only = Opener::new(Some(old.clone().into()));
+        assert!(old_only.open(&sealer.seal(b"c"), 1400).is_ok());
+        // Promote `new` live: the same sealer now seals with it.
+        ring.replace(&Keys::new(new.clone(), vec![old]).unwrap());
+        assert_eq!(
+            old_only.open(&sealer.seal(b"d"), 1400),
+            Err(DropReason::Unauthenticated)
+        );
+        let mut new_only = Opener::new(Some(new.into()));
+        assert!(new_only.open(&sealer.seal(b"e"), 1400).is_ok());
+    }
+
+    #[test]
+    fn a_frame_sealed_with_a_key_outside_the_ring_is_rejected_and_counted() {
+        let ring =
+            Keyring::new(&Keys::new(ClusterKey::generate(), vec![ClusterKey::generate()]).unwrap());
+        let mut opener = Opener::new(Some(ring));
+        let mut stranger = Sealer::new(Some(ClusterKey::generate().into()));
+        let counters = super::super::settings::GossipCounters::default();
+        for _ in 0..3 {
+            let reason = opener.open(&stranger.seal(b"x"), 1400).unwrap_err();
+            assert_eq!(reason, DropReason::Unauthenticated);
+            counters.count_drop(reason);
+        }
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(load(&counters.unauthenticated), 3);
+        assert_eq!(load(&counters.dropped), 3);
+        assert!(
+            opener.sessions.is_empty(),
+            "forged frames leave no replay state"
+        );
     }
 }

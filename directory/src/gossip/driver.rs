@@ -15,14 +15,16 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::registry::{Entry, NodeName, Now, Registry, ReplicationRules};
+use crate::registry::{Entry, MergeOutcome, NodeName, Now, Registry, ReplicationRules};
 
 use super::command::Command;
+use super::contact::ClusterContact;
 use super::convert::{to_registry, to_wire};
 use super::crypto::{DropReason, Opener, Sealer};
+use super::keyring::Keyring;
 use super::proto::wire::MAX_DATAGRAM;
 use super::proto::{DatagramError, GossipCore, GossipEvent, Transmit};
-use super::settings::{GossipCounters, Security};
+use super::settings::GossipCounters;
 use super::stream::initiate_sync;
 
 /// The loop's state: the core, the socket, the envelope and where remote entries go.
@@ -32,11 +34,13 @@ pub(super) struct Driver {
     pub(super) udp: Arc<UdpSocket>,
     pub(super) sealer: Sealer,
     pub(super) opener: Opener,
-    pub(super) security: Security,
+    /// The keys of anti-entropy sessions (`None`: plaintext), shared with the envelope.
+    pub(super) keys: Option<Keyring>,
     pub(super) registry: Registry,
     pub(super) node: NodeName,
     pub(super) rules: ReplicationRules,
     pub(super) counters: Arc<GossipCounters>,
+    pub(super) contact: Arc<ClusterContact>,
     pub(super) commands: mpsc::Sender<Command>,
     pub(super) tracker: TaskTracker,
     pub(super) cancel: CancellationToken,
@@ -85,6 +89,7 @@ impl Driver {
             Command::Seeds(seeds) => self.core.set_seeds(seeds),
             Command::AclHash(hash) => self.core.set_acl_hash(hash),
             Command::Sync(msg, reply) => {
+                self.contact.handle_contact(Instant::now());
                 let _ = reply.send(self.core.handle_sync(now(), msg));
             }
         }
@@ -95,11 +100,11 @@ impl Driver {
             .datagrams_received
             .fetch_add(1, Ordering::Relaxed);
         match self.opener.open(packet, MAX_DATAGRAM) {
-            Ok(plain) => {
-                if let Err(DatagramError::Malformed) = self.core.handle_datagram(now(), &plain) {
-                    self.counters.count_drop(DropReason::Malformed);
-                }
-            }
+            Ok(plain) => match self.core.handle_datagram(now(), &plain) {
+                Ok(()) => self.contact.handle_contact(Instant::now()),
+                Err(DatagramError::Malformed) => self.counters.count_drop(DropReason::Malformed),
+                Err(DatagramError::Swim) => {}
+            },
             Err(reason) => self.counters.count_drop(reason),
         }
     }
@@ -120,7 +125,7 @@ impl Driver {
                     self.tracker.spawn(initiate_sync(
                         to,
                         msg,
-                        self.security.clone(),
+                        self.keys.clone(),
                         self.commands.clone(),
                         self.counters.clone(),
                     ));
@@ -130,8 +135,10 @@ impl Driver {
         while let Some(entry) = self.core.poll_apply() {
             match to_registry(entry, &self.node, &self.rules) {
                 Ok(entry) => {
-                    self.registry.merge_remote(entry, Now::current());
-                    metrics::counter!("directory_gossip_entries_applied_total").increment(1);
+                    // A refused entry is counted and logged by the registry itself.
+                    if self.registry.merge_remote(entry, Now::current()) == MergeOutcome::Applied {
+                        metrics::counter!("directory_gossip_entries_applied_total").increment(1);
+                    }
                 }
                 Err(err) => {
                     tracing::warn!(%err, "remote entry refused");
@@ -141,6 +148,7 @@ impl Driver {
                 }
             }
         }
+        self.contact.handle_members(self.core.active_members());
         let mut membership_changed = false;
         while let Some(event) = self.core.poll_event() {
             log_event(&event);

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
@@ -15,14 +14,14 @@ use tokio_util::task::TaskTracker;
 use crate::registry::{Entry, Registry};
 
 use super::command::Command;
+use super::contact::ClusterContact;
 use super::crypto::{Opener, Sealer};
 use super::driver::Driver;
+use super::keyring::{Keyring, KeyringError, Keys};
 use super::proto::{GossipCore, MemberView, NodeIdentity};
+use super::seeds::resolve_seeds;
 use super::settings::{GossipCounters, GossipSettings, GossipStartError};
 use super::stream::serve_sync;
-
-/// How often seed names are resolved again (DNS may change, e.g. a headless service).
-const SEED_RESOLVE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A running gossip layer. Dropping it does not stop the task: call [`Self::shutdown`].
 pub struct Gossip {
@@ -32,6 +31,8 @@ pub struct Gossip {
     cancel: CancellationToken,
     tracker: TaskTracker,
     counters: Arc<GossipCounters>,
+    keyring: Option<Keyring>,
+    contact: Arc<ClusterContact>,
 }
 
 impl Gossip {
@@ -49,11 +50,7 @@ impl Gossip {
             source,
         })?;
         let advertise = advertise_addr(settings.advertise, local_addr)?;
-        if settings.security.key().is_none() {
-            tracing::warn!(
-                "gossip runs WITHOUT encryption or authentication (--insecure-no-cluster-key)"
-            );
-        }
+        let keyring = start_keyring(&settings)?;
         let node = registry.config().node.clone();
         let rules = registry.config().replication;
         let identity = NodeIdentity::new(advertise, node.as_str(), generation_now());
@@ -64,17 +61,19 @@ impl Gossip {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let counters = Arc::new(GossipCounters::default());
+        let contact = Arc::new(ClusterContact::clustered(Instant::now()));
         let udp = Arc::new(udp);
         let driver = Driver {
             core,
             udp: udp.clone(),
-            sealer: Sealer::new(settings.security.key()),
-            opener: Opener::new(settings.security.key()),
-            security: settings.security.clone(),
+            sealer: Sealer::new(keyring.clone()),
+            opener: Opener::new(keyring.clone()),
+            keys: keyring.clone(),
             registry,
             node,
             rules,
             counters: counters.clone(),
+            contact: contact.clone(),
             commands: commands_tx.clone(),
             tracker: tracker.clone(),
             cancel: cancel.clone(),
@@ -82,7 +81,7 @@ impl Gossip {
         tracker.spawn(driver.run(commands_rx, writes));
         tracker.spawn(serve_sync(
             tcp,
-            settings.security.clone(),
+            keyring.clone(),
             commands_tx.clone(),
             counters.clone(),
             cancel.clone(),
@@ -100,7 +99,19 @@ impl Gossip {
             cancel,
             tracker,
             counters,
+            keyring,
+            contact,
         })
+    }
+
+    /// Reads the keyring file (`--cluster-keyring`) again and puts its keys in force for
+    /// the next packet; what SIGHUP does. `Ok(None)` when the node has no keyring file; on
+    /// error the previous keys stay in force.
+    pub fn reload_keyring(&self) -> Result<Option<Keys>, KeyringError> {
+        match &self.keyring {
+            Some(ring) if ring.path().is_some() => ring.reload().map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// The bound gossip address (UDP and TCP).
@@ -116,6 +127,11 @@ impl Gossip {
     /// Traffic counters.
     pub fn counters(&self) -> &GossipCounters {
         &self.counters
+    }
+
+    /// When this node last heard from another member, and whether it sees itself isolated.
+    pub fn contact(&self) -> &Arc<ClusterContact> {
+        &self.contact
     }
 
     /// Tells the cluster the short hash of the ACL file this node enforces (shown in every
@@ -147,6 +163,22 @@ impl Drop for Gossip {
     fn drop(&mut self) {
         // Without a graceful `shutdown`, still stop every task (no leave announcement).
         self.cancel.cancel();
+    }
+}
+
+/// Loads the starting keys and says how gossip is protected.
+fn start_keyring(settings: &GossipSettings) -> Result<Option<Keyring>, GossipStartError> {
+    match settings.security.keyring()? {
+        Some((ring, keys)) => {
+            tracing::info!(primary_key = %keys.primary_id(), keys = keys.len(), "gossip keyring loaded");
+            Ok(Some(ring))
+        }
+        None => {
+            tracing::warn!(
+                "gossip runs WITHOUT encryption or authentication (--insecure-no-cluster-key)"
+            );
+            Ok(None)
+        }
     }
 }
 
@@ -191,32 +223,4 @@ async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), GossipStartE
     Err(err(
         last.unwrap_or_else(|| std::io::Error::other("bind failed"))
     ))
-}
-
-async fn resolve_seeds(
-    join: Vec<String>,
-    commands: mpsc::Sender<Command>,
-    cancel: CancellationToken,
-) {
-    if join.is_empty() {
-        return;
-    }
-    loop {
-        let mut seeds = Vec::new();
-        for name in &join {
-            match tokio::net::lookup_host(name.as_str()).await {
-                Ok(addrs) => seeds.extend(addrs),
-                Err(err) => tracing::warn!(seed = %name, %err, "cannot resolve seed"),
-            }
-        }
-        seeds.sort();
-        seeds.dedup();
-        if commands.send(Command::Seeds(seeds)).await.is_err() {
-            return;
-        }
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(SEED_RESOLVE_INTERVAL) => {}
-        }
-    }
 }

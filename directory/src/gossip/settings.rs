@@ -2,25 +2,36 @@
 //! [`Security`]), [`GossipStartError`] and the traffic [`GossipCounters`].
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::crypto::{ClusterKey, DropReason};
+use super::keyring::{Keyring, KeyringError, Keys};
 use super::proto::{GossipConfig, GossipConfigError};
 
-/// Whether gossip is encrypted.
+/// Whether gossip is encrypted, and with which keys.
 #[derive(Clone, Debug)]
 pub enum Security {
-    /// Every packet and frame sealed with the cluster key.
+    /// Every packet and frame sealed with this one cluster key (`--cluster-key`).
     Key(ClusterKey),
+    /// Sealed with the primary key of this keyring file, opened with any of its keys
+    /// (`--cluster-keyring`; format in [`super::keyring`]); [`super::Gossip::reload_keyring`]
+    /// (SIGHUP) reads it again, which is how the key is rotated without downtime.
+    KeyringFile(PathBuf),
     /// Plaintext, only when explicitly allowed (`--insecure-no-cluster-key`).
     Insecure,
 }
 
 impl Security {
-    pub(super) fn key(&self) -> Option<&ClusterKey> {
+    /// The keyring this security setting starts with (`None`: plaintext); reads the file.
+    pub(super) fn keyring(&self) -> Result<Option<(Keyring, Keys)>, KeyringError> {
         match self {
-            Self::Key(k) => Some(k),
-            Self::Insecure => None,
+            Self::Key(k) => {
+                let keys = Keys::single(k.clone());
+                Ok(Some((Keyring::new(&keys), keys)))
+            }
+            Self::KeyringFile(path) => Keyring::load(path).map(Some),
+            Self::Insecure => Ok(None),
         }
     }
 }
@@ -93,6 +104,9 @@ pub enum GossipStartError {
     /// The gossip settings are inconsistent.
     #[error(transparent)]
     Config(#[from] GossipConfigError),
+    /// The keyring file (`--cluster-keyring`) is missing or invalid. Nothing runs.
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
 }
 
 /// Counters of dropped and handled traffic (also exported to `/metrics`).
@@ -110,6 +124,8 @@ pub struct GossipCounters {
     pub invalid_entries: AtomicU64,
     /// Anti-entropy sessions completed (either side).
     pub syncs_completed: AtomicU64,
+    /// Of those, sessions another node opened to this one (served by the listener).
+    pub syncs_served: AtomicU64,
 }
 
 impl GossipCounters {

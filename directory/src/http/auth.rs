@@ -26,7 +26,7 @@ pub(super) async fn authenticate(
 ) -> Response {
     let access = match state.acl() {
         None => Ok(Access::open()),
-        Some(acl) => token(request.headers()).and_then(|t| Ok(acl.authenticate(t)?)),
+        Some(acl) => presented_token(&request).and_then(|t| Ok(acl.authenticate(t.as_deref())?)),
     };
     let audit = is_write(request.method()) && access.as_ref().map_or(true, Access::is_enforced);
     let who = access
@@ -52,6 +52,19 @@ pub(super) async fn authenticate(
 
 fn is_write(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The secret a request presents: the native headers, else on Consul paths `X-Consul-Token`
+/// or `?token=` (see [`super::consul::token`]).
+fn presented_token(request: &Request) -> Result<Option<String>, ApiError> {
+    match token(request.headers())? {
+        Some(secret) => Ok(Some(secret.to_owned())),
+        None => super::consul::token(
+            request.headers(),
+            request.uri().path(),
+            request.uri().query(),
+        ),
+    }
 }
 
 /// The secret a request presents, if any; a header that is present but unusable is an

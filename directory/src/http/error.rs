@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use directory_api::{ErrorBody, ErrorCode, ErrorDetail};
 
 use crate::acl::Denied;
-use crate::registry::{HeartbeatError, RegisterError, ValidationError};
+use crate::registry::{HeartbeatError, NotDurable, RegisterError, ValidationError};
 
 /// An API error. Handlers return `Result<_, ApiError>` and use `?`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +116,23 @@ impl From<RegisterError> for ApiError {
                 ErrorCode::CapacityFull,
                 e.to_string(),
             ),
+            RegisterError::BytesFull { .. } => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                ErrorCode::RegistryBytesFull,
+                e.to_string(),
+            ),
         }
+    }
+}
+
+impl From<NotDurable> for ApiError {
+    fn from(e: NotDurable) -> Self {
+        tracing::error!(error = %e, "a write was answered before reaching the data directory");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal,
+            format!("the change was applied in memory but is not on disk: {e}; retry it"),
+        )
     }
 }
 

@@ -4,15 +4,18 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use directory_api::{ErrorBody, RegisterBody};
 use tokio::time::Instant;
 
 use super::AppState;
 use super::error::ApiError;
 use super::path::InstancePath;
+use super::query::StaleQuery;
+use super::staleness;
 use crate::acl::Access;
 use crate::registry::Record;
 
@@ -28,7 +31,8 @@ use crate::registry::Record;
         (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
         (status = 403, description = "forbidden: the token may not write this service", body = ErrorBody),
         (status = 413, description = "body over the size limit", body = ErrorBody),
-        (status = 507, description = "capacity_full: the node holds its maximum of instances", body = ErrorBody),
+        (status = 507, description = "capacity_full: the node holds its maximum of instances; registry_bytes_full: its byte budget (--max-registry-bytes) has no room for this entry", body = ErrorBody),
+        (status = 503, description = "internal: with --data-dir, the change is applied but could not be written to disk; retry", body = ErrorBody),
     ),
     tag = "instances"
 )]
@@ -44,6 +48,7 @@ pub async fn register(
     let record = state
         .registry()
         .register(&service, &instance, registration, Instant::now())?;
+    state.registry().flushed().await?;
     Ok(Json(record))
 }
 
@@ -83,6 +88,7 @@ pub async fn heartbeat(
         (status = 400, description = "invalid name", body = ErrorBody),
         (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
         (status = 403, description = "forbidden: the token may not write this service", body = ErrorBody),
+        (status = 503, description = "internal: with --data-dir, the removal is applied but could not be written to disk; retry", body = ErrorBody),
     ),
     tag = "instances"
 )]
@@ -95,6 +101,7 @@ pub async fn deregister(
     state
         .registry()
         .deregister(&service, &instance, Instant::now());
+    state.registry().flushed().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -102,9 +109,11 @@ pub async fn deregister(
 #[utoipa::path(
     get,
     path = "/v1/services/{service}/instances/{instance}",
-    params(("service" = String, Path), ("instance" = String, Path)),
+    params(("service" = String, Path), ("instance" = String, Path),
+        ("max_stale" = Option<String>, Query, description = "refuse with 503 too_stale when this node last heard from its cluster longer ago (humantime, e.g. 2s)")),
     responses(
-        (status = 200, description = "the record", body = Record),
+        (status = 200, description = "the record (staleness in the X-Directory-Last-Contact and X-Directory-Isolated headers)", body = Record),
+        (status = 503, description = "too_stale: the node last heard from its cluster longer ago than max_stale", body = ErrorBody),
         (status = 400, description = "invalid service name or instance id", body = ErrorBody),
         (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
         (status = 403, description = "forbidden: the token may not read this service", body = ErrorBody),
@@ -116,12 +125,15 @@ pub async fn get_instance(
     State(state): State<AppState>,
     access: Access,
     InstancePath { service, instance }: InstancePath,
-) -> Result<Json<Arc<Record>>, ApiError> {
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     access.read(service.as_str())?;
+    let query = StaleQuery::parse(raw.as_deref())?;
+    let staleness = staleness::within(&state, query.max_stale)?;
     metrics::counter!("directory_lookups_total").increment(1);
-    state
+    let record = state
         .registry()
         .instance(&service, &instance)
-        .map(Json)
-        .ok_or_else(|| ApiError::instance_not_found(service.as_str(), instance.as_str()))
+        .ok_or_else(|| ApiError::instance_not_found(service.as_str(), instance.as_str()))?;
+    Ok((staleness::headers(&staleness), Json(record)).into_response())
 }

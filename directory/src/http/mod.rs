@@ -5,10 +5,12 @@
 //! Layout: `instances`, `services`, `watch`, `cluster`, `ops` — handlers by resource;
 //! `path` and `query` — extractors that yield validated values; `lookup_cache` — the
 //! rendered-lookup cache; `error` — [`ApiError`]; `openapi` — the generated document;
-//! `request_metrics` — per-route counters; `ui` — the status page at `/ui`.
+//! `request_metrics` — per-route counters; `prometheus_sd` — Prometheus HTTP service
+//! discovery; `ui` — the status page at `/ui`.
 
 mod auth;
 mod cluster;
+pub mod consul;
 mod error;
 mod instances;
 mod limits;
@@ -16,9 +18,11 @@ mod lookup_cache;
 mod openapi;
 mod ops;
 mod path;
+mod prometheus_sd;
 mod query;
 mod request_metrics;
 mod services;
+mod staleness;
 mod ui;
 mod watch;
 
@@ -43,13 +47,14 @@ pub use error::ApiError;
 pub use lookup_cache::LookupCache;
 pub use openapi::ApiDoc;
 pub use path::{InstancePath, ServicePath};
-pub use query::{LookupQuery, WatchQuery};
+pub use query::{LookupQuery, StaleQuery, WatchQuery};
 pub use services::INDEX_HEADER;
 
 use crate::Config;
 use crate::acl::Acl;
-use crate::gossip::Gossip;
+use crate::gossip::{ClusterContact, Gossip};
 use crate::registry::Registry;
+use directory_api::Staleness;
 use request_metrics::{MethodLabel, RequestMetrics, Route, StatusLabel};
 
 /// What every handler can reach. Cheap to clone (one `Arc`: axum clones the state for
@@ -67,6 +72,8 @@ struct StateInner {
     gossip: Option<Arc<Gossip>>,
     /// The rules enforced; `None` without an ACL file (everything allowed).
     acl: Option<Arc<Acl>>,
+    /// When the node last heard from its cluster (standalone without gossip).
+    contact: Arc<ClusterContact>,
 }
 
 impl AppState {
@@ -87,6 +94,7 @@ impl AppState {
             request_metrics: RequestMetrics::default(),
             gossip: None,
             acl: None,
+            contact: Arc::new(ClusterContact::standalone()),
         }))
     }
 
@@ -95,6 +103,9 @@ impl AppState {
     pub fn with_gossip(self, gossip: Option<Arc<Gossip>>) -> Self {
         match Arc::try_unwrap(self.0) {
             Ok(mut inner) => {
+                if let Some(g) = &gossip {
+                    inner.contact = g.contact().clone();
+                }
                 inner.gossip = gossip;
                 Self(Arc::new(inner))
             }
@@ -106,6 +117,9 @@ impl AppState {
                 cancel: shared.cancel.clone(),
                 lookup_cache: LookupCache::new(shared.config.lookup_cache_bytes),
                 request_metrics: RequestMetrics::default(),
+                contact: gossip
+                    .as_ref()
+                    .map_or_else(|| shared.contact.clone(), |g| g.contact().clone()),
                 gossip,
                 acl: shared.acl.clone(),
             })),
@@ -131,7 +145,17 @@ impl AppState {
             request_metrics: RequestMetrics::default(),
             gossip: shared.gossip.clone(),
             acl: shared.acl.clone(),
+            contact: shared.contact.clone(),
         })
+    }
+
+    /// The same state reporting staleness from `contact` (tests use it to play a node that
+    /// has not heard from its cluster for a while; [`Self::with_gossip`] sets the real one).
+    #[must_use]
+    pub fn with_contact(self, contact: Arc<ClusterContact>) -> Self {
+        let mut inner = self.into_inner();
+        inner.contact = contact;
+        Self(Arc::new(inner))
     }
 }
 
@@ -183,6 +207,11 @@ impl AppState {
         }
     }
 
+    /// How fresh this node's view of the cluster is right now.
+    pub fn staleness(&self) -> Staleness {
+        self.0.contact.staleness(tokio::time::Instant::now())
+    }
+
     fn request_metrics(&self) -> &RequestMetrics {
         &self.0.request_metrics
     }
@@ -205,9 +234,11 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{instance}/heartbeat"), post(instances::heartbeat))
         .route("/v1/watch", get(watch::watch))
         .route("/v1/cluster/members", get(cluster::members))
+        .route("/v1/sd/prometheus", get(prometheus_sd::targets))
         .route("/v1/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .merge(consul::router(state.clone()))
         .merge(ui::routes())
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })

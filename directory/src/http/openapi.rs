@@ -5,7 +5,8 @@ use utoipa::OpenApi;
 
 use directory_api::{
     ChangeEvent, ChangeKind, ErrorBody, ErrorDetail, Health, MemberRow, MembersResponse, Record,
-    RegisterBody, ServiceCount, ServiceResponse, ServicesResponse,
+    RegisterBody, RegistryHealth, ServiceCount, ServiceResponse, ServicesResponse, Staleness,
+    TargetGroup,
 };
 
 /// The directory's HTTP API.
@@ -26,6 +27,7 @@ Names (service, instance) match [a-z0-9][a-z0-9._-]{0,62}."
         super::services::lookup,
         super::watch::watch,
         super::cluster::members,
+        super::prometheus_sd::targets,
         super::ops::health,
         super::ops::metrics,
         super::ops::openapi,
@@ -41,8 +43,11 @@ Names (service, instance) match [a-z0-9][a-z0-9._-]{0,62}."
         ErrorBody,
         ErrorDetail,
         Health,
+        RegistryHealth,
         MembersResponse,
-        MemberRow
+        MemberRow,
+        Staleness,
+        TargetGroup
     ))
 )]
 pub struct ApiDoc;

@@ -1,10 +1,13 @@
 //! Operational endpoints: health, Prometheus metrics, the OpenAPI document.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use directory_api::{ErrorBody, Health};
+use directory_api::{ErrorBody, Health, RegistryHealth};
+use tokio::time::Instant;
 use utoipa::OpenApi;
 
 use super::AppState;
@@ -12,13 +15,31 @@ use super::error::ApiError;
 use super::openapi::ApiDoc;
 use crate::acl::Access;
 
-/// Liveness: answers while the node runs.
+/// How long after refusing a replicated entry the node reports itself `degraded`.
+pub const DEGRADED_AFTER_REFUSAL: Duration = Duration::from_secs(60);
+
+/// Liveness: answers while the node runs; `degraded` while it refuses replicated entries.
 #[utoipa::path(get, path = "/v1/health", responses((status = 200, body = Health)), tag = "ops")]
 pub async fn health(State(state): State<AppState>) -> Json<Health> {
+    let registry = state.registry();
+    let refusals = registry.refusals();
+    let degraded = refusals
+        .last
+        .is_some_and(|at| Instant::now().saturating_duration_since(at) < DEGRADED_AFTER_REFUSAL);
+    let usage = registry.usage();
+    let config = registry.config();
+    let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
     Json(Health {
-        status: "ok".into(),
-        node: state.config().registry.node.to_string(),
+        status: if degraded { "degraded" } else { "ok" }.into(),
+        node: config.node.to_string(),
         version: env!("CARGO_PKG_VERSION").into(),
+        registry: Some(RegistryHealth {
+            instances: wide(usage.instances),
+            max_instances: wide(config.max_instances),
+            bytes: wide(usage.bytes),
+            max_bytes: wide(config.max_registry_bytes),
+            refused_replicated_entries: refusals.total,
+        }),
     })
 }
 
@@ -40,6 +61,7 @@ pub async fn metrics(
     access.operator()?;
     #[allow(clippy::cast_precision_loss)] // instance counts are far below 2^52
     metrics::gauge!("directory_instances").set(state.registry().len() as f64);
+    crate::metrics::collect_process_metrics();
     let text = state.render_metrics();
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }

@@ -15,6 +15,8 @@ pub struct LookupQuery {
     pub index: Option<u64>,
     /// Blocking query: longest wait.
     pub wait: Option<Duration>,
+    /// Refuse (503 `too_stale`) when the node last heard from its cluster longer ago.
+    pub max_stale: Option<Duration>,
 }
 
 impl LookupQuery {
@@ -27,7 +29,29 @@ impl LookupQuery {
                 "meta" => q.filter.meta.push(parse_meta(&value)?),
                 "index" => q.index = Some(parse_index(&value)?),
                 "wait" => q.wait = Some(parse_wait(&value)?),
-                other => return Err(unknown_key(other, "tag, meta, index, wait")),
+                "max_stale" => q.max_stale = Some(super::staleness::parse_max_stale(&value)?),
+                other => return Err(unknown_key(other, "tag, meta, index, wait, max_stale")),
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// The only parameter of `GET /v1/services` and `GET /v1/services/{service}/instances/{instance}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StaleQuery {
+    /// Refuse (503 `too_stale`) when the node last heard from its cluster longer ago.
+    pub max_stale: Option<Duration>,
+}
+
+impl StaleQuery {
+    /// Parses a raw query string.
+    pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let mut q = Self::default();
+        for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            match &*key {
+                "max_stale" => q.max_stale = Some(super::staleness::parse_max_stale(&value)?),
+                other => return Err(unknown_key(other, "max_stale")),
             }
         }
         Ok(q)
@@ -49,6 +73,31 @@ impl WatchQuery {
             match &*key {
                 "service" => q.service = Some(ServiceName::new(&value)?),
                 other => return Err(unknown_key(other, "service")),
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// Parameters of `GET /v1/sd/prometheus`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SdQuery {
+    /// Only these services (repeatable; empty: every readable service).
+    pub services: Vec<ServiceName>,
+    /// Instance filter (`tag` repeatable, all must match; `meta=key:value`).
+    pub filter: Filter,
+}
+
+impl SdQuery {
+    /// Parses a raw query string.
+    pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let mut q = Self::default();
+        for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            match &*key {
+                "service" => q.services.push(ServiceName::new(&value)?),
+                "tag" => q.filter.tags.push(value.into_owned()),
+                "meta" => q.filter.meta.push(parse_meta(&value)?),
+                other => return Err(unknown_key(other, "service, tag, meta")),
             }
         }
         Ok(q)
@@ -97,12 +146,36 @@ mod tests {
 
     #[test]
     fn malformed_lookup_queries_are_rejected() {
-        for bad in ["tags=a", "meta=nocolon", "index=-1", "index=x", "wait=soon"] {
+        for bad in [
+            "tags=a",
+            "meta=nocolon",
+            "index=-1",
+            "index=x",
+            "wait=soon",
+            "max_stale=x",
+        ] {
             assert_eq!(
                 LookupQuery::parse(Some(bad)).unwrap_err().code(),
                 "invalid_query",
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn sd_queries_collect_services_and_filters_and_reject_the_rest() {
+        let q = SdQuery::parse(Some("service=a&service=b&tag=x&meta=k:v")).unwrap();
+        let names: Vec<&str> = q.services.iter().map(ServiceName::as_str).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(q.filter.tags, ["x"]);
+        assert_eq!(q.filter.meta, [("k".to_string(), "v".to_string())]);
+        assert_eq!(SdQuery::parse(None).unwrap(), SdQuery::default());
+        for (bad, code) in [
+            ("services=a", "invalid_query"),
+            ("meta=x", "invalid_query"),
+            ("service=BAD", "invalid_service_name"),
+        ] {
+            assert_eq!(SdQuery::parse(Some(bad)).unwrap_err().code(), code, "{bad}");
         }
     }
 

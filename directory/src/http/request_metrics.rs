@@ -22,11 +22,12 @@ pub enum Route {
     Health,
     Metrics,
     OpenApi,
+    PrometheusSd,
     Other,
 }
 
 impl Route {
-    const ALL: [Route; 10] = [
+    const ALL: [Route; 11] = [
         Route::Services,
         Route::Service,
         Route::Instance,
@@ -36,6 +37,7 @@ impl Route {
         Route::Health,
         Route::Metrics,
         Route::OpenApi,
+        Route::PrometheusSd,
         Route::Other,
     ];
 
@@ -58,6 +60,7 @@ impl Route {
             Route::Health => "/v1/health",
             Route::Metrics => "/metrics",
             Route::OpenApi => "/openapi.json",
+            Route::PrometheusSd => "/v1/sd/prometheus",
             Route::Other => "other",
         }
     }

@@ -11,7 +11,8 @@ use tokio::time::Instant;
 use super::AppState;
 use super::error::ApiError;
 use super::path::ServicePath;
-use super::query::LookupQuery;
+use super::query::{LookupQuery, StaleQuery};
+use super::staleness;
 use crate::acl::Access;
 use crate::registry::{Filter, ServiceName, ServiceView};
 
@@ -22,8 +23,15 @@ pub const INDEX_HEADER: HeaderName = HeaderName::from_static(directory_api::INDE
 #[utoipa::path(
     get,
     path = "/v1/services",
+    params(
+        ("max_stale" = Option<String>, Query, description = "refuse with 503 too_stale when this node last heard from its cluster longer ago (humantime, e.g. 2s)"),
+    ),
     responses(
-        (status = 200, description = "the catalog: only the services the token may read", body = ServicesResponse),
+        (status = 200, description = "the catalog: only the services the token may read", body = ServicesResponse,
+         headers(("X-Directory-Last-Contact" = u64, description = "ms since this node last heard from its cluster"),
+                 ("X-Directory-Isolated" = bool, description = "whether this node sees no other live member"))),
+        (status = 400, description = "invalid query", body = ErrorBody),
+        (status = 503, description = "too_stale: the node last heard from its cluster longer ago than max_stale", body = ErrorBody),
         (status = 401, description = "unauthorized: no token, and anonymous requests may read no service", body = ErrorBody),
         (status = 403, description = "forbidden: the token may read no service", body = ErrorBody),
     ),
@@ -32,8 +40,11 @@ pub const INDEX_HEADER: HeaderName = HeaderName::from_static(directory_api::INDE
 pub async fn list(
     State(state): State<AppState>,
     access: Access,
-) -> Result<Json<ServicesResponse>, ApiError> {
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     access.list()?;
+    let query = StaleQuery::parse(raw.as_deref())?;
+    let staleness = staleness::within(&state, query.max_stale)?;
     let (index, services) = state.registry().services();
     let services = services
         .into_iter()
@@ -43,7 +54,12 @@ pub async fn list(
             instances: s.instances,
         })
         .collect();
-    Ok(Json(ServicesResponse { index, services }))
+    let body = ServicesResponse {
+        index,
+        services,
+        staleness: Some(staleness),
+    };
+    Ok((staleness::headers(&staleness), Json(body)).into_response())
 }
 
 /// Live instances of a service, optionally filtered; a blocking query when `index` is given.
@@ -56,10 +72,14 @@ pub async fn list(
         ("meta" = Option<Vec<String>>, Query, description = "repeatable key:value; every pair must match"),
         ("index" = Option<u64>, Query, description = "blocking query: hold until the service's index exceeds this"),
         ("wait" = Option<String>, Query, description = "blocking query: longest wait (humantime, default 5m, capped at 5m)"),
+        ("max_stale" = Option<String>, Query, description = "refuse with 503 too_stale when this node last heard from its cluster longer ago (humantime, e.g. 2s)"),
     ),
     responses(
         (status = 200, description = "live instances; an unknown service is an empty list",
-         body = ServiceResponse, headers(("X-Directory-Index" = u64, description = "the service's change index"))),
+         body = ServiceResponse, headers(("X-Directory-Index" = u64, description = "the service's change index"),
+                 ("X-Directory-Last-Contact" = u64, description = "ms since this node last heard from its cluster"),
+                 ("X-Directory-Isolated" = bool, description = "whether this node sees no other live member"))),
+        (status = 503, description = "too_stale: the node last heard from its cluster longer ago than max_stale", body = ErrorBody),
         (status = 400, description = "invalid service name or query", body = ErrorBody),
         (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
         (status = 403, description = "forbidden: the token may not read this service", body = ErrorBody),
@@ -77,13 +97,15 @@ pub async fn lookup(
     if let Some(after) = query.index {
         block(&state, &service, after, &query).await;
     }
+    let staleness = staleness::within(&state, query.max_stale)?;
     metrics::counter!("directory_lookups_total").increment(1);
     let (index, body) = if query.filter.is_empty() {
         cached_body(&state, &service)?
     } else {
         render(&state, &service, &query.filter)?
     };
-    Ok(json_with_index(index, body))
+    let body = staleness::splice(&body, &staleness)?;
+    Ok((staleness::headers(&staleness), json_with_index(index, body)).into_response())
 }
 
 /// Waits for a change past `after`, the wait (capped) or shutdown, whichever comes first.
@@ -131,6 +153,7 @@ fn serialize(service: &ServiceName, view: ServiceView) -> Result<(u64, Bytes), A
         service: service.clone(),
         index: view.index,
         instances: view.instances,
+        staleness: None,
     };
     serde_json::to_vec(&body)
         .map(|bytes| (body.index, Bytes::from(bytes)))

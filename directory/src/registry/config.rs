@@ -7,6 +7,12 @@ use super::rules::{ReplicationRules, RulesError};
 
 /// Default capacity: a million live instances fit in well under 1 GiB of memory.
 pub const DEFAULT_MAX_INSTANCES: usize = 1_000_000;
+/// Default byte budget of the store (512 MiB of estimated entry bytes, see
+/// `store::budget`): the estimate tracks the registry's own memory, so with the gossip
+/// replica's copy, the lookup cache and allocator slack a full node's RSS stays around
+/// 1 GiB. A million small instances (about 600 estimated bytes each) fit; 20,000 instances
+/// with 60 meta values of 1 KiB (about 65 KB each) take a quarter of it.
+pub const DEFAULT_MAX_REGISTRY_BYTES: usize = 512 * 1024 * 1024;
 /// Default watch-event buffer: how far a slow watcher may fall behind before it is told it
 /// lagged (and must resynchronise with a lookup).
 pub const DEFAULT_EVENT_BUFFER: NonZeroUsize = match NonZeroUsize::new(4096) {
@@ -22,10 +28,15 @@ pub struct RegistryConfig {
     /// This node's name: recorded as the owner of instances it accepts, and hashed into
     /// the tie-breaker of every version it writes. Must be unique in a cluster.
     pub node: NodeName,
-    /// Most live instances accepted from clients; registrations above it are refused
-    /// (`capacity_full`) and change nothing. Replicated entries are admitted regardless so
-    /// nodes converge. Default [`DEFAULT_MAX_INSTANCES`].
+    /// Most live instances held; registrations above it are refused (`capacity_full`) and
+    /// change nothing. Replicated entries count and are refused too (counted, logged and
+    /// shown by `/v1/health`). Default [`DEFAULT_MAX_INSTANCES`].
     pub max_instances: usize,
+    /// Byte budget: most estimated bytes of all entries held (live records and tombstones,
+    /// local and replicated; see [`crate::registry::SLOT_OVERHEAD_BYTES`]). A live write that
+    /// would pass it is refused (`registry_bytes_full`, or a refused replicated entry);
+    /// tombstones are always taken. Default [`DEFAULT_MAX_REGISTRY_BYTES`].
+    pub max_registry_bytes: usize,
     /// Tombstone retention and lease grace: the knobs of the replication rules, shared with
     /// the gossip replica (see [`ReplicationRules`]). Default [`ReplicationRules::default`].
     pub replication: ReplicationRules,
@@ -39,6 +50,7 @@ impl Default for RegistryConfig {
             // The literal matches the name pattern; checked by `default_config_is_valid`.
             node: NodeName::new(DEFAULT_NODE_NAME).unwrap_or_else(|_| unreachable!()),
             max_instances: DEFAULT_MAX_INSTANCES,
+            max_registry_bytes: DEFAULT_MAX_REGISTRY_BYTES,
             replication: ReplicationRules::default(),
             event_buffer: DEFAULT_EVENT_BUFFER,
         }
@@ -72,6 +84,7 @@ mod tests {
             Ok(DEFAULT_NODE_NAME.to_owned())
         );
         assert_eq!(c.max_instances, 1_000_000);
+        assert_eq!(c.max_registry_bytes, 512 * 1024 * 1024);
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(c.replication, ReplicationRules::default());
         assert_eq!(c.event_buffer.get(), 4096);

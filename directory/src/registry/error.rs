@@ -13,6 +13,21 @@ pub enum RegisterError {
         /// The configured limit.
         max: usize,
     },
+    /// Taking the entry would push the store's estimated size past `max_bytes`
+    /// (`--max-registry-bytes`). Remedy: deregister instances, register smaller ones (fewer
+    /// or shorter tags and meta), or raise the budget. Renewals and smaller replacements
+    /// are still allowed.
+    #[error(
+        "registry byte budget full: this node holds about {used_bytes} of its {max_bytes} bytes and this entry needs about {entry_bytes}"
+    )]
+    BytesFull {
+        /// The configured budget.
+        max_bytes: usize,
+        /// The estimated bytes held when the entry was refused.
+        used_bytes: usize,
+        /// The estimated bytes of the refused entry.
+        entry_bytes: usize,
+    },
 }
 
 /// Why a heartbeat was refused.

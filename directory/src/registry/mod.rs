@@ -32,7 +32,10 @@ mod store;
 mod version;
 
 pub use clock::Now;
-pub use config::{DEFAULT_EVENT_BUFFER, DEFAULT_MAX_INSTANCES, DEFAULT_NODE_NAME, RegistryConfig};
+pub use config::{
+    DEFAULT_EVENT_BUFFER, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_REGISTRY_BYTES, DEFAULT_NODE_NAME,
+    RegistryConfig,
+};
 pub use directory_api::{
     Address, ChangeEvent, ChangeKind, DEFAULT_TTL, Fingerprint, InstanceId, MAX_META_KEYS,
     MAX_TAGS, MAX_TTL, MAX_VALUE_LEN, MIN_TTL, Meta, NodeName, Record, Registration, ServiceName,
@@ -44,7 +47,11 @@ pub use rules::{
     DEFAULT_LEASE_GRACE, DEFAULT_TOMBSTONE_RETENTION, ReplicationRules, RulesError,
     live_copy_accepted, supersedes,
 };
-pub use store::{Filter, MergeOutcome, ReapStats, Registry, ServiceSummary, ServiceView};
+pub use store::{
+    Durable, Filter, Journal, JournalEntry, JournalOp, MergeOutcome, NotDurable, ReapStats,
+    Refusals, Registry, RestoreStats, Restored, SLOT_OVERHEAD_BYTES, ServiceSummary, ServiceView,
+    Usage,
+};
 pub use version::{Hlc, Version};
 
 #[cfg(test)]

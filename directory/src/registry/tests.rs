@@ -641,3 +641,125 @@ fn wall_time_comes_from_the_caller() {
     let merged = r.instance(&svc("b"), &inst("j")).unwrap();
     assert_eq!(merged.lease_expires_at, wall + Duration::from_secs(3));
 }
+
+/// A registration with `n` meta values of `len` bytes each.
+fn big_reg(addr: &str, n: usize, len: usize) -> Registration {
+    let meta: BTreeMap<String, String> =
+        (0..n).map(|i| (format!("k{i}"), "v".repeat(len))).collect();
+    Registration {
+        meta: Meta::new(meta).unwrap(),
+        ..reg(addr, 60)
+    }
+}
+
+fn budgeted(max_instances: usize, max_registry_bytes: usize) -> Registry {
+    Registry::new(RegistryConfig {
+        max_instances,
+        max_registry_bytes,
+        ..RegistryConfig::for_test()
+    })
+}
+
+#[test]
+fn registrations_past_the_byte_budget_are_refused_and_change_nothing() {
+    let r = budgeted(1_000, 8 * 1024);
+    let now = Instant::now();
+    r.register(&svc("a"), &inst("1"), big_reg("h:1", 4, 1_000), now)
+        .unwrap();
+    let used = r.usage().bytes;
+    assert!(used > 4_000 && used < 6_000, "estimate {used}");
+    let (before, index) = (visible(&r), r.index());
+    let err = r
+        .register(&svc("b"), &inst("2"), big_reg("h:1", 4, 1_000), now)
+        .unwrap_err();
+    assert!(
+        matches!(err, RegisterError::BytesFull { max_bytes: 8_192, used_bytes, .. } if used_bytes == used),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("8192"), "{err}");
+    assert_eq!(
+        (visible(&r), r.index(), r.usage().bytes),
+        (before, index, used)
+    );
+    assert_eq!(r.service_revision(&svc("b")), (0, 0));
+    // Renewals and smaller replacements still fit; a deletion frees the room.
+    r.heartbeat(&svc("a"), &inst("1"), now).unwrap();
+    put(&r, "a", "1", "h:2", 60, now);
+    put(&r, "b", "2", "h:1", 60, now);
+    r.deregister(&svc("a"), &inst("1"), now);
+    r.register(&svc("c"), &inst("3"), big_reg("h:1", 4, 1_000), now)
+        .unwrap();
+}
+
+#[test]
+fn replicated_entries_count_against_max_instances_and_are_refused_loudly() {
+    let r = budgeted(2, usize::MAX);
+    let now = Instant::now();
+    let lease = Duration::from_secs(30);
+    for (i, name) in ["x", "y"].into_iter().enumerate() {
+        let e = remote_live("a", name, 10, 1, 1, lease);
+        assert_eq!(r.merge_remote(e, now), MergeOutcome::Applied, "{i}");
+    }
+    let before = r.held_versions();
+    assert_eq!(r.refusals().total, 0);
+    let third = remote_live("b", "z", 10, 1, 1, lease);
+    assert_eq!(r.merge_remote(third, now), MergeOutcome::Refused);
+    assert_eq!(r.held_versions(), before, "a refused entry changes nothing");
+    assert_eq!(r.len(), 2);
+    assert_eq!(r.refusals().total, 1);
+    assert_eq!(r.refusals().last, Some(now));
+    // A local registration is refused the same way; a newer version of a held entry and a
+    // tombstone still fit.
+    assert!(matches!(
+        r.register(&svc("c"), &inst("1"), reg("h:1", 60), now),
+        Err(RegisterError::CapacityFull { max: 2 })
+    ));
+    let renewal = remote_live("a", "x", 11, 1, 1, lease);
+    assert_eq!(r.merge_remote(renewal, now), MergeOutcome::Applied);
+    let tomb = Entry::tombstone(
+        &svc("a"),
+        &inst("y"),
+        Version { hlc: 11, node: 1 },
+        TombstoneReason::Deregistered,
+    );
+    assert_eq!(r.merge_remote(tomb, now), MergeOutcome::Applied);
+    let again = remote_live("b", "z", 10, 1, 1, lease);
+    assert_eq!(r.merge_remote(again, now), MergeOutcome::Applied);
+}
+
+#[test]
+fn replicated_entries_past_the_byte_budget_are_refused() {
+    let r = budgeted(1_000, 4 * 1024);
+    let now = Instant::now();
+    let mut big = remote_live("a", "x", 10, 1, 1, Duration::from_secs(30));
+    if let EntryState::Live(live) = &mut big.state {
+        live.meta = big_reg("h:1", 8, 1_000).meta;
+    }
+    assert_eq!(r.merge_remote(big, now), MergeOutcome::Refused);
+    assert!(r.held_versions().is_empty());
+    assert_eq!(r.usage(), Usage::default());
+    assert_eq!(r.refusals().total, 1);
+}
+
+#[test]
+fn every_byte_charged_is_released_when_tombstones_are_collected() {
+    let r = registry();
+    let now = Instant::now();
+    r.register(&svc("a"), &inst("1"), big_reg("h:1", 3, 100), now)
+        .unwrap();
+    let t = Entry::tombstone(
+        &svc("b"),
+        &inst("2"),
+        Version { hlc: 1, node: 1 },
+        TombstoneReason::Expired,
+    );
+    r.merge_remote(t, now);
+    r.merge_remote(remote_live("c", "3", 5, 1, 1, Duration::from_secs(1)), now);
+    assert_eq!(r.usage().instances, 2);
+    r.deregister(&svc("a"), &inst("1"), now);
+    let retention = r.config().replication.tombstone_retention;
+    let later = now + retention + Duration::from_secs(60);
+    r.reap(later);
+    r.reap(later + retention);
+    assert_eq!(r.usage(), Usage::default());
+}

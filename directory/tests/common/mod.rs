@@ -323,3 +323,36 @@ pub fn bad_cases() -> Vec<BadCase> {
         },
     ]
 }
+
+/// A live entry as another node (`node-far`) would replicate it: `service/instance` with
+/// `meta_values` meta values of 1,000 bytes and a 30 s lease.
+pub fn remote_entry(
+    service: &str,
+    instance: &str,
+    meta_values: usize,
+) -> directory::registry::Entry {
+    use directory::registry::{
+        Address, Entry, EntryState, LiveState, Meta, NodeName, Tags, Ttl, Version,
+    };
+    let meta = (0..meta_values)
+        .map(|i| (format!("k{i}"), "v".repeat(1_000)))
+        .collect();
+    Entry {
+        service: service.parse().unwrap(),
+        instance: instance.parse().unwrap(),
+        version: Version {
+            hlc: u64::from(u32::MAX),
+            node: 7,
+        },
+        state: EntryState::Live(LiveState {
+            address: Address::new("10.0.0.9:9").unwrap(),
+            tags: Tags::default(),
+            meta: Meta::new(meta).unwrap(),
+            ttl: Ttl::from_duration(Duration::from_secs(30)).unwrap(),
+            fingerprint: None,
+            owner: NodeName::new("node-far").unwrap(),
+            registered_at: std::time::SystemTime::now(),
+            lease_remaining: Duration::from_secs(30),
+        }),
+    }
+}

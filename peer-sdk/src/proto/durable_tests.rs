@@ -23,6 +23,14 @@ fn durable_sender(window: usize, t0: Instant) -> (Core, Arc<InstanceInfo>) {
     (c, a)
 }
 
+fn loaded(id: u64, req: SendRequest) -> LoadedMessage {
+    LoadedMessage {
+        id,
+        req,
+        attempts: 0,
+    }
+}
+
 fn store_ops(c: &mut Core) -> Vec<StoreOp> {
     std::iter::from_fn(|| c.poll_store()).collect()
 }
@@ -73,7 +81,7 @@ fn beyond_the_memory_window_messages_stay_on_disk_and_are_paged_in_id_order() {
     assert_eq!(load, Some((ids[1], 1)), "{ops:?}");
     // Message 2 goes out (its key's head resolved); the page brings message 3 behind it.
     assert_eq!(sent_ids(&transmits(&mut c)), vec![("a".into(), ids[1], 1)]);
-    let page = vec![(ids[2], req(t0, Some("k")))];
+    let page = vec![loaded(ids[2], req(t0, Some("k")))];
     c.handle_loaded(t0, "svc", page, false);
     assert_eq!(c.outgoing(), 2);
     assert!(
@@ -107,7 +115,7 @@ fn restored_ids_continue_from_the_store_and_a_backlog_loads_at_start() {
     // The backlog is on disk: a new message queues behind it there.
     c.handle_persisted(t0, 1);
     assert_eq!(c.outgoing(), 0);
-    let older = vec![(7, req(t0, None)), (8, req(t0, None))];
+    let older = vec![loaded(7, req(t0, None)), loaded(8, req(t0, None))];
     c.handle_loaded(t0, "svc", older, true);
     assert_eq!(
         sent_ids(&transmits(&mut c)),
@@ -127,7 +135,7 @@ fn a_message_loaded_past_its_deadline_is_dead_lettered_and_recorded() {
     c.handle_restore(10, vec!["svc".into()], []);
     store_ops(&mut c);
     let late = t0 + Duration::from_secs(11);
-    c.handle_loaded(late, "svc", vec![(3, req(t0, None))], true);
+    c.handle_loaded(late, "svc", vec![loaded(3, req(t0, None))], true);
     assert!(transmits(&mut c).is_empty());
     let outs = outcomes(events(&mut c));
     assert!(
@@ -226,5 +234,45 @@ fn a_durable_receiver_acks_after_the_record_and_looks_up_retries_below_its_floor
         deliveries(events(&mut r)).len(),
         1,
         "never handled: delivered"
+    );
+}
+
+#[test]
+fn a_retried_attempt_is_recorded_and_resumed_attempts_count_towards_the_maximum() {
+    let t0 = Instant::now();
+    let (mut c, _) = durable_sender(4, t0);
+    let mut r = req(t0, None);
+    r.max_attempts = std::num::NonZeroU32::new(3);
+    r.ack_timeout = Some(Duration::from_millis(200));
+    let id = c.handle_send(t0, r.clone());
+    store_ops(&mut c);
+    c.handle_persisted(t0, 1);
+    assert_eq!(sent_ids(&transmits(&mut c)), vec![("a".into(), id, 1)]);
+    // The message's own ack timeout (not the configured one) ends attempt 1.
+    let t1 = t0 + Duration::from_millis(201);
+    c.handle_timeout(t1);
+    let ops = store_ops(&mut c);
+    assert!(
+        matches!(&ops[..], [StoreOp::Attempted { id: i, attempts: 1, .. }] if *i == id),
+        "{ops:?}"
+    );
+
+    // After a restart, a message that had 2 failed attempts gets only its third.
+    let (mut c, _) = durable_sender(4, t0);
+    c.handle_restore(10, vec!["svc".into()], []);
+    store_ops(&mut c);
+    let resumed = LoadedMessage {
+        id: 5,
+        req: r,
+        attempts: 2,
+    };
+    c.handle_loaded(t0, "svc", vec![resumed], true);
+    assert_eq!(sent_ids(&transmits(&mut c)), vec![("a".into(), 5, 3)]);
+    c.handle_timeout(t0 + Duration::from_millis(201));
+    let outs = outcomes(events(&mut c));
+    assert!(
+        matches!(&outs[..], [(5, Outcome::DeadLettered(d))]
+            if d.attempts == 3 && matches!(d.reason, DeadLetterReason::AttemptsExhausted { .. })),
+        "{outs:?}"
     );
 }

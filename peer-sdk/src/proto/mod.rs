@@ -23,7 +23,8 @@
 //!
 //! Durability rules (durable peers): a message is written ([`StoreOp::Put`]) when it is
 //! accepted and its [`Event::Accepted`] waits for that write; it is deleted
-//! ([`StoreOp::Resolve`]) when acked, replied or dead-lettered. At most `memory_window`
+//! ([`StoreOp::Resolve`]) when acked, replied or dead-lettered; a failed attempt that is
+//! retried records its attempt count ([`StoreOp::Attempted`]). At most `memory_window`
 //! messages per service are held in memory; the rest stay on disk and are loaded in id
 //! order as room frees. A receiver writes [`StoreOp::Complete`] before the ack or reply of a
 //! handled delivery goes out, and looks a retry up ([`StoreOp::Lookup`]) when its id is at or
@@ -54,7 +55,7 @@ mod timers;
 pub use balance::{Balancer, Candidate, LeastInFlight, RoundRobin};
 pub use cause::{Cause, DeadLetterReason};
 pub use frame::{Decoder, ErrorCode, Frame, NackAction, ProtocolError};
-pub use persist::{MESSAGE_OVERHEAD, StoreOp, message_cost};
+pub use persist::{LoadedMessage, MESSAGE_OVERHEAD, StoreOp, message_cost};
 
 use crate::config::DeliveryConfig;
 use bytes::Bytes;
@@ -405,7 +406,7 @@ impl Core {
         &mut self,
         now: Instant,
         service: &str,
-        messages: Vec<(u64, SendRequest)>,
+        messages: Vec<LoadedMessage>,
         exhausted: bool,
     ) {
         self.outbox

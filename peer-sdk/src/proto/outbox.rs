@@ -6,8 +6,8 @@ use super::persist::Gated;
 use super::timers::TimerKey;
 use super::{
     Balancer, Candidate, Cause, DeadLetter, DeadLetterReason, ErrorCode, Event, Frame,
-    InstanceInfo, Io, NackAction, Outcome, ProtocolError, SendRequest, StoreOp, Transmit,
-    message_cost,
+    InstanceInfo, Io, LoadedMessage, NackAction, Outcome, ProtocolError, SendRequest, StoreOp,
+    Transmit, message_cost,
 };
 use crate::config::DeliveryConfig;
 use bytes::Bytes;
@@ -136,7 +136,7 @@ impl Outbox {
             }
         }
         let durable = io.persist.durable;
-        self.admit(now, id, req, !durable, io);
+        self.admit(now, id, req, 0, !durable, io);
         id
     }
 
@@ -221,14 +221,14 @@ impl Outbox {
         &mut self,
         now: Instant,
         service: &str,
-        messages: Vec<(u64, SendRequest)>,
+        messages: Vec<LoadedMessage>,
         exhausted: bool,
         io: &mut Io,
     ) {
         let cursor = self.service_mut(service).cursor;
-        for (id, req) in messages {
-            if id > cursor && !self.msgs.contains_key(&id) {
-                self.admit(now, id, req, true, io);
+        for m in messages {
+            if m.id > cursor && !self.msgs.contains_key(&m.id) {
+                self.admit(now, m.id, m.req, m.attempts, true, io);
             }
         }
         let state = self.service_mut(service);
@@ -241,8 +241,16 @@ impl Outbox {
 
     /// Holds message `id` in memory and dispatches it (or queues it behind its ordering
     /// key, or waits for its store write when not `persisted`); dead-letters it at once
-    /// when its deadline has passed (loaded late).
-    fn admit(&mut self, now: Instant, id: u64, req: SendRequest, persisted: bool, io: &mut Io) {
+    /// when its deadline has passed (loaded late). `attempts` were made before (resumed).
+    fn admit(
+        &mut self,
+        now: Instant,
+        id: u64,
+        req: SendRequest,
+        attempts: u32,
+        persisted: bool,
+        io: &mut Io,
+    ) {
         let state = self.service_mut(&req.service);
         state.resident += 1;
         state.cursor = state.cursor.max(id);
@@ -260,7 +268,7 @@ impl Outbox {
         let deadline = req.deadline;
         let msg = Outgoing {
             req,
-            attempts: 0,
+            attempts,
             state: if persisted {
                 State::Blocked
             } else {
@@ -406,6 +414,13 @@ impl Outbox {
         msg.last_error = Some(cause);
         msg.state = State::Backoff;
         let at = (now + self.backoff.delay(msg.attempts, &mut io.rng)).min(msg.req.deadline);
+        if io.persist.durable {
+            io.persist.write(StoreOp::Attempted {
+                service: msg.req.service.clone(),
+                id,
+                attempts: msg.attempts,
+            });
+        }
         self.set_timer(id, at, io);
     }
 

@@ -21,8 +21,9 @@ pub fn message_cost(service_len: usize, key_len: usize, payload_len: usize) -> u
 }
 
 /// A store operation; the driver executes them in the order they are polled. `Put`,
-/// `Resolve` and `Complete` are writes (numbered from 1 in that order); `Load` and
-/// `Lookup` are reads that see every write polled before them.
+/// `Attempted`, `Resolve` and `Complete` are writes (numbered from 1 in the order they are
+/// polled, see [`StoreOp::is_write`]); `Load` and `Lookup` are reads that see every write
+/// polled before them.
 #[derive(Debug, Clone)]
 pub enum StoreOp {
     /// Persist newly accepted message `id`.
@@ -31,6 +32,18 @@ pub enum StoreOp {
         id: u64,
         /// The message.
         req: SendRequest,
+    },
+    /// Attempt `attempts` of message `id` of `service` failed and it will be retried:
+    /// record the count, so that after a restart the message keeps counting towards its
+    /// maximum (a first attempt is not written: one write per message on the fast path, so
+    /// after a crash the stored count can be one short).
+    Attempted {
+        /// Destination service.
+        service: String,
+        /// Message id.
+        id: u64,
+        /// Attempts made so far.
+        attempts: u32,
     },
     /// Message `id` of `service` is resolved: delete it; with a dead letter, keep that.
     Resolve {
@@ -66,6 +79,30 @@ pub enum StoreOp {
         /// Message id.
         id: u64,
     },
+}
+
+impl StoreOp {
+    /// Whether this operation is a numbered write (the rest are reads).
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Self::Put { .. }
+                | Self::Attempted { .. }
+                | Self::Resolve { .. }
+                | Self::Complete { .. }
+        )
+    }
+}
+
+/// A message read back from the store ([`StoreOp::Load`]'s answer).
+#[derive(Debug, Clone)]
+pub struct LoadedMessage {
+    /// Message id.
+    pub id: u64,
+    /// The message, with its persisted per-message options.
+    pub req: SendRequest,
+    /// Attempts recorded before the restart (see [`StoreOp::Attempted`]).
+    pub attempts: u32,
 }
 
 /// An output held until a write is durable.

@@ -9,7 +9,7 @@ use super::{
     COMPLETED, COMPLETED_BY_TIME, DEAD, FLOORS, KEY_NEXT_ID, META, OUTBOX, Store, StoreError,
     add_used_bytes, meta_u64, record_cost,
 };
-use crate::proto::{SendRequest, StoreOp};
+use crate::proto::{LoadedMessage, SendRequest, StoreOp};
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use std::sync::Arc;
@@ -31,7 +31,7 @@ pub(crate) enum StoreReport {
     /// The answer to a `Load`.
     Loaded {
         service: String,
-        messages: Vec<(u64, SendRequest)>,
+        messages: Vec<LoadedMessage>,
         exhausted: bool,
     },
     /// The answer to a `Lookup`.
@@ -141,13 +141,6 @@ struct Worker {
     last_expiry: Option<Instant>,
 }
 
-fn is_write(op: &StoreOp) -> bool {
-    matches!(
-        op,
-        StoreOp::Put { .. } | StoreOp::Resolve { .. } | StoreOp::Complete { .. }
-    )
-}
-
 impl Worker {
     fn run(mut self, rx: &mpsc::Receiver<StoreOp>, report: &dyn Fn(StoreReport)) {
         while let Ok(first) = rx.recv() {
@@ -167,7 +160,7 @@ impl Worker {
     }
 
     fn batch(&mut self, batch: &[StoreOp], report: &dyn Fn(StoreReport)) -> Result<(), StoreError> {
-        let writes = batch.iter().filter(|op| is_write(op)).count() as u64;
+        let writes = batch.iter().filter(|op| op.is_write()).count() as u64;
         if writes > 0 {
             self.write(batch)?;
             self.committed += writes;
@@ -228,7 +221,9 @@ impl Worker {
             let (k, v) = item?;
             let (_, id) = k.value();
             let rec = decode::<MessageRecord>(v.value(), "message")?;
-            messages.push((id, self.request_of(service, rec)));
+            let attempts = rec.attempts;
+            let req = self.request_of(service, rec);
+            messages.push(LoadedMessage { id, req, attempts });
         }
         Ok(StoreReport::Loaded {
             service: service.to_owned(),
@@ -246,9 +241,8 @@ impl Worker {
             request: rec.request,
             deadline: self.clock.instant(rec.deadline_ms),
             no_responders: rec.no_responders,
-            // Not part of store format 1: a resumed message uses the configured values.
-            ack_timeout: None,
-            max_attempts: None,
+            ack_timeout: rec.ack_timeout_ms.map(Duration::from_millis),
+            max_attempts: rec.max_attempts.and_then(std::num::NonZeroU32::new),
         }
     }
 
@@ -319,6 +313,11 @@ impl Writes<'_> {
     fn apply(&mut self, op: &StoreOp) -> Result<(), StoreError> {
         match op {
             StoreOp::Put { id, req } => self.put(*id, req),
+            StoreOp::Attempted {
+                service,
+                id,
+                attempts,
+            } => self.attempted(service, *id, *attempts),
             StoreOp::Resolve { service, id, dead } => self.resolve(service, *id, dead.as_deref()),
             StoreOp::Complete { session, id, reply } => self.complete(*session, *id, reply),
             StoreOp::Load { .. } | StoreOp::Lookup { .. } => Ok(()),
@@ -334,11 +333,30 @@ impl Writes<'_> {
             no_responders: req.no_responders,
             deadline_ms: self.clock.wall_ms(req.deadline),
             accepted_ms: self.now_ms,
+            ack_timeout_ms: req
+                .ack_timeout
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            max_attempts: req.max_attempts.map(std::num::NonZeroU32::get),
+            attempts: 0,
         };
         self.outbox
             .insert((req.service.as_str(), id), encode(&rec).as_slice())?;
         self.used += i128::from(record_cost(&req.service, &rec));
         self.next_id = self.next_id.max(id.saturating_add(1));
+        Ok(())
+    }
+
+    /// Records the attempts of a message of the outbox (a message no longer there is
+    /// ignored: the count only matters while it waits).
+    fn attempted(&mut self, service: &str, id: u64, attempts: u32) -> Result<(), StoreError> {
+        let rec = match self.outbox.get((service, id))? {
+            Some(v) => decode::<MessageRecord>(v.value(), "message")?,
+            None => return Ok(()),
+        };
+        if rec.attempts < attempts {
+            let rec = MessageRecord { attempts, ..rec };
+            self.outbox.insert((service, id), encode(&rec).as_slice())?;
+        }
         Ok(())
     }
 
@@ -364,6 +382,9 @@ impl Writes<'_> {
                 no_responders: false,
                 deadline_ms: self.now_ms,
                 accepted_ms: self.now_ms,
+                ack_timeout_ms: None,
+                max_attempts: None,
+                attempts: letter.attempts,
             });
             let rec = DeadRecord::of(letter, message, self.now_ms);
             self.dead.insert(id, encode(&rec).as_slice())?;

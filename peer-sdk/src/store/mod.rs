@@ -15,18 +15,22 @@
 //!   their expiry index; `floors`: the highest completed id per sender session.
 
 mod committer;
+mod migrate;
 mod records;
 
 pub(crate) use committer::{Committer, StoreReport, WallClock};
 pub use records::FORMAT_VERSION;
 pub(crate) use records::IdentityRecord;
-use records::{DeadRecord, MessageRecord, decode, encode, from_unix_ms, unix_ms};
+use records::{
+    DeadRecord, MessageRecord, OLDEST_MIGRATED_FORMAT, decode, encode, from_unix_ms, unix_ms,
+};
 
 use crate::proto::{DeadLetterReason, message_cost};
 use bytes::Bytes;
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
 };
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -160,11 +164,21 @@ pub struct StoredMessage {
     pub deadline: SystemTime,
     /// When it was accepted.
     pub accepted: SystemTime,
+    /// Its own ack timeout; `None` uses the peer's configured one.
+    pub ack_timeout: Option<Duration>,
+    /// Its own maximum attempts; `None` uses the peer's configured one.
+    pub max_attempts: Option<NonZeroU32>,
+    /// Attempts made, as recorded when an attempt failed and was retried (a first attempt
+    /// cut short by a crash is not counted).
+    pub attempts: u32,
 }
 
 impl StoredMessage {
     fn of(service: &str, id: u64, r: MessageRecord) -> Self {
         Self {
+            ack_timeout: r.ack_timeout_ms.map(Duration::from_millis),
+            max_attempts: r.max_attempts.and_then(NonZeroU32::new),
+            attempts: r.attempts,
             id,
             service: service.to_owned(),
             target: r.target.map(|t| t.instance),
@@ -219,9 +233,11 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in directory `dir`. A file that is not a peer
-    /// store, a store of another format version, or a damaged file is a typed error, and
-    /// nothing is changed; a store open elsewhere is [`StoreError::Locked`].
+    /// Opens (creating if needed) the store in directory `dir`. A store of an older format
+    /// this build knows (format 1) is migrated to [`FORMAT_VERSION`] in one transaction. A
+    /// file that is not a peer store, a store of another format version, or a damaged file
+    /// is a typed error, and nothing is changed; a store open elsewhere is
+    /// [`StoreError::Locked`].
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
@@ -264,13 +280,18 @@ impl Store {
                     .try_into()
                     .map_err(|_| self.foreign("bad format record"))?;
                 let found = u32::from_be_bytes(bytes);
-                if found != FORMAT_VERSION {
+                if found == FORMAT_VERSION {
+                    txn.abort()?;
+                } else if (OLDEST_MIGRATED_FORMAT..FORMAT_VERSION).contains(&found) {
+                    migrate::from_v1(&txn)?;
+                    set_format(&txn)?;
+                    txn.commit()?;
+                } else {
                     return Err(StoreError::UnsupportedFormat {
                         found,
                         supported: FORMAT_VERSION,
                     });
                 }
-                txn.abort()?;
             }
             None if !tables.is_empty() => {
                 return Err(self.foreign("a redb database without the peer store's metadata"));
@@ -582,9 +603,14 @@ fn record_cost(service: &str, m: &MessageRecord) -> u64 {
     )
 }
 
-fn init_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+fn set_format(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     let mut meta = txn.open_table(META)?;
     meta.insert(KEY_FORMAT, FORMAT_VERSION.to_be_bytes().as_slice())?;
+    Ok(())
+}
+
+fn init_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    set_format(txn)?;
     txn.open_table(OUTBOX)?;
     txn.open_table(DEAD)?;
     txn.open_table(COMPLETED)?;

@@ -7,9 +7,17 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Version of the on-disk format written by this build. A store with another version is
-/// refused at open with [`super::StoreError::UnsupportedFormat`].
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the on-disk format written by this build. A store of format 1 is migrated
+/// at open (see [`super::Store::open`]); any other version is refused with
+/// [`super::StoreError::UnsupportedFormat`].
+///
+/// - 1: first format.
+/// - 2: outbox records also hold the per-message ack timeout, maximum attempts and the
+///   attempts made (`MessageRecord::ack_timeout_ms`, `max_attempts`, `attempts`).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format this build migrates from.
+pub(crate) const OLDEST_MIGRATED_FORMAT: u32 = 1;
 
 /// Milliseconds since the Unix epoch (0 before it; saturating far in the future).
 pub(crate) fn unix_ms(t: SystemTime) -> u64 {
@@ -59,6 +67,66 @@ pub(crate) struct MessageRecord {
     pub(crate) no_responders: bool,
     pub(crate) deadline_ms: u64,
     pub(crate) accepted_ms: u64,
+    /// Per-message ack timeout; `None` uses the peer's configured one.
+    pub(crate) ack_timeout_ms: Option<u64>,
+    /// Per-message maximum attempts; `None` uses the peer's configured one.
+    pub(crate) max_attempts: Option<u32>,
+    /// Attempts recorded as failed and retried (see `StoreOp::Attempted`).
+    pub(crate) attempts: u32,
+}
+
+/// A message record of format 1 (read only to migrate it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct MessageRecordV1 {
+    pub(crate) target: Option<TargetRecord>,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) request: bool,
+    pub(crate) no_responders: bool,
+    pub(crate) deadline_ms: u64,
+    pub(crate) accepted_ms: u64,
+}
+
+impl From<MessageRecordV1> for MessageRecord {
+    /// Format 1 kept no per-message options: they were the configured ones.
+    fn from(r: MessageRecordV1) -> Self {
+        Self {
+            target: r.target,
+            key: r.key,
+            payload: r.payload,
+            request: r.request,
+            no_responders: r.no_responders,
+            deadline_ms: r.deadline_ms,
+            accepted_ms: r.accepted_ms,
+            ack_timeout_ms: None,
+            max_attempts: None,
+            attempts: 0,
+        }
+    }
+}
+
+/// A dead-letter record of format 1 (read only to migrate it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct DeadRecordV1 {
+    pub(crate) service: String,
+    pub(crate) message: MessageRecordV1,
+    pub(crate) reason: ReasonRecord,
+    pub(crate) attempts: u32,
+    pub(crate) last_instance: Option<String>,
+    pub(crate) at_ms: u64,
+}
+
+impl From<DeadRecordV1> for DeadRecord {
+    fn from(r: DeadRecordV1) -> Self {
+        Self {
+            service: r.service,
+            message: r.message.into(),
+            reason: r.reason,
+            attempts: r.attempts,
+            last_instance: r.last_instance,
+            at_ms: r.at_ms,
+        }
+    }
 }
 
 /// Why a message was dead-lettered, as stored. Postcard numbers enum variants in order:
@@ -194,6 +262,9 @@ mod tests {
             no_responders: false,
             deadline_ms: 123,
             accepted_ms: 100,
+            ack_timeout_ms: Some(2500),
+            max_attempts: Some(3),
+            attempts: 2,
         };
         let back: MessageRecord = decode(&encode(&m), "message").unwrap();
         assert_eq!(back, m);

@@ -234,7 +234,7 @@ fn loads_page_through_one_service_and_lookups_find_handled_messages() {
                 messages,
                 exhausted,
                 ..
-            } => Some((messages.iter().map(|(id, _)| *id).collect(), *exhausted)),
+            } => Some((messages.iter().map(|m| m.id).collect(), *exhausted)),
             _ => None,
         })
         .collect();
@@ -353,4 +353,149 @@ fn a_store_in_use_is_locked() {
     let _first = Store::open(dir.path()).unwrap();
     let err = Store::open(dir.path()).unwrap_err();
     assert!(matches!(err, StoreError::Locked(_)), "{err:?}");
+}
+
+#[test]
+fn per_message_options_and_retried_attempts_survive_in_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut own = req("svc", None, "own");
+    own.ack_timeout = Some(Duration::from_millis(1500));
+    own.max_attempts = std::num::NonZeroU32::new(4);
+    let ops = vec![
+        StoreOp::Put { id: 1, req: own },
+        StoreOp::Put {
+            id: 2,
+            req: req("svc", None, "default"),
+        },
+        StoreOp::Attempted {
+            service: "svc".into(),
+            id: 1,
+            attempts: 2,
+        },
+        // A message already resolved is not brought back by a late count.
+        StoreOp::Attempted {
+            service: "svc".into(),
+            id: 9,
+            attempts: 1,
+        },
+        StoreOp::Load {
+            service: "svc".into(),
+            after: 0,
+            max: 10,
+        },
+    ];
+    let reports = commit(&store, ops);
+    assert!(matches!(reports.first(), Some(StoreReport::Persisted(4))));
+    let Some(StoreReport::Loaded { messages, .. }) = reports.get(1) else {
+        panic!("{reports:?}");
+    };
+    let first = &messages[0];
+    assert_eq!((first.id, first.attempts), (1, 2));
+    assert_eq!(first.req.ack_timeout, Some(Duration::from_millis(1500)));
+    assert_eq!(first.req.max_attempts.map(|n| n.get()), Some(4));
+    assert_eq!(
+        (messages[1].attempts, messages[1].req.ack_timeout),
+        (0, None)
+    );
+    let listed: Vec<_> = store.outbox().unwrap().map(Result::unwrap).collect();
+    assert_eq!(
+        listed.len(),
+        2,
+        "the count of a missing message adds nothing"
+    );
+    assert_eq!(listed[0].attempts, 2);
+    assert_eq!(listed[0].ack_timeout, Some(Duration::from_millis(1500)));
+    assert_eq!(listed[0].max_attempts.map(|n| n.get()), Some(4));
+    assert_eq!(listed[1].max_attempts, None);
+}
+
+/// Writes a store of format 1 by hand: `n` outbox messages and one dead letter.
+fn write_v1_store(dir: &Path, n: u64) {
+    use records::{DeadRecordV1, MessageRecordV1, ReasonRecord};
+    let v1 = |payload: &str| MessageRecordV1 {
+        target: None,
+        key: Some(b"k".to_vec()),
+        payload: payload.as_bytes().to_vec(),
+        request: false,
+        no_responders: false,
+        deadline_ms: u64::MAX / 2,
+        accepted_ms: 1,
+    };
+    let db = Database::create(dir.join(FILE_NAME)).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut meta = txn.open_table(META).unwrap();
+        meta.insert(KEY_FORMAT, 1u32.to_be_bytes().as_slice())
+            .unwrap();
+        let mut outbox = txn.open_table(OUTBOX).unwrap();
+        for id in 1..=n {
+            let rec = encode(&v1(&format!("m{id}")));
+            outbox.insert(("svc", id), rec.as_slice()).unwrap();
+        }
+        let dead = DeadRecordV1 {
+            service: "svc".into(),
+            message: v1("gone"),
+            reason: ReasonRecord::ShuttingDown,
+            attempts: 3,
+            last_instance: Some("r1".into()),
+            at_ms: 5,
+        };
+        let mut table = txn.open_table(DEAD).unwrap();
+        table.insert(1_000_000, encode(&dead).as_slice()).unwrap();
+    }
+    txn.commit().unwrap();
+}
+
+#[test]
+fn a_format_1_store_is_migrated_at_open_and_keeps_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    // More than one migration chunk.
+    let n = BULK_CHUNK as u64 + 10;
+    write_v1_store(dir.path(), n);
+    let store = Store::open(dir.path()).unwrap();
+    let outbox: Vec<_> = store.outbox().unwrap().map(Result::unwrap).collect();
+    assert_eq!(outbox.len() as u64, n);
+    for (m, id) in outbox.iter().zip(1..) {
+        assert_eq!(m.id, id);
+        assert_eq!(m.payload, Bytes::from(format!("m{id}")));
+        assert_eq!((m.attempts, m.ack_timeout, m.max_attempts), (0, None, None));
+    }
+    let dead: Vec<_> = store.dead_letters().unwrap().map(Result::unwrap).collect();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].message.payload, Bytes::from_static(b"gone"));
+    assert_eq!(dead[0].attempts, 3);
+    drop(store);
+    // Migrated once: the file now says format 2 and opens as such.
+    let store = Store::open(dir.path()).unwrap();
+    let txn = store.db.begin_read().unwrap();
+    let meta = txn.open_table(META).unwrap();
+    let format = meta.get(KEY_FORMAT).unwrap().unwrap().value().to_vec();
+    assert_eq!(format, FORMAT_VERSION.to_be_bytes());
+}
+
+#[test]
+fn a_format_1_store_with_a_damaged_record_is_a_corrupt_error_and_stays_format_1() {
+    let dir = tempfile::tempdir().unwrap();
+    write_v1_store(dir.path(), 3);
+    {
+        let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(OUTBOX)
+            .unwrap()
+            .insert(("svc", 2), [0xffu8, 0xff].as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+    let txn = db.begin_read().unwrap();
+    let meta = txn.open_table(META).unwrap();
+    let format = meta.get(KEY_FORMAT).unwrap().unwrap().value().to_vec();
+    assert_eq!(
+        format,
+        1u32.to_be_bytes(),
+        "a failed migration changes nothing"
+    );
 }

@@ -10,15 +10,18 @@
 //! - `replication` — merging remote entries (the winner is chosen by `registry::rules`);
 //! - `waits` — blocking waits on a service's change index and the watch event stream.
 
+mod budget;
+mod journal;
 mod lookup;
 mod replication;
+mod restore;
 mod timers;
 mod waits;
 mod writes;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -31,8 +34,12 @@ use crate::registry::{ChangeEvent, Entry, Record};
 use crate::registry::{InstanceId, ServiceName};
 use crate::timers::TimerTable;
 
+use budget::Budget;
+pub use budget::{Refusals, SLOT_OVERHEAD_BYTES, Usage};
+pub use journal::{Durable, Journal, JournalEntry, JournalOp, NotDurable};
 pub use lookup::{Filter, ServiceSummary, ServiceView};
 pub use replication::MergeOutcome;
+pub use restore::{RestoreStats, Restored};
 pub use timers::ReapStats;
 use timers::Timer;
 
@@ -57,12 +64,13 @@ struct Inner {
     /// Last revision handed out (global, so a revision is never reused by a service
     /// whose state was collected and created again).
     revision: AtomicU64,
-    /// Live instances in the whole store.
-    live: AtomicUsize,
+    /// Live instances and estimated bytes in the whole store, against their limits.
+    budget: Budget,
     timers: Mutex<TimerTable<Instant, Timer>>,
     timer_added: Notify,
     events: broadcast::Sender<ChangeEvent>,
     replication: Option<mpsc::UnboundedSender<Entry>>,
+    journal: Option<Journal>,
 }
 
 /// Everything about one service. A lookup locks only this (one dashmap shard).
@@ -104,6 +112,8 @@ impl ServiceState {
 struct Slot {
     version: Version,
     state: SlotState,
+    /// What the slot is charged in the budget (see `budget`).
+    bytes: usize,
 }
 
 enum SlotState {
@@ -122,7 +132,7 @@ enum SlotState {
 impl Registry {
     /// An empty registry without a replication hook.
     pub fn new(config: RegistryConfig) -> Self {
-        Self::build(config, None)
+        Self::with_hooks(config, None, None)
     }
 
     /// An empty registry that sends every local write (register, heartbeat, deregister,
@@ -131,23 +141,31 @@ impl Registry {
         config: RegistryConfig,
         replication: mpsc::UnboundedSender<Entry>,
     ) -> Self {
-        Self::build(config, Some(replication))
+        Self::with_hooks(config, Some(replication), None)
     }
 
-    fn build(config: RegistryConfig, replication: Option<mpsc::UnboundedSender<Entry>>) -> Self {
+    /// An empty registry with either hook: `replication` gets every local write (see
+    /// [`Self::with_replication`]), `journal` every change of a slot, local or replicated,
+    /// to persist it (see `crate::persist`).
+    pub fn with_hooks(
+        config: RegistryConfig,
+        replication: Option<mpsc::UnboundedSender<Entry>>,
+        journal: Option<Journal>,
+    ) -> Self {
         let (events, _) = broadcast::channel(config.event_buffer.get());
         let inner = Inner {
+            budget: Budget::new(config.max_instances, config.max_registry_bytes),
             node_id: config.node.id(),
             config,
             services: DashMap::new(),
             hlc: Hlc::new(),
             index: AtomicU64::new(0),
             revision: AtomicU64::new(0),
-            live: AtomicUsize::new(0),
             timers: Mutex::new(TimerTable::default()),
             timer_added: Notify::new(),
             events,
             replication,
+            journal,
         };
         Self {
             inner: Arc::new(inner),
@@ -161,7 +179,7 @@ impl Registry {
 
     /// Live instances in the store.
     pub fn len(&self) -> usize {
-        self.inner.live.load(Ordering::Acquire)
+        self.inner.budget.usage().instances
     }
 
     /// Whether no instance is live.

@@ -2,15 +2,18 @@
 //! [`crate::registry::supersedes`] (the rules module), not here.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
+use super::budget::record_bytes;
 use super::writes::change_kind;
 use super::{Registry, ServiceState, Slot};
-use crate::registry::InstanceId;
+use dashmap::mapref::one::RefMut;
+
 use crate::registry::clock::Now;
+use crate::registry::error::RegisterError;
 use crate::registry::rules::supersedes;
 use crate::registry::version::Version;
 use crate::registry::{Entry, EntryState, LiveState, Record};
+use crate::registry::{InstanceId, ServiceName};
 
 /// Result of [`Registry::merge_remote`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,13 +22,17 @@ pub enum MergeOutcome {
     Applied,
     /// The local entry is as new or newer; nothing changed.
     Stale,
+    /// The entry was newer but the store is full (`max_instances` or `max_registry_bytes`):
+    /// nothing changed, and the refusal was counted and logged (see [`Registry::refusals`]).
+    Refused,
 }
 
 impl Registry {
     /// Applies an entry from another node if its version is newer (last writer wins).
     /// An applied entry updates the change index and notifies watchers like a local write
     /// (unless it is only a renewal); a live entry's lease ends at `now + lease_remaining`.
-    /// Remote entries are admitted even above the capacity limit, so replicas converge.
+    /// Remote live entries are charged against the same limits as local writes: one that
+    /// does not fit is [`MergeOutcome::Refused`] (tombstones always fit).
     pub fn merge_remote(&self, entry: Entry, now: impl Into<Now>) -> MergeOutcome {
         let now = now.into();
         self.inner.hlc.observe(entry.version.hlc);
@@ -40,17 +47,35 @@ impl Registry {
         }
         match entry.state {
             EntryState::Live(live) => {
-                self.merge_live(&mut svc, entry.instance, entry.version, live, now)
+                if !self.admit_live(svc, entry.instance, entry.version, live, now) {
+                    return MergeOutcome::Refused;
+                }
             }
-            EntryState::Tombstone { reason } => self.store_tombstone(
-                &mut svc,
-                &entry.instance,
-                entry.version,
-                reason,
-                now.instant,
-            ),
+            EntryState::Tombstone { reason } => {
+                self.store_tombstone(&mut svc, &entry.instance, entry.version, reason, now);
+            }
         }
         MergeOutcome::Applied
+    }
+
+    /// Stores a live entry from elsewhere if it fits; otherwise counts and logs the refusal,
+    /// changes nothing and returns false.
+    pub(super) fn admit_live(
+        &self,
+        mut svc: RefMut<'_, ServiceName, ServiceState>,
+        instance: InstanceId,
+        version: Version,
+        live: LiveState,
+        now: Now,
+    ) -> bool {
+        let Err(err) = self.merge_live(&mut svc, instance, version, live, now) else {
+            return true;
+        };
+        let service = svc.name.clone();
+        drop(svc);
+        self.collect_if_empty(&service);
+        self.refuse_replicated(&service, &err, now.instant);
+        false
     }
 
     fn merge_live(
@@ -60,23 +85,14 @@ impl Registry {
         version: Version,
         live: LiveState,
         now: Now,
-    ) {
+    ) -> Result<(), RegisterError> {
         let previous = svc
             .slots
             .get(&instance)
             .and_then(Slot::live_record)
             .cloned();
         let unchanged = previous.as_ref().is_some_and(|p| live.same_content_as(p));
-        let index = match &previous {
-            Some(p) if unchanged => p.index,
-            _ => self.next_index(),
-        };
-        let kind = change_kind(previous.is_some(), unchanged);
-        if previous.is_none() {
-            svc.live += 1;
-            self.inner.live.fetch_add(1, Ordering::AcqRel);
-        }
-        let record = Arc::new(Record {
+        let mut record = Record {
             service: svc.name.clone(),
             instance,
             address: live.address,
@@ -85,12 +101,23 @@ impl Registry {
             ttl: live.ttl,
             fingerprint: live.fingerprint,
             owner: live.owner,
-            index,
+            index: 0,
             registered_at: live.registered_at,
             lease_expires_at: now.wall + live.lease_remaining,
-        });
+        };
+        let bytes = record_bytes(&record);
+        self.charge_slot(svc, &record.instance, (bytes, true), true)?;
+        record.index = match &previous {
+            Some(p) if unchanged => p.index,
+            _ => self.next_index(),
+        };
+        let kind = change_kind(previous.is_some(), unchanged);
+        if previous.is_none() {
+            svc.live += 1;
+        }
         let deadline = now.instant + live.lease_remaining;
-        self.store_live(svc, record, version, deadline, kind);
+        self.store_live(svc, Arc::new(record), version, deadline, kind);
+        Ok(())
     }
 }
 

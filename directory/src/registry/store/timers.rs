@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::journal::JournalOp;
 use super::{Registry, Slot, SlotState};
 use crate::registry::TombstoneReason;
 use crate::registry::clock::Now;
@@ -141,7 +142,12 @@ impl Registry {
                 s.version == timer.version && matches!(s.state, SlotState::Tombstone)
             });
             if current {
+                let _ = self.charge_slot(&svc, &timer.instance, (0, false), false);
                 svc.slots.remove(&timer.instance);
+                self.journal(|| JournalOp::Forget {
+                    service: timer.service.clone(),
+                    instance: timer.instance.clone(),
+                });
                 svc.revision = self.next_revision();
             }
             current

@@ -7,6 +7,8 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
+use super::budget::{record_bytes, tombstone_bytes};
+use super::journal::JournalOp;
 use super::timers::{Timer, TimerKind};
 use super::{Registry, ServiceState, Slot, SlotState};
 use crate::registry::clock::Now;
@@ -32,34 +34,23 @@ impl Registry {
             .entry(service.clone())
             .or_insert_with(|| ServiceState::new(service.clone()));
         let previous = svc.slots.get(instance).and_then(Slot::live_record).cloned();
-        if previous.is_none() && !self.reserve_capacity() {
-            drop(svc);
-            self.collect_if_empty(service);
-            return Err(RegisterError::CapacityFull {
-                max: self.inner.config.max_instances,
-            });
-        }
         let wall = now.wall;
         let unchanged = previous
             .as_ref()
             .is_some_and(|p| p.same_content(&registration));
-        let index = match &previous {
+        let mut record =
+            self.local_record(service, instance, registration, previous.as_deref(), wall);
+        let bytes = record_bytes(&record);
+        if let Err(err) = self.charge_slot(&svc, instance, (bytes, true), true) {
+            drop(svc);
+            self.collect_if_empty(service);
+            return Err(err);
+        }
+        record.index = match &previous {
             Some(p) if unchanged => p.index,
             _ => self.next_index(),
         };
-        let record = Arc::new(Record {
-            service: service.clone(),
-            instance: instance.clone(),
-            address: registration.address,
-            tags: registration.tags,
-            meta: registration.meta,
-            ttl: registration.ttl,
-            fingerprint: registration.fingerprint,
-            owner: self.inner.config.node.clone(),
-            index,
-            registered_at: previous.as_ref().map_or(wall, |p| p.registered_at),
-            lease_expires_at: wall + registration.ttl.duration(),
-        });
+        let record = Arc::new(record);
         let kind = change_kind(previous.is_some(), unchanged);
         if previous.is_none() {
             svc.live += 1;
@@ -100,6 +91,8 @@ impl Registry {
             lease_expires_at: now.wall + previous.ttl.duration(),
             ..(*previous).clone()
         });
+        // A renewal may change the owner's name, never refused over a few bytes.
+        let _ = self.charge_slot(&svc, instance, (record_bytes(&record), true), false);
         let version = self.next_version(&svc, instance, now.wall);
         self.put_live(&mut svc, record.clone(), version, now.instant, None);
         Ok(record)
@@ -132,15 +125,28 @@ impl Registry {
         live
     }
 
-    /// Takes one unit of capacity; false when the store is full.
-    pub(super) fn reserve_capacity(&self) -> bool {
-        let max = self.inner.config.max_instances;
-        self.inner
-            .live
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .is_ok()
+    /// The record a local registration makes (its change index is set once admitted).
+    fn local_record(
+        &self,
+        service: &ServiceName,
+        instance: &InstanceId,
+        registration: Registration,
+        previous: Option<&Record>,
+        wall: SystemTime,
+    ) -> Record {
+        Record {
+            service: service.clone(),
+            instance: instance.clone(),
+            address: registration.address,
+            tags: registration.tags,
+            meta: registration.meta,
+            ttl: registration.ttl,
+            fingerprint: registration.fingerprint,
+            owner: self.inner.config.node.clone(),
+            index: 0,
+            registered_at: previous.map_or(wall, |p| p.registered_at),
+            lease_expires_at: wall + registration.ttl.duration(),
+        }
     }
 
     pub(super) fn next_revision(&self) -> u64 {
@@ -214,7 +220,18 @@ impl Registry {
             deadline,
             armed,
         };
-        svc.slots.insert(instance.clone(), Slot { version, state });
+        let bytes = record_bytes(&record);
+        let slot = Slot {
+            version,
+            state,
+            bytes,
+        };
+        svc.slots.insert(instance.clone(), slot);
+        self.journal(|| JournalOp::Live {
+            expires_at: record.lease_expires_at,
+            record: record.clone(),
+            version,
+        });
         svc.revision = self.next_revision();
         if let Some(kind) = kind {
             svc.mark_changed(record.index);
@@ -234,7 +251,7 @@ impl Registry {
         if let Some(tx) = &self.inner.replication {
             let _ = tx.send(Entry::tombstone(&svc.name, instance, version, reason));
         }
-        self.store_tombstone(svc, instance, version, reason, now.instant);
+        self.store_tombstone(svc, instance, version, reason, now);
     }
 
     pub(super) fn store_tombstone(
@@ -243,12 +260,31 @@ impl Registry {
         instance: &InstanceId,
         version: Version,
         reason: TombstoneReason,
-        now: Instant,
+        now: Now,
     ) {
+        let bytes = tombstone_bytes(&svc.name, instance.as_str());
+        // Never refused: refusing a deletion could bring the instance back.
+        let _ = self.charge_slot(svc, instance, (bytes, false), false);
         let state = SlotState::Tombstone;
-        let previous = svc.slots.insert(instance.clone(), Slot { version, state });
+        let slot = Slot {
+            version,
+            state,
+            bytes,
+        };
+        let previous = svc.slots.insert(instance.clone(), slot);
         svc.revision = self.next_revision();
-        let collect_at = self.inner.config.replication.forget_tombstone_at(now);
+        self.journal(|| JournalOp::Tombstone {
+            service: svc.name.clone(),
+            instance: instance.clone(),
+            version,
+            reason,
+            written_at: now.wall,
+        });
+        let collect_at = self
+            .inner
+            .config
+            .replication
+            .forget_tombstone_at(now.instant);
         self.push_timer(
             collect_at,
             Timer {
@@ -260,7 +296,6 @@ impl Registry {
         );
         if previous.is_some_and(|p| p.live_record().is_some()) {
             svc.live -= 1;
-            self.inner.live.fetch_sub(1, Ordering::AcqRel);
             let index = self.next_index();
             svc.mark_changed(index);
             self.emit(reason.into(), &svc.name, instance, index, None);

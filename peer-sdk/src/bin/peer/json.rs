@@ -128,10 +128,15 @@ pub struct StoredLine {
     pub request: bool,
     /// When it is (or was) given up, RFC 3339.
     pub deadline: String,
-    /// Attempts made (dead letters: the store does not count the attempts of a message
-    /// still in the outbox).
+    /// Attempts made. Outbox: as recorded when an attempt failed and was retried (a first
+    /// attempt cut short by a crash is not counted).
+    pub attempts: u32,
+    /// The message's own ack timeout in milliseconds, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub attempts: Option<u32>,
+    pub ack_timeout_ms: Option<u64>,
+    /// The message's own maximum attempts, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
     /// Dead letters: stable name of the reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
@@ -160,7 +165,11 @@ impl StoredLine {
             payload_base64,
             request: m.request,
             deadline: humantime::format_rfc3339_millis(m.deadline).to_string(),
-            attempts: None,
+            attempts: m.attempts,
+            ack_timeout_ms: m
+                .ack_timeout
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            max_attempts: m.max_attempts.map(std::num::NonZeroU32::get),
             reason: None,
             cause: None,
             detail: None,
@@ -170,7 +179,7 @@ impl StoredLine {
     /// The line of a dead letter.
     pub fn dead_letter(d: &StoredDeadLetter) -> Self {
         Self {
-            attempts: Some(d.attempts),
+            attempts: d.attempts,
             reason: Some(d.reason.code()),
             cause: d.reason.last_error().map(|c| c.code()),
             detail: Some(d.reason.to_string()),
