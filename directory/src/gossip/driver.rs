@@ -213,6 +213,7 @@ fn log_event(event: &GossipEvent) {
         GossipEvent::MemberLeft(id) => tracing::info!(member = ?id, "member left"),
         GossipEvent::Joined => tracing::info!("joined the cluster"),
         GossipEvent::Isolated => tracing::warn!("no live member left; retrying seeds"),
+        GossipEvent::Alone => tracing::info!("every other member left; retrying seeds"),
         GossipEvent::Rejoined(id) => {
             tracing::warn!(identity = ?id, "rejoined under a new identity")
         }

@@ -604,6 +604,9 @@ impl GossipCore {
                 self.events.push_back(GossipEvent::Joined);
                 self.start_sync();
             }
+            OwnedNotification::Idle if !self.left && self.last_departure_was_graceful() => {
+                self.events.push_back(GossipEvent::Alone);
+            }
             OwnedNotification::Idle | OwnedNotification::Defunct if !self.left => {
                 self.events.push_back(GossipEvent::Isolated);
             }
@@ -613,6 +616,14 @@ impl GossipCore {
                 self.events.push_back(GossipEvent::Rejoined(id));
             }
         }
+    }
+
+    /// Whether the member that departed last left gracefully (so being alone is no fault).
+    fn last_departure_was_graceful(&self) -> bool {
+        self.tracked
+            .values()
+            .max_by_key(|t| t.last_change)
+            .is_some_and(|t| t.left)
     }
 
     fn mark_left(&mut self, now: Instant, leaving: &NodeIdentity) {
@@ -880,9 +891,46 @@ mod tests {
             "the other side sees it leave: {events:?}"
         );
         assert!(
-            events.iter().any(|e| matches!(e, GossipEvent::Isolated)),
-            "and, now alone, is isolated: {events:?}"
+            events.iter().any(|e| matches!(e, GossipEvent::Alone)),
+            "and is now alone: {events:?}"
         );
+        assert!(
+            !events.iter().any(|e| matches!(e, GossipEvent::Isolated)),
+            "alone by design, not isolated by a fault: {events:?}"
+        );
+    }
+
+    #[test]
+    fn a_node_whose_last_peer_fails_reports_itself_isolated() {
+        let (mut a, mut b) = (core(1), core(2));
+        let mut now = Instant::now();
+        a.set_seeds(vec![([127, 0, 0, 1], 2).into()]);
+        a.handle_timeout(now);
+        exchange(&mut a, &mut b, now);
+        while a.poll_event().is_some() {}
+        // b goes silent: a's probes go unanswered until it declares b down.
+        let mut events = Vec::new();
+        for _ in 0..10_000 {
+            let Some(next) = a.poll_timeout() else { break };
+            now = now.max(next);
+            a.handle_timeout(now);
+            while a.poll_transmit().is_some() {}
+            events.extend(std::iter::from_fn(|| a.poll_event()));
+            if events.iter().any(|e| matches!(e, GossipEvent::Isolated)) {
+                break;
+            }
+        }
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, GossipEvent::MemberDown(_))),
+            "{events:?}"
+        );
+        assert!(
+            events.iter().any(|e| matches!(e, GossipEvent::Isolated)),
+            "{events:?}"
+        );
+        assert!(!events.iter().any(|e| matches!(e, GossipEvent::Alone)));
     }
 
     #[test]

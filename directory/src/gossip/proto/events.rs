@@ -38,8 +38,12 @@ pub enum GossipEvent {
     MemberLeft(NodeIdentity),
     /// This node is now part of a cluster (at least one other member knows it).
     Joined,
-    /// Every other member is dead or gone; the node keeps retrying its seeds.
+    /// Every other member is dead or gone, the last one by failure (or the cluster declared
+    /// this node dead); the node keeps retrying its seeds.
     Isolated,
+    /// Every other member left gracefully (a cluster shutting down): the node is alone by
+    /// design, not by fault, and keeps retrying its seeds.
+    Alone,
     /// The cluster declared this node dead; it rejoined under a new identity.
     Rejoined(NodeIdentity),
 }
