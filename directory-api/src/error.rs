@@ -80,6 +80,8 @@ error_codes! {
     InvalidPath = "invalid_path",
     /// A query parameter is unknown or malformed.
     InvalidQuery = "invalid_query",
+    /// A request header is malformed (e.g. a `Last-Event-ID` that is not a change index).
+    InvalidHeader = "invalid_header",
     /// The body exceeds the node's size limit.
     PayloadTooLarge = "payload_too_large",
     /// The instance is not registered (unknown or expired).
@@ -103,7 +105,8 @@ error_codes! {
     /// The node last heard from its cluster longer ago than the request's `max_stale`
     /// allows (HTTP 503): ask another node, or retry without `max_stale`.
     TooStale = "too_stale",
-    /// A Consul API endpoint outside the supported subset (HTTP 404); the message lists the
+    /// A Consul API endpoint outside the supported subset (HTTP 501), or a registration using
+    /// a Consul feature outside it (HTTP 400); the message lists the
     /// subset, and `docs/consul-compat.md` describes it.
     ConsulUnsupported = "consul_unsupported",
 }

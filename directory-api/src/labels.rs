@@ -12,7 +12,7 @@ use crate::ValidationError;
 pub const MAX_TAGS: usize = 64;
 /// Most meta keys one instance may carry.
 pub const MAX_META_KEYS: usize = 64;
-/// Longest tag or meta value, in bytes (1 KiB).
+/// Longest tag or meta value, in characters (at most 4 KiB of UTF-8).
 pub const MAX_VALUE_LEN: usize = 1024;
 /// Longest meta key, in bytes.
 pub const MAX_META_KEY_LEN: usize = 128;
@@ -42,11 +42,15 @@ impl Serialize for Tags {
 impl Tags {
     /// Validates a list of tags.
     pub fn new(tags: Vec<String>) -> Result<Self, ValidationError> {
-        let mut out: Vec<String> = Vec::with_capacity(tags.len().min(MAX_TAGS));
+        if tags.len() > MAX_TAGS {
+            // Counted before duplicates are dropped, as the document's `maxItems` counts.
+            return Err(ValidationError::Tags(format!("more than {MAX_TAGS} tags")));
+        }
+        let mut out: Vec<String> = Vec::with_capacity(tags.len());
         for tag in tags {
-            if tag.is_empty() || tag.len() > MAX_VALUE_LEN || has_control_chars(&tag) {
+            if tag.is_empty() || tag.chars().count() > MAX_VALUE_LEN || has_control_chars(&tag) {
                 return Err(ValidationError::Tags(format!(
-                    "each tag must be 1 to {MAX_VALUE_LEN} bytes without control characters"
+                    "each tag must be 1 to {MAX_VALUE_LEN} characters without control characters"
                 )));
             }
             if !out.contains(&tag) {
@@ -117,9 +121,9 @@ impl Meta {
         }
         for (k, v) in &map {
             validate_meta_key(k)?;
-            if v.len() > MAX_VALUE_LEN || has_control_chars(v) {
+            if v.chars().count() > MAX_VALUE_LEN || has_control_chars(v) {
                 return Err(ValidationError::Meta(format!(
-                    "value of {k:?} must be at most {MAX_VALUE_LEN} bytes without control characters"
+                    "value of {k:?} must be at most {MAX_VALUE_LEN} characters without control characters"
                 )));
             }
         }

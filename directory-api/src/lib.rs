@@ -88,10 +88,10 @@ pub use bodies::{
 };
 pub use client::{
     Client, ClientBuilder, ClientError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, InstanceFilter,
-    WatchStream,
+    RECONNECT_ATTEMPTS, WatchStream,
 };
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
-pub use events::{ChangeEvent, ChangeKind, LAGGED_EVENT, Lagged, WatchEvent};
+pub use events::{ChangeEvent, ChangeKind, LAGGED_EVENT, Lagged, RESET_EVENT, Reset, WatchEvent};
 pub use fingerprint::Fingerprint;
 pub use labels::{MAX_META_KEY_LEN, MAX_META_KEYS, MAX_TAGS, MAX_VALUE_LEN, Meta, Tags};
 pub use names::{InstanceId, MAX_NAME_LEN, NodeName, ServiceName, ValidationError};

@@ -3,7 +3,8 @@
 //!
 //! Run: `cargo bench -p directory --bench load` (release build). Knobs (environment):
 //! `BENCH_SECONDS` (measured seconds per workload and server, default 6), `BENCH_CLIENTS`
-//! (default 64). Directory and baseline are measured in alternating 2-second rounds, so
+//! (default 64), `BENCH_PERSIST=1` (instead of the usual workloads: registration PUTs on a
+//! directory with `--data-dir` against one without, in the same alternating rounds). Directory and baseline are measured in alternating 2-second rounds, so
 //! background load on a shared machine affects both alike.
 //!
 //! Both servers run as separate processes (the release `directory` binary, and this
@@ -62,7 +63,10 @@ async fn bench() -> Result<()> {
         "directory load benchmark: {clients} clients, {seconds:?} per phase, {INSTANCES} instances over {SERVICES} services"
     );
 
-    let (mut directory, dir_addr) = spawn_directory().await?;
+    if std::env::var("BENCH_PERSIST").as_deref() == Ok("1") {
+        return persist_bench(clients, seconds).await;
+    }
+    let (mut directory, dir_addr) = spawn_directory(&[]).await?;
     let (mut baseline, base_addr) = spawn_baseline().await?;
     let dir_pid = directory.id().context("directory pid")?;
     let base_pid = baseline.id().context("baseline pid")?;
@@ -513,8 +517,40 @@ impl Conn {
     }
 }
 
-async fn spawn_directory() -> Result<(Child, String)> {
+/// Registration PUTs (every one a content change) on a directory persisting to a data
+/// directory (group commit, one fsync per batch) against an in-memory one.
+async fn persist_bench(clients: usize, seconds: Duration) -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let data_dir = data.path().to_str().context("data dir path")?;
+    let (mut memory, memory_addr) = spawn_directory(&[]).await?;
+    let (mut persisted, persisted_addr) = spawn_directory(&["--data-dir", data_dir]).await?;
+    fill(&memory_addr, clients, 0..INSTANCES).await?;
+    fill(&persisted_addr, clients, 0..INSTANCES).await?;
+    let registrations = Arc::new(
+        (0..2 * INSTANCES)
+            .map(|j| put_request(j % INSTANCES, j / INSTANCES))
+            .collect(),
+    );
+    let memory_pid = memory.id().context("pid")?;
+    let persisted_pid = persisted.id().context("pid")?;
+    let targets = (
+        (persisted_addr.as_str(), persisted_pid),
+        (memory_addr.as_str(), memory_pid),
+    );
+    let (with, without) = compare(targets, clients, seconds, &registrations).await?;
+    println!(
+        "| workload | --data-dir req/s | in-memory req/s | ratio | --data-dir CPU µs/req | in-memory CPU µs/req | --data-dir p50 / p99 | in-memory p50 / p99 |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |");
+    row("registration (PUT, content change)", &with, &without);
+    memory.kill().await.ok();
+    persisted.kill().await.ok();
+    Ok(())
+}
+
+async fn spawn_directory(extra: &[&str]) -> Result<(Child, String)> {
     let mut cmd = process_support::serve_command(&["--max-instances", "1000000"]);
+    cmd.args(extra);
     cmd.stderr(Stdio::inherit());
     let (child, mut addrs) =
         process_support::spawn_logging(cmd, &["http_addr"], Duration::from_secs(30)).await?;

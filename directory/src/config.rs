@@ -4,6 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::dns::DnsConfig;
 use crate::gossip::GossipSettings;
 use crate::listener::{HttpLimits, TlsFiles};
 use crate::registry::RegistryConfig;
@@ -69,6 +70,9 @@ pub struct Config {
     /// Serve the API over HTTPS with these PEM files (optionally requiring client
     /// certificates). `None` (the default): plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// The DNS interface (A, AAAA, SRV over UDP and TCP). `None` (the default) serves no
+    /// DNS: a node opens no port it was not asked to.
+    pub dns: Option<DnsConfig>,
     /// Directory where the registry (records, tombstones, change index, clock) is persisted
     /// and restored from at start (see [`crate::persist`]). `None` (the default): the
     /// registry lives in memory only and a node restarts empty.
@@ -90,6 +94,7 @@ impl Default for Config {
             acl_file: None,
             http_limits: HttpLimits::default(),
             tls: None,
+            dns: None,
             data_dir: None,
         }
     }

@@ -15,6 +15,8 @@
 //!   `gossip::proto` is the protocol without I/O (core, replica, wire codec, simulator
 //!   behind the `sim` feature); beside it the encryption envelope, the registry adapter and
 //!   the tokio driver with its transports.
+//! - [`dns`] — the DNS interface (A, AAAA, SRV over UDP and TCP): the answer as a pure
+//!   function of the registry, and hickory-server listeners around it.
 //! - [`persist`] — the data directory (`--data-dir`): the registry in redb, written by a
 //!   group committer from the registry's journal and restored at start.
 //! - [`http`] — the axum router and handlers (one error type, OpenAPI document).
@@ -30,6 +32,7 @@
 pub mod acl;
 pub mod cli;
 mod config;
+pub mod dns;
 pub mod gossip;
 pub mod http;
 pub mod listener;

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::Config;
 use crate::acl::{Acl, AclFileError};
+use crate::dns::{DnsServer, DnsStartError};
 use crate::gossip::{Gossip, GossipStartError};
 use crate::http::{self, AppState};
 use crate::listener::{HttpListener, TlsAcceptor, TlsError, raise_fd_limit};
@@ -53,6 +54,9 @@ pub enum StartError {
     /// The TLS certificate, key or client CA cannot be used. Remedy: see the message.
     #[error("{0}")]
     Tls(#[from] TlsError),
+    /// The DNS listeners could not be bound. Remedy: see the message.
+    #[error("{0}")]
+    Dns(#[from] DnsStartError),
     /// The data directory cannot be used (locked, foreign or corrupt file, I/O error).
     /// Remedy: see the message.
     #[error("{0}")]
@@ -63,6 +67,7 @@ pub enum StartError {
 /// without waiting for them.
 pub struct Server {
     http_addr: SocketAddr,
+    dns_addr: Option<SocketAddr>,
     registry: Registry,
     gossip: Option<Arc<Gossip>>,
     acl: Option<Arc<Acl>>,
@@ -118,6 +123,14 @@ impl Server {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let metrics = prometheus_handle();
+        let dns = match &config.dns {
+            Some(dns) => Some(DnsServer::bind(dns, registry.clone(), acl.clone()).await?),
+            None => None,
+        };
+        let dns_addr = dns.as_ref().map(DnsServer::local_addr);
+        if let Some(dns) = dns {
+            tracker.spawn(dns.run(cancel.clone()));
+        }
 
         tracker.spawn(run_reaper(registry.clone(), cancel.clone()));
         tracker.spawn(run_metrics_upkeep(metrics.clone(), cancel.clone()));
@@ -134,6 +147,9 @@ impl Server {
         tracker.close();
 
         tracing::info!(http_addr = %http_addr, node = %config.registry.node, tls = tls.is_some(), "directory node listening");
+        if let (Some(addr), Some(dns)) = (dns_addr, &config.dns) {
+            tracing::info!(dns_addr = %addr, domain = %dns.domain, "DNS listening (UDP and TCP)");
+        }
         // After the address line, which scripts and tests read first.
         match &acl {
             Some(acl) => tracing::info!(
@@ -148,6 +164,7 @@ impl Server {
         }
         Ok(Self {
             http_addr,
+            dns_addr,
             registry,
             gossip,
             acl,
@@ -161,6 +178,11 @@ impl Server {
     /// The bound HTTP address (the real port when configured with port 0).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The bound DNS address (UDP and TCP), when the DNS interface is on.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns_addr
     }
 
     /// This node's registry.

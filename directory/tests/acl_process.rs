@@ -669,3 +669,52 @@ async fn every_node_sees_which_members_enforce_another_acl_file() -> Result<()> 
     seen_by_a(expected(&hash_a)).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn consul_writes_with_consul_tokens_are_audited_without_secrets() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("acl.json");
+    let c = callers(&file).await?;
+    let node = start_node(&file).await?;
+    let register = "/v1/agent/service/register";
+    let body = json!({"Name": "billing", "ID": "billing-1", "Port": 7000}).to_string();
+    let by_header = client()
+        .put(format!("{}{register}", node.base))
+        .header("x-consul-token", &c.writer.secret)
+        .body(body.clone())
+        .send()
+        .await?;
+    assert_eq!(by_header.status().as_u16(), 200);
+    let by_query = client()
+        .put(format!("{}{register}?token={}", node.base, c.other.secret))
+        .body(body)
+        .send()
+        .await?;
+    assert_eq!(
+        by_query.status().as_u16(),
+        403,
+        "orders' token may not write billing"
+    );
+
+    let limit = Duration::from_secs(5);
+    wait_for_log(
+        &node.log,
+        &["directory::audit", &c.writer.id, "PUT", register, "200"],
+        limit,
+    )
+    .await?;
+    wait_for_log(
+        &node.log,
+        &["directory::audit", &c.other.id, "PUT", register, "403"],
+        limit,
+    )
+    .await?;
+    let lines = node.log.lock().unwrap().clone();
+    for token in [&c.writer, &c.other] {
+        assert!(
+            lines.iter().all(|l| !l.contains(&token.secret)),
+            "a secret was logged"
+        );
+    }
+    Ok(())
+}

@@ -331,3 +331,86 @@ async fn the_bearer_token_opens_a_node_with_acls() {
     assert_eq!(err.code(), Some(&ErrorCode::Forbidden), "{err}");
     server.shutdown().await;
 }
+
+/// A loopback TCP proxy to `target` whose open connections can be cut at once (a network
+/// blip between a watcher and its node).
+struct Proxy {
+    url: String,
+    conns: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(target: std::net::SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let conns: Arc<std::sync::Mutex<Vec<_>>> = Arc::default();
+        let tasks = conns.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let pipe = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(pipe);
+            }
+        });
+        Self { url, conns, accept }
+    }
+
+    /// Drops every open connection (new ones are still accepted).
+    fn cut(&self) {
+        self.conns.lock().unwrap().drain(..).for_each(|t| t.abort());
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+async fn next_change(events: &mut directory_api::WatchStream) -> directory_api::ChangeEvent {
+    match timeout(LIMIT, events.next()).await.unwrap() {
+        Some(Ok(WatchEvent::Change(change))) => change,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_watch_resumes_with_last_event_id_after_the_connection_drops() {
+    let server = start().await;
+    let proxy = Proxy::start(server.http_addr()).await;
+    let watcher = Client::new(&proxy.url).unwrap();
+    let direct = Client::new(&node_url(&server)).unwrap();
+    let (service, a) = names("orders", "orders-a");
+    let (_, b) = names("orders", "orders-b");
+    let mut events = watcher.watch(Some(&service)).await.unwrap();
+    direct
+        .register(&service, &a, &registration("127.0.0.1:1"))
+        .await
+        .unwrap();
+    let first = next_change(&mut events).await;
+    assert_eq!((first.kind, &first.instance), (ChangeKind::Registered, &a));
+
+    proxy.cut();
+    direct
+        .register(&service, &b, &registration("127.0.0.1:2"))
+        .await
+        .unwrap();
+    direct.deregister(&service, &a).await.unwrap();
+    let gap = [
+        next_change(&mut events).await,
+        next_change(&mut events).await,
+    ];
+    let seen: Vec<_> = gap.iter().map(|c| (c.kind, c.instance.clone())).collect();
+    assert_eq!(
+        seen,
+        [(ChangeKind::Registered, b), (ChangeKind::Deregistered, a)],
+        "exactly the changes made while disconnected, once each"
+    );
+    assert!(gap[0].index > first.index && gap[1].index > gap[0].index);
+    server.shutdown().await;
+}

@@ -108,6 +108,10 @@ async fn serve_on_port_zero_prints_the_bound_address_first_and_stops_on_sigterm(
     let (child, first) = spawn_node(&["serve", "--http-addr", "127.0.0.1:0"], &[]).await;
     let addr = address_in(&first);
     assert!(!addr.ends_with(":0"), "{first}");
+    assert!(
+        !first.contains('\u{1b}'),
+        "no escape codes on a pipe: {first}"
+    );
     let health = health_of(&addr).await;
     assert_eq!(health["status"], "ok");
     sigterm_and_wait(child).await;

@@ -306,6 +306,23 @@ async fn a_blocking_health_query_waits_for_a_change_past_its_index() {
 }
 
 #[tokio::test]
+async fn a_consul_blocking_query_outlives_the_request_timeout_like_native_ones() {
+    let mut config = Config::for_test();
+    config.http_limits.request_timeout = Duration::from_millis(100);
+    let (state, _) = state(config);
+    let app = router(state);
+    let at = index(&get(&app, "/v1/health/service/web").await);
+    let started = Instant::now();
+    let held = get(
+        &app,
+        &format!("/v1/health/service/web?index={at}&wait=400ms"),
+    )
+    .await;
+    assert_eq!(held.status, StatusCode::OK, "{}", held.body);
+    assert!(started.elapsed() >= Duration::from_millis(350));
+}
+
+#[tokio::test]
 async fn a_blocking_catalog_query_wakes_on_any_service_change() {
     let (app, registry) = app();
     let at = index(&get(&app, "/v1/catalog/services").await);
@@ -462,7 +479,7 @@ async fn consul_endpoints_outside_the_subset_answer_a_clear_error_not_an_empty_s
             .body(Body::empty())
             .unwrap();
         let a = send(&app, request).await;
-        assert_eq!(a.status, StatusCode::NOT_FOUND, "{method} {path}");
+        assert_eq!(a.status, StatusCode::NOT_IMPLEMENTED, "{method} {path}");
         assert_eq!(a.body["error"]["code"], "consul_unsupported", "{path}");
         let message = a.body["error"]["message"].as_str().unwrap();
         assert!(

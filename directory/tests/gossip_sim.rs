@@ -379,3 +379,68 @@ fn dead_members_are_reaped_after_the_configured_time() {
         );
     }
 }
+
+/// A 10-node lossy cluster where node 3 owns `orders/owned` (1 h lease), known everywhere.
+fn cluster_with_a_record_owned_by_node_3(seed: u64) -> (Sim, EntryKey, Version) {
+    let mut cfg = lossy(seed);
+    cfg.nodes = 10;
+    let mut sim = formed(cfg);
+    let (key, version) = sim.register(3, "orders", "owned", HOUR);
+    let ok = sim.run_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        |s: &Sim| s.everyone_has(&key, version),
+    );
+    assert!(ok, "seed {seed}: the record did not reach everyone");
+    (sim, key, version)
+}
+
+#[test]
+fn an_owner_restarted_without_its_record_buries_it_long_before_its_lease() {
+    for seed in seeds(&[21, 22, 23]) {
+        let (mut sim, key, version) = cluster_with_a_record_owned_by_node_3(seed);
+        sim.run_for(Duration::from_secs(1));
+        sim.restart(3);
+        let restarted_at = sim.elapsed();
+        let buried = sim.run_until(
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            |s: &Sim| s.everyone_buried(&key, version),
+        );
+        assert!(
+            buried,
+            "seed {seed}: the orphan still lives somewhere a minute after its owner restarted (lease 1 h)"
+        );
+        let took = sim.elapsed() - restarted_at;
+        assert!(took < Duration::from_secs(30), "seed {seed}: took {took:?}");
+        let buried_by_owner = sim.core(3).map_or(0, |c| c.stats().orphans_buried);
+        assert!(buried_by_owner >= 1, "seed {seed}: the owner buried it");
+        // A newer registration of the same instance (the client coming back) still wins.
+        let (key, again) = sim.register(5, "orders", "owned", HOUR);
+        let ok = sim.run_until(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            |s: &Sim| s.everyone_has(&key, again),
+        );
+        assert!(
+            ok,
+            "seed {seed}: re-registration after the burial did not spread"
+        );
+    }
+}
+
+#[test]
+fn an_owner_restarted_with_its_state_keeps_its_records() {
+    for seed in seeds(&[21, 22, 23]) {
+        let (mut sim, key, version) = cluster_with_a_record_owned_by_node_3(seed);
+        sim.run_for(Duration::from_secs(1));
+        sim.restart_keeping_state(3);
+        sim.run_for(Duration::from_secs(60));
+        let everywhere = sim.running().iter().all(|&i| {
+            sim.entry(i, &key)
+                .is_some_and(|e| e.version == version && !e.is_tombstone())
+        });
+        assert!(everywhere, "seed {seed}: a restored record was buried");
+        assert_eq!(sim.core(3).map(|c| c.stats().orphans_buried), Some(0));
+    }
+}

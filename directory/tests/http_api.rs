@@ -773,3 +773,121 @@ async fn every_metric_series_has_help_and_type_and_process_metrics_and_build_inf
     assert!((value(&build) - 1.0).abs() < f64::EPSILON, "{text}");
     server.shutdown().await;
 }
+
+/// Opens `GET /v1/watch{query}`, with `Last-Event-ID` when given.
+async fn watch_from(
+    server: &directory::Server,
+    query: &str,
+    last_id: Option<&str>,
+) -> reqwest::Response {
+    let mut request = client().get(url(server, &format!("/v1/watch{query}")));
+    if let Some(id) = last_id {
+        request = request.header("last-event-id", id);
+    }
+    request.send().await.unwrap()
+}
+
+fn kinds_and_instances(events: &[(String, Value)]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .map(|(name, data)| {
+            (
+                name.clone(),
+                data["instance"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_watch_resumed_with_last_event_id_sees_exactly_the_changes_it_missed() {
+    let server = start().await;
+    let mut first = watch_from(&server, "?service=s", None).await;
+    put(&server, "s", "a", json!({"address": "h:1"})).await;
+    put(&server, "s", "b", json!({"address": "h:2"})).await;
+    let seen = read_events(&mut first, 2).await;
+    let last_id = seen[1].1["index"].to_string();
+    drop(first);
+
+    put(&server, "s", "c", json!({"address": "h:3"})).await;
+    put(&server, "other", "x", json!({"address": "h:4"})).await;
+    client()
+        .delete(url(&server, "/v1/services/s/instances/a"))
+        .send()
+        .await
+        .unwrap();
+    // Last-Event-ID takes precedence over ?index= (what a reconnecting EventSource sends).
+    let mut resumed = watch_from(&server, "?service=s&index=0", Some(&last_id)).await;
+    assert_eq!(resumed.status(), StatusCode::OK);
+    put(&server, "s", "d", json!({"address": "h:5"})).await;
+    let events = read_events(&mut resumed, 3).await;
+    let expected = [
+        ("registered", "c"),
+        ("deregistered", "a"),
+        ("registered", "d"),
+    ];
+    assert_eq!(
+        kinds_and_instances(&events),
+        expected.map(|(n, i)| (n.to_owned(), i.to_owned()))
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_watch_resumed_from_an_index_the_history_lost_starts_with_a_reset() {
+    let server = start_with(|c| {
+        c.registry.event_buffer = std::num::NonZeroUsize::new(2).unwrap();
+    })
+    .await;
+    for i in 0..4 {
+        put(&server, "s", &format!("i{i}"), json!({"address": "h:1"})).await;
+    }
+    let mut stale = watch_from(&server, "?index=1", None).await;
+    let mut ahead = watch_from(&server, "", Some("99")).await;
+    put(&server, "s", "late", json!({"address": "h:1"})).await;
+    for watch in [&mut stale, &mut ahead] {
+        let events = read_events(watch, 2).await;
+        assert_eq!(events[0].0, "reset", "{events:?}");
+        assert_eq!(events[0].1["index"], 4);
+        assert_eq!(
+            kinds_and_instances(&events[1..]),
+            [("registered".to_owned(), "late".to_owned())]
+        );
+    }
+    let resp = watch_from(&server, "", Some("not-a-number")).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_header");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn blocking_queries_on_the_catalog_wake_on_any_change() {
+    let server = start().await;
+    let resp = client()
+        .get(url(&server, "/v1/services"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-directory-index"], "0");
+    let mut waiting = spawn_get_json(url(&server, "/v1/services?index=0&wait=20s"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut waiting)
+            .await
+            .is_err(),
+        "no change yet: the query blocks"
+    );
+    put(&server, "s", "a", json!({"address": "h:1"})).await;
+    let list = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("woken by the registration")
+        .unwrap();
+    assert_eq!(list["index"], 1);
+    assert_eq!(list["services"][0]["service"], "s");
+
+    let started = Instant::now();
+    let (status, same) = get_json(&server, "/v1/services?index=1&wait=200ms").await;
+    assert_eq!((status, &same["index"]), (StatusCode::OK, &json!(1)));
+    assert!(started.elapsed() >= Duration::from_millis(200), "it waited");
+    server.shutdown().await;
+}

@@ -209,3 +209,34 @@ async fn the_openapi_document_matches_its_committed_snapshot() {
         "the OpenAPI document changed; if intended, run `UPDATE_SNAPSHOTS=1 cargo test -p directory --test router` and commit tests/snapshots/openapi.json"
     );
 }
+
+#[tokio::test]
+async fn every_route_rejects_unknown_and_empty_query_parameters_alike() {
+    let (app, registry) = app();
+    let instance = "/v1/services/s/instances/i";
+    let body = Some(json!({"address": "h:1"}).to_string());
+    call(&app, "PUT", instance, body.clone()).await;
+    let before = snapshot(&registry);
+    let routes = [
+        ("GET", "/v1/services".to_owned(), None),
+        ("GET", "/v1/services/s".to_owned(), None),
+        ("GET", "/v1/watch".to_owned(), None),
+        ("GET", instance.to_owned(), None),
+        ("PUT", instance.to_owned(), body),
+        ("DELETE", instance.to_owned(), None),
+        ("POST", format!("{instance}/heartbeat"), None),
+        ("GET", "/v1/cluster/members".to_owned(), None),
+        ("GET", "/v1/health".to_owned(), None),
+        ("GET", "/metrics".to_owned(), None),
+        ("GET", "/openapi.json".to_owned(), None),
+    ];
+    for (method, path, body) in routes {
+        for query in ["bogus=1", "index="] {
+            let uri = format!("{path}?{query}");
+            let (status, answer) = call(&app, method, &uri, body.clone()).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {uri}: {answer}");
+            assert_eq!(answer["error"]["code"], "invalid_query", "{method} {uri}");
+        }
+    }
+    assert_eq!(snapshot(&registry), before, "nothing changed");
+}

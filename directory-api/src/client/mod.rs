@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 
 pub use builder::{ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
 pub use error::ClientError;
-pub use watch::WatchStream;
+pub use watch::{RECONNECT_ATTEMPTS, WatchStream};
 
 use crate::{
     ErrorBody, Health, InstanceId, MembersResponse, Record, Registration, ServiceName,
@@ -90,6 +90,8 @@ struct Call {
     body: Option<Vec<u8>>,
     /// `None`: no overall limit (watch streams).
     timeout: Option<Duration>,
+    /// Sent as `Last-Event-ID` (a watch resuming after this change index).
+    last_event_id: Option<u64>,
 }
 
 impl Call {
@@ -100,6 +102,7 @@ impl Call {
             query: Vec::new(),
             body: None,
             timeout: None,
+            last_event_id: None,
         }
     }
 }
@@ -166,8 +169,11 @@ impl Client {
         let mut call = self.call(Method::GET, format!("/v1/services/{service}"));
         call.query.extend(filter.query());
         call.query.push(("index", index.to_string()));
-        call.query
-            .push(("wait", humantime::format_duration(wait).to_string()));
+        // The node takes a whole number of ms, s, m or h.
+        call.query.push((
+            "wait",
+            format!("{}ms", wait.as_millis().min(999_999_999_999)),
+        ));
         call.timeout = Some(self.0.timeout + wait);
         self.json(call).await
     }
@@ -219,17 +225,41 @@ impl Client {
         success(&url, response).await.map(|_| ())
     }
 
-    /// `GET /v1/watch`: a stream of changes (of `service` only, if given). The stream ends
-    /// with a [`ClientError::WatchBroken`] if the connection is lost; watch again after a
-    /// lookup to resynchronise.
+    /// `GET /v1/watch`: a stream of changes (of `service` only, if given). When the
+    /// connection is lost or the node closes the stream, it reconnects (failing over like
+    /// every call) with `Last-Event-ID`, so the node replays the changes in between; when
+    /// the node cannot, the stream yields [`WatchEvent::Reset`](crate::WatchEvent::Reset)
+    /// (re-read, then carry on). After [`RECONNECT_ATTEMPTS`] failed reconnections in a row,
+    /// or a refusal (4xx), it yields [`ClientError::WatchBroken`] and ends. Change indexes are
+    /// per node: a resume answered by another node than the one that streamed may replay
+    /// from that node's history instead.
     pub async fn watch(&self, service: Option<&ServiceName>) -> Result<WatchStream, ClientError> {
+        self.watch_after(service, None).await
+    }
+
+    /// [`Self::watch`] resuming after change index `after` (`?index=`): first the changes
+    /// since then (or a [`WatchEvent::Reset`](crate::WatchEvent::Reset) when the node's
+    /// history no longer reaches back), then live ones.
+    pub async fn watch_after(
+        &self,
+        service: Option<&ServiceName>,
+        after: Option<u64>,
+    ) -> Result<WatchStream, ClientError> {
         let mut call = Call::new(Method::GET, "/v1/watch".into());
         if let Some(service) = service {
             call.query.push(("service", service.to_string()));
         }
-        let (url, response) = self.send(&call).await?;
-        let response = success(&url, response).await?;
-        Ok(WatchStream::new(url, response))
+        if let Some(after) = after {
+            call.query.push(("index", after.to_string()));
+        }
+        let (url, response) = self.open_watch(&call).await?;
+        Ok(WatchStream::new(self.clone(), call, url, response))
+    }
+
+    /// Opens (or reopens) a watch stream.
+    async fn open_watch(&self, call: &Call) -> Result<(String, reqwest::Response), ClientError> {
+        let (url, response) = self.send(call).await?;
+        Ok((url.clone(), success(&url, response).await?))
     }
 
     fn call(&self, method: Method, path: String) -> Call {
@@ -276,6 +306,9 @@ impl Client {
         }
         if let Some(token) = &self.0.token {
             request = request.bearer_auth(token);
+        }
+        if let Some(id) = call.last_event_id {
+            request = request.header("last-event-id", id.to_string());
         }
         if let Some(body) = &call.body {
             request = request

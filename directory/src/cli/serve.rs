@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
+use crate::dns::{DnsConfig, DnsDomain};
 use crate::gossip::{ClusterKey, GossipSettings, Security};
 use crate::listener::{HttpLimits, TlsFiles};
 use crate::registry::{DEFAULT_NODE_NAME, NodeName, RegistryConfig, ReplicationRules};
@@ -45,7 +46,14 @@ pub struct ServeArgs {
     /// the longest lease (1h) plus the lease grace (5s), so a removed instance never returns.
     #[arg(long, env = "DIRECTORY_TOMBSTONE_RETENTION", default_value = "65m")]
     pub tombstone_retention: humantime::Duration,
-    /// Watch events buffered per watcher; a slower watcher gets a `lagged` event.
+    /// Largest clock lead accepted from another node: a replicated entry whose version is
+    /// further ahead of this node's wall clock is refused (and counted in
+    /// directory_replication_clock_ahead_rejected_total); at least 1s.
+    #[arg(long, env = "DIRECTORY_MAX_CLOCK_DRIFT", default_value = "1m")]
+    pub max_clock_drift: humantime::Duration,
+    /// Watch events buffered per watcher (a slower watcher gets a `lagged` event), and the
+    /// length of the change history a resumed watch (`Last-Event-ID`, `?index=`) replays
+    /// from (an older resume point gets a `reset` event).
     #[arg(long, env = "DIRECTORY_EVENT_BUFFER", default_value = "4096")]
     pub event_buffer: NonZeroUsize,
     /// Cap on the wait of blocking queries (?wait=).
@@ -132,6 +140,18 @@ pub struct ServeArgs {
     /// Memory budget in bytes of the cache of rendered service lookups (0 disables it).
     #[arg(long, env = "DIRECTORY_LOOKUP_CACHE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub lookup_cache_bytes: usize,
+    /// Serve DNS (A, AAAA, SRV of live instances) on this address, UDP and TCP; port 0
+    /// picks a free port (logged at start). Off unless given. Port 53 needs privileges
+    /// (or CAP_NET_BIND_SERVICE).
+    #[arg(long, env = "DIRECTORY_DNS_ADDR")]
+    pub dns_addr: Option<SocketAddr>,
+    /// Domain the DNS interface answers for: `<service>.service.<domain>`.
+    #[arg(long, env = "DIRECTORY_DNS_DOMAIN", default_value = "directory.")]
+    pub dns_domain: DnsDomain,
+    /// TTL of DNS answers (whole seconds; also how long NXDOMAIN may be cached). Short,
+    /// because instances come and go with their leases.
+    #[arg(long, env = "DIRECTORY_DNS_TTL", default_value = "5s")]
+    pub dns_ttl: humantime::Duration,
     /// Log format.
     #[arg(
         long,
@@ -154,6 +174,7 @@ impl ServeArgs {
             max_registry_bytes: self.max_registry_bytes,
             replication: ReplicationRules {
                 tombstone_retention: self.tombstone_retention.into(),
+                max_clock_drift: self.max_clock_drift.into(),
                 ..ReplicationRules::default()
             },
             event_buffer: self.event_buffer,
@@ -175,8 +196,17 @@ impl ServeArgs {
                 max_connections: self.max_connections,
             },
             tls: self.tls_files(),
+            dns: self.dns_config(),
             data_dir: self.data_dir.clone(),
         }
+    }
+
+    fn dns_config(&self) -> Option<DnsConfig> {
+        Some(DnsConfig {
+            addr: self.dns_addr?,
+            domain: self.dns_domain.clone(),
+            ttl: self.dns_ttl.into(),
+        })
     }
 
     fn tls_files(&self) -> Option<TlsFiles> {

@@ -15,6 +15,7 @@ use crate::registry::{Entry, Registry};
 
 use super::command::Command;
 use super::contact::ClusterContact;
+use super::convert::to_wire;
 use super::crypto::{Opener, Sealer};
 use super::driver::Driver;
 use super::keyring::{Keyring, KeyringError, Keys};
@@ -41,7 +42,7 @@ impl Gossip {
     pub async fn start(
         settings: GossipSettings,
         registry: Registry,
-        writes: mpsc::UnboundedReceiver<Entry>,
+        mut writes: mpsc::UnboundedReceiver<Entry>,
     ) -> Result<Self, GossipStartError> {
         settings.gossip.validate()?;
         let (udp, tcp) = bind(settings.bind).await?;
@@ -56,7 +57,13 @@ impl Gossip {
         let identity = NodeIdentity::new(advertise, node.as_str(), generation_now());
         let mut gossip = settings.gossip.clone();
         gossip.rng_seed = rand::random();
-        let core = GossipCore::new(identity, gossip, rules, Instant::now().into_std())?;
+        let now = Instant::now().into_std();
+        let mut core = GossipCore::new(identity, gossip, rules, now, super::driver::wall_millis())?;
+        // What the registry restored from its data directory is held before any remote
+        // copy arrives, so the owner-generation rule never buries a restored record.
+        while let Ok(entry) = writes.try_recv() {
+            core.handle_local_write(Instant::now().into_std(), to_wire(&entry));
+        }
         let (commands_tx, commands_rx) = mpsc::channel(256);
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -77,6 +84,7 @@ impl Gossip {
             commands: commands_tx.clone(),
             tracker: tracker.clone(),
             cancel: cancel.clone(),
+            future_exported: 0,
         };
         tracker.spawn(driver.run(commands_rx, writes));
         tracker.spawn(serve_sync(

@@ -16,6 +16,8 @@
 //!   not yet authenticated. Imports run one way (handle → driver →
 //!   stream → command/settings).
 //! - `seeds`: the seed resolver, looking every `--join` name up again each round.
+//! - [`contact`]: [`ClusterContact`], when this node last heard from another member and
+//!   whether it sees itself isolated (recorded by the driver, reported on every lookup).
 //! - [`convert`]: the registry adapter, between the registry's validated [`crate::registry::Entry`]
 //!   and the wire's [`WireEntry`].
 

@@ -8,6 +8,7 @@ use directory_api::{ErrorBody, MemberRow, MembersResponse};
 
 use super::AppState;
 use super::error::ApiError;
+use super::query::NoQuery;
 use crate::acl::Access;
 
 /// Cluster members as seen by this node (a single-node directory lists only itself).
@@ -24,6 +25,7 @@ use crate::acl::Access;
 pub async fn members(
     State(state): State<AppState>,
     access: Access,
+    _: NoQuery,
 ) -> Result<Json<MembersResponse>, ApiError> {
     access.operator()?;
     let node = state.config().registry.node.to_string();

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::AppState;
 use super::error::ApiError;
 use super::path::InstancePath;
-use super::query::StaleQuery;
+use super::query::{NoQuery, StaleQuery};
 use super::staleness;
 use crate::acl::Access;
 use crate::registry::Record;
@@ -40,6 +40,7 @@ pub async fn register(
     State(state): State<AppState>,
     access: Access,
     InstancePath { service, instance }: InstancePath,
+    _: NoQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Arc<Record>>, ApiError> {
     access.write(service.as_str())?;
@@ -70,6 +71,7 @@ pub async fn heartbeat(
     State(state): State<AppState>,
     access: Access,
     InstancePath { service, instance }: InstancePath,
+    _: NoQuery,
 ) -> Result<Json<Arc<Record>>, ApiError> {
     access.write(service.as_str())?;
     let record = state
@@ -96,6 +98,7 @@ pub async fn deregister(
     State(state): State<AppState>,
     access: Access,
     InstancePath { service, instance }: InstancePath,
+    _: NoQuery,
 ) -> Result<StatusCode, ApiError> {
     access.write(service.as_str())?;
     state

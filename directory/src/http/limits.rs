@@ -1,5 +1,5 @@
 //! The request timeout: ordinary requests get [`crate::listener::HttpLimits::request_timeout`];
-//! blocking queries (`GET /v1/services/{service}?index=...`, capped by `max_wait`) and
+//! blocking queries (`GET /v1/services[/{service}]?index=...`, capped by `max_wait`) and
 //! watch streams (`GET /v1/watch`, ended by the client or shutdown) are long by design and
 //! keep their own caps.
 
@@ -35,15 +35,16 @@ pub(super) async fn request_timeout(
 /// Whether the request is a watch stream or a blocking query.
 fn is_long_poll(request: &Request) -> bool {
     let uri = request.uri();
-    let lookup = uri
-        .path()
-        .strip_prefix("/v1/services/")
-        .is_some_and(|rest| !rest.contains('/'));
+    let path = uri.path();
+    let lookup = path == "/v1/services"
+        || path
+            .strip_prefix("/v1/services/")
+            .is_some_and(|rest| !rest.contains('/'));
     let blocking = lookup
         && uri
             .query()
             .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(key, _)| key == "index"));
-    blocking || uri.path() == "/v1/watch"
+    blocking || path == "/v1/watch" || super::consul::is_blocking_query(uri)
 }
 
 #[cfg(test)]
@@ -57,7 +58,13 @@ mod tests {
         assert!(long("/v1/watch") && long("/v1/watch?service=a"));
         assert!(long("/v1/services/a?index=3&wait=1m"));
         assert!(!long("/v1/services/a") && !long("/v1/services/a?tag=index"));
-        assert!(!long("/v1/services?index=3"), "the catalog does not block");
+        assert!(long("/v1/services?index=3"), "the catalog blocks too");
+        assert!(!long("/v1/services"));
         assert!(!long("/v1/services/a/instances/b?index=1"));
+        assert!(
+            long("/v1/health/service/a?index=3&wait=5m") && long("/v1/catalog/services?index=1")
+        );
+        assert!(long("/v1/catalog/service/a?index=2"));
+        assert!(!long("/v1/health/service/a") && !long("/v1/agent/self?index=1"));
     }
 }

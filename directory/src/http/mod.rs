@@ -6,7 +6,8 @@
 //! `path` and `query` — extractors that yield validated values; `lookup_cache` — the
 //! rendered-lookup cache; `error` — [`ApiError`]; `openapi` — the generated document;
 //! `request_metrics` — per-route counters; `prometheus_sd` — Prometheus HTTP service
-//! discovery; `ui` — the status page at `/ui`.
+//! discovery; `ui` — the status page at `/ui`; `consul` — the Consul-compatible subset
+//! (`docs/consul-compat.md`); `staleness` — staleness headers, JSON and `?max_stale=`.
 
 mod auth;
 mod cluster;
@@ -16,6 +17,7 @@ mod instances;
 mod limits;
 mod lookup_cache;
 mod openapi;
+mod openapi_constraints;
 mod ops;
 mod path;
 mod prometheus_sd;
@@ -47,7 +49,9 @@ pub use error::ApiError;
 pub use lookup_cache::LookupCache;
 pub use openapi::ApiDoc;
 pub use path::{InstancePath, ServicePath};
-pub use query::{LookupQuery, StaleQuery, WatchQuery};
+pub use query::{
+    Blocking, LookupQuery, MAX_INDEX, NoQuery, ServicesQuery, StaleQuery, WAIT_PATTERN, WatchQuery,
+};
 pub use services::INDEX_HEADER;
 
 use crate::Config;

@@ -3,15 +3,18 @@
 
 use utoipa::OpenApi;
 
+use super::openapi_constraints::Constraints;
+
 use directory_api::{
-    ChangeEvent, ChangeKind, ErrorBody, ErrorDetail, Health, MemberRow, MembersResponse, Record,
-    RegisterBody, RegistryHealth, ServiceCount, ServiceResponse, ServicesResponse, Staleness,
-    TargetGroup,
+    ChangeEvent, ChangeKind, ErrorBody, ErrorDetail, Health, Lagged, MemberRow, MembersResponse,
+    Record, RegisterBody, RegistryHealth, Reset, ServiceCount, ServiceResponse, ServicesResponse,
+    Staleness, TargetGroup,
 };
 
 /// The directory's HTTP API.
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&Constraints),
     info(
         title = "directory",
         description = "Service directory: register instances with a TTL lease, look them up (filters, blocking queries), watch changes. \
@@ -47,7 +50,9 @@ Names (service, instance) match [a-z0-9][a-z0-9._-]{0,62}."
         MembersResponse,
         MemberRow,
         Staleness,
-        TargetGroup
+        TargetGroup,
+        Lagged,
+        Reset
     ))
 )]
 pub struct ApiDoc;

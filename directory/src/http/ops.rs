@@ -13,6 +13,7 @@ use utoipa::OpenApi;
 use super::AppState;
 use super::error::ApiError;
 use super::openapi::ApiDoc;
+use super::query::NoQuery;
 use crate::acl::Access;
 
 /// How long after refusing a replicated entry the node reports itself `degraded`.
@@ -20,7 +21,7 @@ pub const DEGRADED_AFTER_REFUSAL: Duration = Duration::from_secs(60);
 
 /// Liveness: answers while the node runs; `degraded` while it refuses replicated entries.
 #[utoipa::path(get, path = "/v1/health", responses((status = 200, body = Health)), tag = "ops")]
-pub async fn health(State(state): State<AppState>) -> Json<Health> {
+pub async fn health(State(state): State<AppState>, _: NoQuery) -> Json<Health> {
     let registry = state.registry();
     let refusals = registry.refusals();
     let degraded = refusals
@@ -57,6 +58,7 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
 pub async fn metrics(
     State(state): State<AppState>,
     access: Access,
+    _: NoQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     access.operator()?;
     #[allow(clippy::cast_precision_loss)] // instance counts are far below 2^52
@@ -76,7 +78,7 @@ pub async fn metrics(
     ),
     tag = "ops"
 )]
-pub async fn openapi(access: Access) -> Result<impl IntoResponse, ApiError> {
+pub async fn openapi(access: Access, _: NoQuery) -> Result<impl IntoResponse, ApiError> {
     access.any()?;
     Ok(Json(ApiDoc::openapi()))
 }

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::AppState;
 use super::error::ApiError;
 use super::path::ServicePath;
-use super::query::{LookupQuery, StaleQuery};
+use super::query::{LookupQuery, ServicesQuery};
 use super::staleness;
 use crate::acl::Access;
 use crate::registry::{Filter, ServiceName, ServiceView};
@@ -19,16 +19,19 @@ use crate::registry::{Filter, ServiceName, ServiceView};
 /// Header carrying the service's change index on lookups ([`directory_api::INDEX_HEADER`]).
 pub const INDEX_HEADER: HeaderName = HeaderName::from_static(directory_api::INDEX_HEADER);
 
-/// List services with their instance counts.
+/// List services with their instance counts; a blocking query when `index` is given.
 #[utoipa::path(
     get,
     path = "/v1/services",
     params(
-        ("max_stale" = Option<String>, Query, description = "refuse with 503 too_stale when this node last heard from its cluster longer ago (humantime, e.g. 2s)"),
+        ("index" = Option<u64>, Query, description = "blocking query: hold until the catalog's index (any change of any service) exceeds this"),
+        ("wait" = Option<String>, Query, description = "blocking query: longest wait, a whole number of ms, s, m or h (default 5m, capped at 5m)"),
+        ("max_stale" = Option<String>, Query, description = "refuse with 503 too_stale when this node last heard from its cluster longer ago (a whole number of ms, s, m or h, e.g. 2s)"),
     ),
     responses(
         (status = 200, description = "the catalog: only the services the token may read", body = ServicesResponse,
-         headers(("X-Directory-Last-Contact" = u64, description = "ms since this node last heard from its cluster"),
+         headers(("X-Directory-Index" = u64, description = "the catalog's change index"),
+                 ("X-Directory-Last-Contact" = u64, description = "ms since this node last heard from its cluster"),
                  ("X-Directory-Isolated" = bool, description = "whether this node sees no other live member"))),
         (status = 400, description = "invalid query", body = ErrorBody),
         (status = 503, description = "too_stale: the node last heard from its cluster longer ago than max_stale", body = ErrorBody),
@@ -43,8 +46,17 @@ pub async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     access.list()?;
-    let query = StaleQuery::parse(raw.as_deref())?;
+    let query = ServicesQuery::parse(raw.as_deref())?;
     let staleness = staleness::within(&state, query.max_stale)?;
+    if let Some(after) = query.blocking.index {
+        let wait = state
+            .registry()
+            .wait_for_any_change(after, deadline(&state, query.blocking.wait));
+        tokio::select! {
+            _ = wait => {}
+            () = state.shutdown().cancelled() => {}
+        }
+    }
     let (index, services) = state.registry().services();
     let services = services
         .into_iter()
@@ -59,7 +71,8 @@ pub async fn list(
         services,
         staleness: Some(staleness),
     };
-    Ok((staleness::headers(&staleness), Json(body)).into_response())
+    let index = [(INDEX_HEADER, HeaderValue::from(index))];
+    Ok((index, staleness::headers(&staleness), Json(body)).into_response())
 }
 
 /// Live instances of a service, optionally filtered; a blocking query when `index` is given.
@@ -71,8 +84,8 @@ pub async fn list(
         ("tag" = Option<Vec<String>>, Query, description = "repeatable; every tag must be present"),
         ("meta" = Option<Vec<String>>, Query, description = "repeatable key:value; every pair must match"),
         ("index" = Option<u64>, Query, description = "blocking query: hold until the service's index exceeds this"),
-        ("wait" = Option<String>, Query, description = "blocking query: longest wait (humantime, default 5m, capped at 5m)"),
-        ("max_stale" = Option<String>, Query, description = "refuse with 503 too_stale when this node last heard from its cluster longer ago (humantime, e.g. 2s)"),
+        ("wait" = Option<String>, Query, description = "blocking query: longest wait, a whole number of ms, s, m or h (default 5m, capped at 5m)"),
+        ("max_stale" = Option<String>, Query, description = "refuse with 503 too_stale when this node last heard from its cluster longer ago (a whole number of ms, s, m or h, e.g. 2s)"),
     ),
     responses(
         (status = 200, description = "live instances; an unknown service is an empty list",
@@ -110,16 +123,18 @@ pub async fn lookup(
 
 /// Waits for a change past `after`, the wait (capped) or shutdown, whichever comes first.
 async fn block(state: &AppState, service: &ServiceName, after: u64, query: &LookupQuery) {
-    let config = state.config();
-    let wait = query
-        .wait
-        .unwrap_or(config.default_wait)
-        .min(config.max_wait);
-    let deadline = Instant::now() + wait;
+    let deadline = deadline(state, query.wait);
     tokio::select! {
         _ = state.registry().wait_for_change(service, after, deadline) => {}
         () = state.shutdown().cancelled() => {}
     }
+}
+
+/// When a blocking query asking for `wait` ends: the default wait without one, never past
+/// the cap.
+fn deadline(state: &AppState, wait: Option<std::time::Duration>) -> Instant {
+    let config = state.config();
+    Instant::now() + wait.unwrap_or(config.default_wait).min(config.max_wait)
 }
 
 /// The rendered unfiltered lookup, from the cache when the service has not changed since.

@@ -53,11 +53,7 @@ pub fn headers(staleness: &Staleness) -> [(HeaderName, HeaderValue); 2] {
 
 /// Parses `max_stale` (a duration like `2s` or `500ms`).
 pub fn parse_max_stale(value: &str) -> Result<Duration, ApiError> {
-    humantime::parse_duration(value).map_err(|_| {
-        ApiError::invalid_query(format!(
-            "max_stale {value:?} must be a duration like 2s or 500ms"
-        ))
-    })
+    super::query::parse_duration("max_stale", value)
 }
 
 /// Adds `"staleness":{...}` to a rendered JSON object (the cached lookup body is rendered

@@ -14,7 +14,8 @@ pub const DEFAULT_MAX_INSTANCES: usize = 1_000_000;
 /// with 60 meta values of 1 KiB (about 65 KB each) take a quarter of it.
 pub const DEFAULT_MAX_REGISTRY_BYTES: usize = 512 * 1024 * 1024;
 /// Default watch-event buffer: how far a slow watcher may fall behind before it is told it
-/// lagged (and must resynchronise with a lookup).
+/// lagged (and must resynchronise with a lookup), and how many recent changes a resumed
+/// watch can replay. 4096 events of a few hundred bytes each: about 1-2 MB.
 pub const DEFAULT_EVENT_BUFFER: NonZeroUsize = match NonZeroUsize::new(4096) {
     Some(n) => n,
     None => unreachable!(),
@@ -40,7 +41,9 @@ pub struct RegistryConfig {
     /// Tombstone retention and lease grace: the knobs of the replication rules, shared with
     /// the gossip replica (see [`ReplicationRules`]). Default [`ReplicationRules::default`].
     pub replication: ReplicationRules,
-    /// Watch events buffered per subscriber. Default [`DEFAULT_EVENT_BUFFER`].
+    /// Watch events buffered per subscriber, and the length of the change history resumed
+    /// watches replay from (older resume points get a gap). Default
+    /// [`DEFAULT_EVENT_BUFFER`].
     pub event_buffer: NonZeroUsize,
 }
 

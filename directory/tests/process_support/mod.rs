@@ -98,6 +98,17 @@ pub async fn spawn_node(
     key: &str,
     join: Option<&str>,
 ) -> Result<NodeProcess> {
+    spawn_node_with(name, gossip_addr, key, join, &[]).await
+}
+
+/// [`spawn_node`] with `extra` arguments for `serve` (e.g. `--data-dir DIR`).
+pub async fn spawn_node_with(
+    name: &str,
+    gossip_addr: &str,
+    key: &str,
+    join: Option<&str>,
+    extra: &[&str],
+) -> Result<NodeProcess> {
     let mut cmd = serve_command(&[
         "--log-filter",
         "warn,directory=info",
@@ -106,7 +117,9 @@ pub async fn spawn_node(
         "--gossip-addr",
         gossip_addr,
     ]);
-    cmd.env("DIRECTORY_CLUSTER_KEY", key).stderr(Stdio::null());
+    cmd.args(extra)
+        .env("DIRECTORY_CLUSTER_KEY", key)
+        .stderr(Stdio::null());
     if let Some(seed) = join {
         cmd.args(["--join", seed]);
     }

@@ -32,11 +32,13 @@ use super::identity::NodeIdentity;
 use super::queue::BroadcastQueue;
 use super::replica::Replica;
 use super::wire::{
-    Datagram, EntryKey, MAX_DATAGRAM, MAX_FRAME, SyncMsg, WireEntry, decode_datagram,
+    Datagram, EntryKey, MAX_DATAGRAM, MAX_FRAME, SyncMsg, WireEntry, WireState, decode_datagram,
     encode_datagram, entry_size,
 };
 use crate::gossip::crypto::SEALED_OVERHEAD;
-use crate::registry::ReplicationRules;
+use crate::registry::{
+    NodeName, ReplicationRules, TombstoneReason, burial_version, orphaned_by_restart, supersedes,
+};
 use crate::timers::TimerTable;
 
 /// Largest plaintext datagram: [`MAX_DATAGRAM`] minus the encryption envelope.
@@ -75,6 +77,11 @@ pub struct GossipCore {
     config: GossipConfig,
     identity: NodeIdentity,
     started: Instant,
+    /// The generation this node started with (wall-clock milliseconds at start in a real
+    /// node); kept when foca renews the identity, for the owner-generation rule.
+    started_generation: u64,
+    /// The id this node writes versions with ([`crate::registry::NodeName::id`]).
+    node_id: u64,
     swim: Swim,
     runtime: AccumulatingRuntime<NodeIdentity>,
     rng: SmallRng,
@@ -92,26 +99,35 @@ pub struct GossipCore {
     /// This node's ACL file hash (sent with every datagram) and the members' by address.
     acl_hash: Option<[u8; 8]>,
     member_acl_hashes: BTreeMap<SocketAddr, [u8; 8]>,
+    /// The wall clock (Unix ms) at a monotonic instant, for the clock-drift rule: the wall
+    /// time at `now` is `.1 + (now - .0)`. Re-anchored by [`Self::handle_wall_clock`].
+    wall: (Instant, u64),
+    rules: ReplicationRules,
 }
 
 impl GossipCore {
-    /// A node with `identity` starting at `now`, keeping entries by `rules` (the same
-    /// value its registry uses). It joins once seeds are given.
+    /// A node with `identity` starting at `now`, when the wall clock reads `wall_millis`
+    /// (Unix ms), keeping entries by `rules` (the same value its registry uses). It joins
+    /// once seeds are given.
     pub fn new(
         identity: NodeIdentity,
         config: GossipConfig,
         rules: ReplicationRules,
         now: Instant,
+        wall_millis: u64,
     ) -> Result<Self, GossipConfigError> {
         config.validate()?;
         rules.validate()?;
         let mut rng = SmallRng::seed_from_u64(config.rng_seed);
         let swim_rng = SmallRng::seed_from_u64(rng.random());
         let swim = Foca::new(identity.clone(), config.foca(), swim_rng, PostcardCodec);
+        let (started_generation, node_id) = (identity.generation, node_id(&identity.name));
         let mut core = Self {
             replica: Replica::new(rules),
             identity,
             started: now,
+            started_generation,
+            node_id,
             swim,
             runtime: AccumulatingRuntime::new(),
             rng,
@@ -127,6 +143,8 @@ impl GossipCore {
             stats: CoreStats::default(),
             acl_hash: None,
             member_acl_hashes: BTreeMap::new(),
+            wall: (now, wall_millis),
+            rules,
             config,
         };
         core.timers
@@ -170,6 +188,20 @@ impl GossipCore {
     pub fn set_seeds(&mut self, seeds: Vec<SocketAddr>) {
         self.seeds = seeds;
         self.seeds.retain(|s| *s != self.identity.addr);
+    }
+
+    /// Input: the wall clock reads `wall_millis` (Unix ms) at `now`. Optional: the core
+    /// otherwise advances the reading given to [`Self::new`] by monotonic time; a driver
+    /// calls it now and then so wall-clock corrections (NTP steps) are followed.
+    pub fn handle_wall_clock(&mut self, now: Instant, wall_millis: u64) {
+        self.wall = (now, wall_millis);
+    }
+
+    fn wall_millis(&self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.wall.0).as_millis();
+        self.wall
+            .1
+            .saturating_add(u64::try_from(elapsed).unwrap_or(u64::MAX))
     }
 
     /// Input: an entry written locally (register, heartbeat, deregister, expiry).
@@ -386,7 +418,15 @@ impl GossipCore {
     }
 
     fn accept_remote(&mut self, now: Instant, entry: WireEntry, gossip: bool) {
+        if self
+            .rules
+            .version_from_the_future(entry.version, self.wall_millis(now))
+        {
+            self.stats.from_the_future += 1;
+            return;
+        }
         let key = entry.key.clone();
+        let entry = self.bury_if_orphaned(entry);
         if !self.replica.offer(now, entry) {
             return;
         }
@@ -396,6 +436,34 @@ impl GossipCore {
         self.stats.entries_applied += 1;
         self.queue.push(key, self.max_transmissions());
         self.eager |= gossip;
+    }
+
+    /// The owner-generation rule ([`orphaned_by_restart`]): a newer live copy of a record
+    /// this node owned in an earlier generation, while it holds no live copy, is replaced
+    /// by its burial tombstone (which is then held, applied and spread like the copy).
+    fn bury_if_orphaned(&mut self, entry: WireEntry) -> WireEntry {
+        let WireState::Live(live) = &entry.state else {
+            return entry;
+        };
+        let holds_live = self.replica.is_live(&entry.key);
+        let orphan = orphaned_by_restart(
+            live.owner == self.identity.name,
+            entry.version.wall_millis(),
+            self.started_generation,
+            holds_live,
+        );
+        if !orphan || !supersedes(entry.version, self.replica.version(&entry.key)) {
+            return entry;
+        }
+        self.stats.orphans_buried += 1;
+        WireEntry {
+            version: burial_version(entry.version, self.node_id),
+            state: WireState::Tombstone {
+                reason: TombstoneReason::Expired,
+                age_ms: 0,
+            },
+            key: entry.key,
+        }
     }
 
     fn entries_for(&self, now: Instant, keys: &[EntryKey]) -> Vec<WireEntry> {
@@ -536,6 +604,9 @@ impl GossipCore {
                 self.events.push_back(GossipEvent::Joined);
                 self.start_sync();
             }
+            OwnedNotification::Idle if !self.left && self.last_departure_was_graceful() => {
+                self.events.push_back(GossipEvent::Alone);
+            }
             OwnedNotification::Idle | OwnedNotification::Defunct if !self.left => {
                 self.events.push_back(GossipEvent::Isolated);
             }
@@ -545,6 +616,14 @@ impl GossipCore {
                 self.events.push_back(GossipEvent::Rejoined(id));
             }
         }
+    }
+
+    /// Whether the member that departed last left gracefully (so being alone is no fault).
+    fn last_departure_was_graceful(&self) -> bool {
+        self.tracked
+            .values()
+            .max_by_key(|t| t.last_change)
+            .is_some_and(|t| t.left)
     }
 
     fn mark_left(&mut self, now: Instant, leaving: &NodeIdentity) {
@@ -602,6 +681,12 @@ impl GossipCore {
     }
 }
 
+/// The version id of node `name` (the registry's [`NodeName::id`]); 0 for a name that is
+/// not a valid node name (the registry refuses such nodes, so only hand-built tests).
+fn node_id(name: &str) -> u64 {
+    NodeName::new(name).map_or(0, |n| n.id())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,9 +694,19 @@ mod tests {
 
     fn core(port: u16) -> GossipCore {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let identity = NodeIdentity::new(addr, format!("n{port}"), 1);
+        // Generation 0: no test entry predates it, so the owner-generation rule stays out
+        // of these tests (the simulator covers it).
+        let identity = NodeIdentity::new(addr, format!("n{port}"), 0);
         let rules = ReplicationRules::default();
-        GossipCore::new(identity, GossipConfig::for_test(), rules, Instant::now()).unwrap()
+        let wall = crate::registry::unix_millis(std::time::SystemTime::now());
+        GossipCore::new(
+            identity,
+            GossipConfig::for_test(),
+            rules,
+            Instant::now(),
+            wall,
+        )
+        .unwrap()
     }
 
     fn entry(instance: &str, hlc: u64) -> WireEntry {
@@ -711,6 +806,43 @@ mod tests {
         assert_eq!(a.stats().entries_applied, 1);
     }
 
+    #[test]
+    fn entries_from_a_clock_beyond_the_drift_are_refused_and_counted() {
+        let now = Instant::now();
+        let mut a = core(1);
+        let wall = a.wall_millis(now);
+        let drift = u64::try_from(a.rules.max_clock_drift.as_millis()).unwrap();
+        let at = |ms: u64| ms << 16; // the HLC keeps wall milliseconds above 16 bits
+        let datagram = Datagram {
+            entries: vec![
+                entry("far", at(wall + drift + 1_000)),
+                entry("near", at(wall + drift - 1_000)),
+            ],
+            ..Datagram::default()
+        };
+        a.handle_datagram(now, &encode_datagram(&datagram, MAX_PLAINTEXT).unwrap())
+            .unwrap();
+        assert_eq!(a.stats().from_the_future, 1);
+        let applied: Vec<_> = std::iter::from_fn(|| a.poll_apply())
+            .map(|e| e.key.instance)
+            .collect();
+        assert_eq!(applied, vec!["near"]);
+        assert_eq!(a.replica().len(), 1, "the refused entry is not held");
+        // Time moves on: once within the drift, the same version is accepted.
+        let later = now + Duration::from_secs(2);
+        a.handle_wall_clock(later, wall + 2_000);
+        a.handle_datagram(later, &encode_datagram(&datagram, MAX_PLAINTEXT).unwrap())
+            .unwrap();
+        assert_eq!(a.replica().len(), 2);
+        // Anti-entropy goes through the same rule.
+        let push = SyncMsg::Push {
+            entries: vec![entry("far-sync", at(wall + 10 * drift))],
+            want: Vec::new(),
+        };
+        a.handle_sync(later, push);
+        assert_eq!(a.stats().from_the_future, 2);
+    }
+
     /// Delivers every datagram either core has to send to the other, until both are quiet.
     fn exchange(a: &mut GossipCore, b: &mut GossipCore, now: Instant) {
         for _ in 0..50 {
@@ -759,9 +891,46 @@ mod tests {
             "the other side sees it leave: {events:?}"
         );
         assert!(
-            events.iter().any(|e| matches!(e, GossipEvent::Isolated)),
-            "and, now alone, is isolated: {events:?}"
+            events.iter().any(|e| matches!(e, GossipEvent::Alone)),
+            "and is now alone: {events:?}"
         );
+        assert!(
+            !events.iter().any(|e| matches!(e, GossipEvent::Isolated)),
+            "alone by design, not isolated by a fault: {events:?}"
+        );
+    }
+
+    #[test]
+    fn a_node_whose_last_peer_fails_reports_itself_isolated() {
+        let (mut a, mut b) = (core(1), core(2));
+        let mut now = Instant::now();
+        a.set_seeds(vec![([127, 0, 0, 1], 2).into()]);
+        a.handle_timeout(now);
+        exchange(&mut a, &mut b, now);
+        while a.poll_event().is_some() {}
+        // b goes silent: a's probes go unanswered until it declares b down.
+        let mut events = Vec::new();
+        for _ in 0..10_000 {
+            let Some(next) = a.poll_timeout() else { break };
+            now = now.max(next);
+            a.handle_timeout(now);
+            while a.poll_transmit().is_some() {}
+            events.extend(std::iter::from_fn(|| a.poll_event()));
+            if events.iter().any(|e| matches!(e, GossipEvent::Isolated)) {
+                break;
+            }
+        }
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, GossipEvent::MemberDown(_))),
+            "{events:?}"
+        );
+        assert!(
+            events.iter().any(|e| matches!(e, GossipEvent::Isolated)),
+            "{events:?}"
+        );
+        assert!(!events.iter().any(|e| matches!(e, GossipEvent::Alone)));
     }
 
     #[test]

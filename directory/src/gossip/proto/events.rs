@@ -38,8 +38,12 @@ pub enum GossipEvent {
     MemberLeft(NodeIdentity),
     /// This node is now part of a cluster (at least one other member knows it).
     Joined,
-    /// Every other member is dead or gone; the node keeps retrying its seeds.
+    /// Every other member is dead or gone, the last one by failure (or the cluster declared
+    /// this node dead); the node keeps retrying its seeds.
     Isolated,
+    /// Every other member left gracefully (a cluster shutting down): the node is alone by
+    /// design, not by fault, and keeps retrying its seeds.
+    Alone,
     /// The cluster declared this node dead; it rejoined under a new identity.
     Rejoined(NodeIdentity),
 }
@@ -93,6 +97,12 @@ pub struct CoreStats {
     pub entries_applied: u64,
     /// Anti-entropy sessions started.
     pub syncs_started: u64,
+    /// Remote entries refused because their version's clock was more than the rules'
+    /// `max_clock_drift` ahead of the local wall clock.
+    pub from_the_future: u64,
+    /// Live copies of this node's records from an earlier generation, buried under the
+    /// owner-generation rule (`registry::orphaned_by_restart`).
+    pub orphans_buried: u64,
 }
 
 /// Why a datagram was not (fully) handled.

@@ -81,6 +81,13 @@ impl Replica {
         self.entries.get(key).map(|h| h.entry.version)
     }
 
+    /// Whether a live copy of `key` is held (whatever its lease).
+    pub fn is_live(&self, key: &EntryKey) -> bool {
+        self.entries
+            .get(key)
+            .is_some_and(|h| matches!(h.entry.state, WireState::Live(_)))
+    }
+
     /// The entry for `key` as it should be sent now (lease and age adjusted).
     pub fn current(&self, now: Instant, key: &EntryKey) -> Option<WireEntry> {
         self.entries.get(key).map(|h| h.snapshot(now))
@@ -246,6 +253,7 @@ mod tests {
         Replica::new(ReplicationRules {
             tombstone_retention: Duration::from_secs(60),
             lease_grace: Duration::from_secs(5),
+            ..ReplicationRules::default()
         })
     }
 

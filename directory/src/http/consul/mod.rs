@@ -46,6 +46,8 @@ use crate::gossip::MemberState;
 use crate::registry::ServiceName;
 
 pub use mapping::{MIN_DEREGISTER_AFTER, NO_CHECK_LEASE};
+// The check rule, shared with the DNS interface (critical instances are not answered).
+pub use mapping::{CHECK_TTL_META, CheckStatus, STATUS_META, status_at};
 pub use types::DATACENTER;
 
 /// `X-Consul-Index`: the index a blocking query passes back as `?index=`.
@@ -122,6 +124,20 @@ pub fn is_consul_path(path: &str) -> bool {
     CONSUL_PREFIXES.contains(&first) && !(first == "health" && rest == "health")
 }
 
+/// Whether `uri` is a Consul blocking query (a read with `index`): like the native ones, it
+/// is capped by `max_wait`, not by the request timeout.
+pub fn is_blocking_query(uri: &axum::http::Uri) -> bool {
+    let path = uri.path();
+    let blocking_read = path == "/v1/catalog/services"
+        || ["/v1/catalog/service/", "/v1/health/service/"]
+            .iter()
+            .any(|p| path.strip_prefix(p).is_some_and(|rest| !rest.contains('/')));
+    blocking_read
+        && uri
+            .query()
+            .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(key, _)| key == "index"))
+}
+
 /// The token a Consul client presents on a Consul path: `X-Consul-Token`, else `?token=`.
 pub fn token(
     headers: &HeaderMap,
@@ -166,7 +182,7 @@ async fn unsupported(method: Method, request: Request) -> ApiError {
 
 /// The Consul index of a directory change index: one more, because Consul clients treat 0
 /// as "no index" while the directory's indexes start at 0. A client's `?index=N` is the
-/// directory's `N - 1` ([`directory_index`]).
+/// directory's `N - 1` (`directory_index`).
 pub fn consul_index(index: u64) -> u64 {
     index.saturating_add(1)
 }
@@ -185,10 +201,12 @@ fn answer<T: Serialize>(index: u64, body: &T) -> Response {
         .into_response()
 }
 
-/// The answer for an endpoint outside the subset.
+/// The answer for an endpoint outside the subset: 501, not 404, because Consul clients read
+/// a 404 as "no such key/service" (py-consul's `kv.get` returns `None`), which would be a
+/// misleading empty success.
 fn unsupported_endpoint(method: &Method, path: &str) -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
+        StatusCode::NOT_IMPLEMENTED,
         ErrorCode::ConsulUnsupported,
         format!(
             "{method} {path} is outside the Consul API subset this directory serves: {SUBSET}; \

@@ -8,9 +8,11 @@
 //! - `lookup` — reads ([`Filter`], [`ServiceView`], the catalog);
 //! - `timers` — the timer queue: lease expiry, tombstone collection, the reaper task;
 //! - `replication` — merging remote entries (the winner is chosen by `registry::rules`);
-//! - `waits` — blocking waits on a service's change index and the watch event stream.
+//! - `waits` — blocking waits on a service's change index and the watch event stream;
+//! - `history` — the bounded, index-ordered history resumed watches replay from.
 
 mod budget;
+mod history;
 mod journal;
 mod lookup;
 mod replication;
@@ -24,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::time::Instant;
 
@@ -36,9 +38,12 @@ use crate::timers::TimerTable;
 
 use budget::Budget;
 pub use budget::{Refusals, SLOT_OVERHEAD_BYTES, Usage};
+use history::ChangeLog;
+pub use history::Replay;
 pub use journal::{Durable, Journal, JournalEntry, JournalOp, NotDurable};
 pub use lookup::{Filter, ServiceSummary, ServiceView};
 pub use replication::MergeOutcome;
+pub(crate) use replication::count_from_the_future;
 pub use restore::{RestoreStats, Restored};
 pub use timers::ReapStats;
 use timers::Timer;
@@ -59,8 +64,16 @@ struct Inner {
     node_id: u64,
     services: DashMap<ServiceName, ServiceState>,
     hlc: Hlc,
-    /// Last change index handed out (global, shared by all services).
+    /// Last change index handed out (global, shared by all services); a copy of the
+    /// history's, readable without its lock.
     index: AtomicU64,
+    /// Hands out change indexes and holds the recent events. A write keeps it locked from
+    /// taking an index to publishing the event ([`IndexTicket`]), so events reach the
+    /// history and the watchers in index order. Lock order: service shard, then this, then
+    /// `timers`.
+    log: Mutex<ChangeLog>,
+    /// Carries the global change index to blocking queries on the catalog.
+    changed: watch::Sender<u64>,
     /// Last revision handed out (global, so a revision is never reused by a service
     /// whose state was collected and created again).
     revision: AtomicU64,
@@ -153,6 +166,7 @@ impl Registry {
         journal: Option<Journal>,
     ) -> Self {
         let (events, _) = broadcast::channel(config.event_buffer.get());
+        let history = ChangeLog::new(config.event_buffer.get());
         let inner = Inner {
             budget: Budget::new(config.max_instances, config.max_registry_bytes),
             node_id: config.node.id(),
@@ -163,6 +177,8 @@ impl Registry {
             revision: AtomicU64::new(0),
             timers: Mutex::new(TimerTable::default()),
             timer_added: Notify::new(),
+            log: Mutex::new(history),
+            changed: watch::Sender::new(0),
             events,
             replication,
             journal,
@@ -190,6 +206,20 @@ impl Registry {
     /// The last change index handed out, across all services.
     pub fn index(&self) -> u64 {
         self.inner.index.load(Ordering::Acquire)
+    }
+}
+
+/// A change index taken under the sequencing lock, which it holds until the event carrying
+/// the index is published ([`Registry::emit`]). Dropped unpublished, the index stays unused.
+pub(super) struct IndexTicket<'a> {
+    log: MutexGuard<'a, ChangeLog>,
+    index: u64,
+}
+
+impl IndexTicket<'_> {
+    /// The change index this ticket stands for.
+    pub(super) fn index(&self) -> u64 {
+        self.index
     }
 }
 

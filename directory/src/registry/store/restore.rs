@@ -44,9 +44,7 @@ impl Registry {
         clock: u64,
         now: Now,
     ) -> RestoreStats {
-        self.inner
-            .index
-            .fetch_max(index, std::sync::atomic::Ordering::AcqRel);
+        self.raise_index(index);
         self.inner.hlc.observe(clock);
         let mut stats = RestoreStats::default();
         for restored in entries {

@@ -1,11 +1,12 @@
-//! Blocking waits on a service's change index and the stream of watch events.
+//! Blocking waits on a service's (or the catalog's) change index, the stream of watch
+//! events and the replay of recent ones.
 
 use std::sync::Arc;
 
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use super::{Registry, ServiceState};
+use super::{IndexTicket, Registry, Replay, ServiceState};
 use crate::registry::{ChangeEvent, ChangeKind, Record};
 use crate::registry::{InstanceId, ServiceName};
 
@@ -14,6 +15,33 @@ impl Registry {
     /// event buffer behind gets `Lagged` and should resynchronise with a lookup.
     pub fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// Subscribes to changes after index `after`: the changes already made since then
+    /// (from the bounded history, or [`Replay::Gap`] when it no longer reaches back), and a
+    /// receiver of every change after the returned current index, with nothing lost or
+    /// repeated in between. Without `after`, only later changes.
+    pub fn subscribe_after(
+        &self,
+        after: Option<u64>,
+    ) -> (Replay, u64, broadcast::Receiver<ChangeEvent>) {
+        let log = self.inner.log.lock();
+        let replay = after.map_or(Replay::Events(Vec::new()), |after| log.since(after));
+        (replay, log.last(), self.inner.events.subscribe())
+    }
+
+    /// The changes after index `after` still in the history (for a watcher that lagged).
+    pub fn changes_since(&self, after: u64) -> Replay {
+        self.inner.log.lock().since(after)
+    }
+
+    /// Waits until the global change index (the catalog's) exceeds `after` or `deadline`
+    /// passes; returns the index at that point.
+    pub async fn wait_for_any_change(&self, after: u64, deadline: Instant) -> u64 {
+        let mut rx = self.inner.changed.subscribe();
+        // The sender lives as long as the registry, which `self` keeps alive.
+        let _ = tokio::time::timeout_at(deadline, rx.wait_for(|i| *i > after)).await;
+        *rx.borrow()
     }
 
     /// Waits until the service's change index exceeds `after` or `deadline` passes; returns
@@ -51,21 +79,36 @@ impl Registry {
             .map_or(0, |s| s.changed.receiver_count())
     }
 
+    /// Raises the change index to at least `index` (a restart restoring its state): the
+    /// history then starts there, so a watch resuming from before it gets a gap.
+    pub(super) fn raise_index(&self, index: u64) {
+        let mut log = self.inner.log.lock();
+        log.raise_to(index);
+        self.inner
+            .index
+            .store(log.last(), std::sync::atomic::Ordering::Release);
+    }
+
+    /// Publishes the change `ticket` stands for: to the history, the catalog's blocking
+    /// queries and the watchers, then releases the sequencing lock.
     pub(super) fn emit(
         &self,
+        mut ticket: IndexTicket<'_>,
         kind: ChangeKind,
         service: &ServiceName,
         instance: &InstanceId,
-        index: u64,
         record: Option<Arc<Record>>,
     ) {
-        // No receiver is fine: nobody is watching.
-        let _ = self.inner.events.send(ChangeEvent {
+        let event = ChangeEvent {
             kind,
             service: service.clone(),
             instance: instance.clone(),
-            index,
+            index: ticket.index,
             record,
-        });
+        };
+        ticket.log.push(event.clone());
+        self.inner.changed.send_replace(ticket.index);
+        // No receiver is fine: nobody is watching.
+        let _ = self.inner.events.send(event);
     }
 }

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::budget::{record_bytes, tombstone_bytes};
 use super::journal::JournalOp;
 use super::timers::{Timer, TimerKind};
-use super::{Registry, ServiceState, Slot, SlotState};
+use super::{IndexTicket, Registry, ServiceState, Slot, SlotState};
 use crate::registry::clock::Now;
 use crate::registry::error::{HeartbeatError, RegisterError};
 use crate::registry::version::{Version, unix_millis};
@@ -46,17 +46,15 @@ impl Registry {
             self.collect_if_empty(service);
             return Err(err);
         }
-        record.index = match &previous {
-            Some(p) if unchanged => p.index,
-            _ => self.next_index(),
-        };
+        let (index, ticket) = self.live_index(previous.as_deref(), unchanged);
+        record.index = index;
         let record = Arc::new(record);
-        let kind = change_kind(previous.is_some(), unchanged);
+        let change = change_kind(previous.is_some(), unchanged).zip(ticket);
         if previous.is_none() {
             svc.live += 1;
         }
         let version = self.next_version(&svc, instance, wall);
-        self.put_live(&mut svc, record.clone(), version, now.instant, kind);
+        self.put_live(&mut svc, record.clone(), version, now.instant, change);
         metrics::counter!("directory_registrations_total").increment(1);
         Ok(record)
     }
@@ -153,8 +151,28 @@ impl Registry {
         self.inner.revision.fetch_add(1, Ordering::AcqRel) + 1
     }
 
-    pub(super) fn next_index(&self) -> u64 {
-        self.inner.index.fetch_add(1, Ordering::AcqRel) + 1
+    /// The index of a live write and, for a visible change, its ticket: a fresh index, or
+    /// the previous record's for a write that changes nothing visible (a renewal).
+    pub(super) fn live_index(
+        &self,
+        previous: Option<&Record>,
+        unchanged: bool,
+    ) -> (u64, Option<IndexTicket<'_>>) {
+        match previous {
+            Some(p) if unchanged => (p.index, None),
+            _ => {
+                let ticket = self.next_index();
+                (ticket.index(), Some(ticket))
+            }
+        }
+    }
+
+    /// The next change index, holding the sequencing lock until its event is published.
+    pub(super) fn next_index(&self) -> IndexTicket<'_> {
+        let mut log = self.inner.log.lock();
+        let index = log.next_index();
+        self.inner.index.store(index, Ordering::Release);
+        IndexTicket { log, index }
     }
 
     /// A version for a local write: from the clock, and above the slot's current version
@@ -181,13 +199,13 @@ impl Registry {
         record: Arc<Record>,
         version: Version,
         now: Instant,
-        kind: Option<ChangeKind>,
+        change: Option<(ChangeKind, IndexTicket<'_>)>,
     ) {
         let ttl = record.ttl.duration();
         if let Some(tx) = &self.inner.replication {
             let _ = tx.send(Entry::live(&record, version, ttl));
         }
-        self.store_live(svc, record, version, now + ttl, kind);
+        self.store_live(svc, record, version, now + ttl, change);
     }
 
     pub(super) fn store_live(
@@ -196,7 +214,7 @@ impl Registry {
         record: Arc<Record>,
         version: Version,
         deadline: Instant,
-        kind: Option<ChangeKind>,
+        change: Option<(ChangeKind, IndexTicket<'_>)>,
     ) {
         let instance = record.instance.clone();
         let armed = match svc.slots.get(&instance).map(|s| &s.state) {
@@ -233,9 +251,9 @@ impl Registry {
             version,
         });
         svc.revision = self.next_revision();
-        if let Some(kind) = kind {
+        if let Some((kind, ticket)) = change {
             svc.mark_changed(record.index);
-            self.emit(kind, &svc.name, &instance, record.index, Some(record));
+            self.emit(ticket, kind, &svc.name, &instance, Some(record));
         }
     }
 
@@ -296,9 +314,9 @@ impl Registry {
         );
         if previous.is_some_and(|p| p.live_record().is_some()) {
             svc.live -= 1;
-            let index = self.next_index();
-            svc.mark_changed(index);
-            self.emit(reason.into(), &svc.name, instance, index, None);
+            let ticket = self.next_index();
+            svc.mark_changed(ticket.index());
+            self.emit(ticket, reason.into(), &svc.name, instance, None);
         }
     }
 }

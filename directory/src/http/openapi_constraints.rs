@@ -1,0 +1,192 @@
+//! The constraints the server enforces on path, query and header parameters, written into
+//! the OpenAPI document in one place (utoipa's parameter attributes cannot describe array
+//! items), from the same constants the parsers use: name patterns, `minLength: 1` on every
+//! query value, item counts, index bounds, the duration form. Also gives every response a
+//! description (OpenAPI requires one).
+
+use serde_json::{Value, json};
+use utoipa::Modify;
+use utoipa::openapi::OpenApi;
+
+use super::query::{MAX_INDEX, WAIT_PATTERN};
+use crate::registry::{MAX_META_KEYS, MAX_TAGS, MAX_VALUE_LEN};
+use directory_api::{LAGGED_EVENT, MAX_META_KEY_LEN, MAX_NAME_LEN, RESET_EVENT};
+
+/// Routes of the native API whose parameters follow these rules (the Consul subset has its
+/// own).
+const NATIVE_PREFIXES: &[&str] = &["/v1/services", "/v1/watch", "/v1/sd/"];
+/// A value without control characters (what `char::is_control` refuses).
+const NO_CONTROL: &str = "[^\\x00-\\x1f\\x7f-\\x9f]";
+
+/// Adds the parameter constraints and missing response descriptions to the document.
+pub struct Constraints;
+
+impl Modify for Constraints {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let Ok(mut doc) = serde_json::to_value(&*openapi) else {
+            return;
+        };
+        patch(&mut doc);
+        // The patched document is the same type with more schema keywords: it reads back.
+        if let Ok(patched) = serde_json::from_value(doc) {
+            *openapi = patched;
+        }
+    }
+}
+
+fn patch(doc: &mut Value) {
+    constrain_register_body(&mut doc["components"]["schemas"]["RegisterBody"]["properties"]);
+    watch_events(&mut doc["paths"]["/v1/watch"]["get"]["responses"]["200"]);
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let native = NATIVE_PREFIXES.iter().any(|p| path.starts_with(p));
+        for operation in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|m| m.values_mut())
+        {
+            if native {
+                for param in operation["parameters"].as_array_mut().into_iter().flatten() {
+                    constrain(param);
+                }
+            }
+            describe_responses(operation);
+        }
+    }
+}
+
+/// The schema of one parameter, by name and place.
+fn constrain(param: &mut Value) {
+    let (name, place) = (param["name"].as_str(), param["in"].as_str());
+    let schema = match (name, place) {
+        (Some("service" | "instance"), Some("path")) => name_schema(),
+        (Some("service"), Some("query")) => name_schema(),
+        (Some("index"), Some("query")) => {
+            json!({"type": "integer", "format": "int64", "minimum": 0, "maximum": MAX_INDEX})
+        }
+        (Some("wait" | "max_stale"), Some("query")) => {
+            json!({"type": "string", "pattern": WAIT_PATTERN})
+        }
+        (Some("tag"), Some("query")) => {
+            json!({"type": "array", "maxItems": MAX_TAGS, "items": tag_schema()})
+        }
+        (Some("meta"), Some("query")) => json!({
+            "type": "array", "maxItems": MAX_META_KEYS,
+            "items": {"type": "string",
+                      "pattern": format!("^[A-Za-z0-9._-]{{1,{MAX_META_KEY_LEN}}}:{NO_CONTROL}{{0,{MAX_VALUE_LEN}}}$")}
+        }),
+        (Some("Last-Event-ID"), Some("header")) => {
+            json!({"type": "string", "pattern": "^[0-9]{0,15}$"})
+        }
+        _ => return,
+    };
+    let repeated = param["schema"]["type"] == "array" && schema["type"] != "array";
+    param["schema"] = if repeated {
+        json!({"type": "array", "items": schema})
+    } else {
+        schema
+    };
+}
+
+/// Tags and meta of a registration, as `Tags::new` and `Meta::new` check them.
+fn constrain_register_body(properties: &mut Value) {
+    if !properties.is_object() {
+        return;
+    }
+    properties["tags"]["maxItems"] = json!(MAX_TAGS);
+    properties["tags"]["items"] = tag_schema();
+    properties["meta"]["maxProperties"] = json!(MAX_META_KEYS);
+    properties["meta"]["propertyNames"] = json!({
+        "type": "string", "pattern": format!("^[A-Za-z0-9._-]{{1,{MAX_META_KEY_LEN}}}$")
+    });
+    properties["meta"]["additionalProperties"] = json!({
+        "type": "string", "maxLength": MAX_VALUE_LEN, "pattern": format!("^{NO_CONTROL}*$")
+    });
+    properties["fingerprint"]["pattern"] = json!("^[0-9a-fA-F]{64}$");
+}
+
+/// One Server-Sent Event of the stream: its name, its `id` (a change index) and its data,
+/// JSON of a change, `lagged` or `reset`.
+fn watch_events(response: &mut Value) {
+    let stream = &mut response["content"]["text/event-stream"];
+    if stream.is_object() {
+        stream["schema"] = json!({
+            "type": "object",
+            "required": ["data"],
+            "properties": {
+                "event": {"type": "string", "enum": [
+                    "registered", "updated", "expired", "deregistered", LAGGED_EVENT, RESET_EVENT
+                ]},
+                "id": {"type": "string", "pattern": "^[0-9]+$"},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"anyOf": [
+                        {"$ref": "#/components/schemas/ChangeEvent"},
+                        {"$ref": "#/components/schemas/Lagged"},
+                        {"$ref": "#/components/schemas/Reset"}
+                    ]}
+                }
+            }
+        });
+    }
+}
+
+fn tag_schema() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": MAX_VALUE_LEN,
+           "pattern": format!("^{NO_CONTROL}*$")})
+}
+
+fn name_schema() -> Value {
+    json!({
+        "type": "string", "minLength": 1, "maxLength": MAX_NAME_LEN,
+        "pattern": format!("^[a-z0-9][a-z0-9._-]{{0,{}}}$", MAX_NAME_LEN - 1)
+    })
+}
+
+/// OpenAPI requires a description on every response.
+fn describe_responses(operation: &mut Value) {
+    for (status, response) in operation["responses"].as_object_mut().into_iter().flatten() {
+        if response.get("description").is_none() {
+            response["description"] = json!(match status.as_str() {
+                "200" => "OK",
+                "204" => "no content",
+                _ => "see the error body",
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_parameters_get_the_server_s_constraints_and_responses_a_description() {
+        let mut doc = json!({"paths": {
+            "/v1/services/{service}": {"get": {
+                "parameters": [
+                    {"name": "service", "in": "path", "schema": {"type": "string"}},
+                    {"name": "tag", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}},
+                    {"name": "wait", "in": "query", "schema": {"type": "string"}}
+                ],
+                "responses": {"200": {}}
+            }},
+            "/v1/catalog/service/{service}": {"get": {
+                "parameters": [{"name": "service", "in": "path", "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "kept"}}
+            }}
+        }});
+        patch(&mut doc);
+        let lookup = &doc["paths"]["/v1/services/{service}"]["get"];
+        assert_eq!(lookup["parameters"][0]["schema"]["maxLength"], 63);
+        assert_eq!(lookup["parameters"][1]["schema"]["items"]["minLength"], 1);
+        assert_eq!(lookup["parameters"][2]["schema"]["pattern"], WAIT_PATTERN);
+        assert_eq!(lookup["responses"]["200"]["description"], "OK");
+        let consul = &doc["paths"]["/v1/catalog/service/{service}"]["get"];
+        assert_eq!(consul["parameters"][0]["schema"], json!({"type": "string"}));
+        assert_eq!(consul["responses"]["200"]["description"], "kept");
+    }
+}
