@@ -56,7 +56,8 @@ impl Gossip {
         let identity = NodeIdentity::new(advertise, node.as_str(), generation_now());
         let mut gossip = settings.gossip.clone();
         gossip.rng_seed = rand::random();
-        let core = GossipCore::new(identity, gossip, rules, Instant::now().into_std())?;
+        let now = Instant::now().into_std();
+        let core = GossipCore::new(identity, gossip, rules, now, super::driver::wall_millis())?;
         let (commands_tx, commands_rx) = mpsc::channel(256);
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -77,6 +78,7 @@ impl Gossip {
             commands: commands_tx.clone(),
             tracker: tracker.clone(),
             cancel: cancel.clone(),
+            future_exported: 0,
         };
         tracker.spawn(driver.run(commands_rx, writes));
         tracker.spawn(serve_sync(

@@ -93,6 +93,9 @@ pub struct CoreStats {
     pub entries_applied: u64,
     /// Anti-entropy sessions started.
     pub syncs_started: u64,
+    /// Remote entries refused because their version's clock was more than the rules'
+    /// `max_clock_drift` ahead of the local wall clock.
+    pub from_the_future: u64,
 }
 
 /// Why a datagram was not (fully) handled.

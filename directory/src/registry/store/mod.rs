@@ -43,6 +43,7 @@ pub use history::Replay;
 pub use journal::{Durable, Journal, JournalEntry, JournalOp, NotDurable};
 pub use lookup::{Filter, ServiceSummary, ServiceView};
 pub use replication::MergeOutcome;
+pub(crate) use replication::count_from_the_future;
 pub use restore::{RestoreStats, Restored};
 pub use timers::ReapStats;
 use timers::Timer;
