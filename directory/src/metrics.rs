@@ -187,6 +187,12 @@ const METRICS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "Anti-entropy connections closed before their first authenticated frame, by reason (timeout: nothing authenticated within the handshake timeout; evicted: the table of waiting connections was full)",
     ),
     (
+        "directory_replication_clock_ahead_rejected_total",
+        Kind::Counter,
+        None,
+        "Replicated entries refused because their version's clock was more than --max-clock-drift ahead of this node's wall clock",
+    ),
+    (
         BUILD_INFO,
         Kind::Gauge,
         None,

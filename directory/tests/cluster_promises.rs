@@ -116,6 +116,7 @@ async fn a_node_refuses_a_tombstone_retention_not_above_the_longest_lease_plus_g
             GossipConfig::for_test(),
             rules,
             std::time::Instant::now(),
+            1_000_000, // wall clock (Unix ms): any reading will do here
         );
         assert!(
             matches!(core, Err(GossipConfigError::Rules(_))),

@@ -36,6 +36,9 @@ struct Pair {
 }
 
 const LATENCY: Duration = Duration::from_millis(1);
+/// The wall clock (Unix ms) the cores start with: after every version these tests write,
+/// which are small numbers, so no entry is refused as ahead of local time.
+const WALL_MS: u64 = 1_000_000;
 
 fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, 1 + i as u8], 7701))
@@ -49,7 +52,8 @@ impl Pair {
                 let mut config = config.clone();
                 config.rng_seed = 7 + i as u64;
                 let identity = NodeIdentity::new(addr(i), format!("node-{i}"), 1);
-                GossipCore::new(identity, config, ReplicationRules::default(), now).unwrap()
+                GossipCore::new(identity, config, ReplicationRules::default(), now, WALL_MS)
+                    .unwrap()
             })
             .collect();
         let mut pair = Self {

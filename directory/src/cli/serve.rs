@@ -45,6 +45,11 @@ pub struct ServeArgs {
     /// the longest lease (1h) plus the lease grace (5s), so a removed instance never returns.
     #[arg(long, env = "DIRECTORY_TOMBSTONE_RETENTION", default_value = "65m")]
     pub tombstone_retention: humantime::Duration,
+    /// Largest clock lead accepted from another node: a replicated entry whose version is
+    /// further ahead of this node's wall clock is refused (and counted in
+    /// directory_replication_clock_ahead_rejected_total); at least 1s.
+    #[arg(long, env = "DIRECTORY_MAX_CLOCK_DRIFT", default_value = "1m")]
+    pub max_clock_drift: humantime::Duration,
     /// Watch events buffered per watcher; a slower watcher gets a `lagged` event.
     #[arg(long, env = "DIRECTORY_EVENT_BUFFER", default_value = "4096")]
     pub event_buffer: NonZeroUsize,
@@ -154,6 +159,7 @@ impl ServeArgs {
             max_registry_bytes: self.max_registry_bytes,
             replication: ReplicationRules {
                 tombstone_retention: self.tombstone_retention.into(),
+                max_clock_drift: self.max_clock_drift.into(),
                 ..ReplicationRules::default()
             },
             event_buffer: self.event_buffer,

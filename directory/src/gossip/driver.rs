@@ -15,7 +15,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::registry::{Entry, MergeOutcome, NodeName, Now, Registry, ReplicationRules};
+use crate::registry::{
+    Entry, MergeOutcome, NodeName, Now, Registry, ReplicationRules, count_from_the_future,
+    unix_millis,
+};
 
 use super::command::Command;
 use super::contact::ClusterContact;
@@ -44,6 +47,8 @@ pub(super) struct Driver {
     pub(super) commands: mpsc::Sender<Command>,
     pub(super) tracker: TaskTracker,
     pub(super) cancel: CancellationToken,
+    /// The core's `from_the_future` count already exported.
+    pub(super) future_exported: u64,
 }
 
 impl Driver {
@@ -73,7 +78,11 @@ impl Driver {
                 Some(entry) = writes.recv() => {
                     self.core.handle_local_write(now(), to_wire(&entry));
                 }
-                () = sleep => self.core.handle_timeout(now()),
+                () = sleep => {
+                    let now = now();
+                    self.core.handle_wall_clock(now, wall_millis());
+                    self.core.handle_timeout(now);
+                }
             }
             self.drain().await;
         }
@@ -148,6 +157,7 @@ impl Driver {
                 }
             }
         }
+        self.export_clock_rejections();
         self.contact.handle_members(self.core.active_members());
         let mut membership_changed = false;
         while let Some(event) = self.core.poll_event() {
@@ -160,6 +170,33 @@ impl Driver {
                 .set((self.core.active_members() + 1) as f64);
         }
     }
+}
+
+impl Driver {
+    /// Exports remote entries the core refused for a clock too far ahead, and warns.
+    fn export_clock_rejections(&mut self) {
+        let total = self.core.stats().from_the_future;
+        let new = total.saturating_sub(self.future_exported);
+        if new == 0 {
+            return;
+        }
+        self.future_exported = total;
+        self.counters
+            .clock_ahead_rejected
+            .fetch_add(new, Ordering::Relaxed);
+        for _ in 0..new {
+            count_from_the_future();
+        }
+        tracing::warn!(
+            refused = new,
+            "remote entries refused: their clock is more than --max-clock-drift ahead of ours"
+        );
+    }
+}
+
+/// The wall clock in Unix milliseconds.
+pub(super) fn wall_millis() -> u64 {
+    unix_millis(std::time::SystemTime::now())
 }
 
 fn now() -> std::time::Instant {

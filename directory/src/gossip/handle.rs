@@ -57,11 +57,12 @@ impl Gossip {
         let identity = NodeIdentity::new(advertise, node.as_str(), generation_now());
         let mut gossip = settings.gossip.clone();
         gossip.rng_seed = rand::random();
-        let mut core = GossipCore::new(identity, gossip, rules, Instant::now().into_std())?;
+        let now = Instant::now().into_std();
+        let mut core = GossipCore::new(identity, gossip, rules, now, super::driver::wall_millis())?;
         // What the registry restored from its data directory is held before any remote
         // copy arrives, so the owner-generation rule never buries a restored record.
         while let Ok(entry) = writes.try_recv() {
-            core.handle_local_write(Instant::now().into_std(), to_wire(&entry));
+            core.handle_local_write(now, to_wire(&entry));
         }
         let (commands_tx, commands_rx) = mpsc::channel(256);
         let cancel = CancellationToken::new();
@@ -83,6 +84,7 @@ impl Gossip {
             commands: commands_tx.clone(),
             tracker: tracker.clone(),
             cancel: cancel.clone(),
+            future_exported: 0,
         };
         tracker.spawn(driver.run(commands_rx, writes));
         tracker.spawn(serve_sync(

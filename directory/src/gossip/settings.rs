@@ -122,6 +122,9 @@ pub struct GossipCounters {
     pub replayed: AtomicU64,
     /// Remote entries refused because they did not validate.
     pub invalid_entries: AtomicU64,
+    /// Remote entries refused because their version's clock was more than
+    /// `--max-clock-drift` ahead of ours.
+    pub clock_ahead_rejected: AtomicU64,
     /// Anti-entropy sessions completed (either side).
     pub syncs_completed: AtomicU64,
     /// Of those, sessions another node opened to this one (served by the listener).

@@ -44,14 +44,16 @@ pub use directory_api::{
 pub use entry::{Entry, EntryState, LiveState, TombstoneReason};
 pub use error::{HeartbeatError, RegisterError};
 pub use rules::{
-    DEFAULT_LEASE_GRACE, DEFAULT_TOMBSTONE_RETENTION, ReplicationRules, RulesError, burial_version,
-    live_copy_accepted, orphaned_by_restart, supersedes,
+    DEFAULT_LEASE_GRACE, DEFAULT_MAX_CLOCK_DRIFT, DEFAULT_TOMBSTONE_RETENTION, ReplicationRules,
+    RulesError, burial_version, live_copy_accepted, orphaned_by_restart, supersedes,
 };
+pub(crate) use store::count_from_the_future;
 pub use store::{
     Durable, Filter, Journal, JournalEntry, JournalOp, MergeOutcome, NotDurable, ReapStats,
     Refusals, Registry, RestoreStats, Restored, SLOT_OVERHEAD_BYTES, ServiceSummary, ServiceView,
     Usage,
 };
+pub(crate) use version::unix_millis;
 pub use version::{Hlc, Version};
 
 #[cfg(test)]

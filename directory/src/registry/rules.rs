@@ -17,6 +17,11 @@
 //! - **When a tombstone may be forgotten** — [`ReplicationRules::tombstone_forgettable`]: once
 //!   its age (which travels with it) reaches `tombstone_retention`; a tombstone that old is
 //!   refused on arrival too.
+//! - **When a remote clock is too far ahead** — [`ReplicationRules::version_from_the_future`]:
+//!   a remote version whose wall-clock part is more than `max_clock_drift` ahead of the local
+//!   wall clock is refused (and counted) before it can win anything or move the local
+//!   hybrid logical clock: otherwise one node with a clock set a year ahead would make every
+//!   later write on every node lose to its entries for a year.
 //!
 //! - **When an owner came back without its record** — [`orphaned_by_restart`]: a node
 //!   that restarted (a newer generation, known to everyone through the SWIM identity) and
@@ -45,8 +50,15 @@ pub const DEFAULT_LEASE_GRACE: Duration = Duration::from_secs(5);
 /// Default tombstone retention: the longest lease (1 h) plus the grace, rounded up to
 /// 65 minutes. The price is memory for removed keys (about 100 bytes each) for that long.
 pub const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(65 * 60);
+/// Default largest clock lead accepted from another node: 1 minute. NTP keeps servers
+/// within milliseconds and a resumed VM or a slow NTP step within seconds, so honest nodes
+/// stay far below it; a lead it allows can pin the local clock ahead by at most this much.
+pub const DEFAULT_MAX_CLOCK_DRIFT: Duration = Duration::from_secs(60);
+/// Smallest `max_clock_drift` accepted: below a second, ordinary skew between healthy
+/// nodes would refuse their writes.
+pub const MIN_MAX_CLOCK_DRIFT: Duration = Duration::from_secs(1);
 
-/// The two knobs of the replication rules. One value serves the registry and the gossip
+/// The knobs of the replication rules. One value serves the registry and the gossip
 /// replica of a node (it lives in [`super::RegistryConfig`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplicationRules {
@@ -57,6 +69,9 @@ pub struct ReplicationRules {
     /// How long a node that does not own a record keeps it past its lease.
     /// Default [`DEFAULT_LEASE_GRACE`].
     pub lease_grace: Duration,
+    /// How far ahead of the local wall clock a remote version may be; further ahead it is
+    /// refused. At least [`MIN_MAX_CLOCK_DRIFT`]. Default [`DEFAULT_MAX_CLOCK_DRIFT`].
+    pub max_clock_drift: Duration,
 }
 
 impl Default for ReplicationRules {
@@ -64,6 +79,7 @@ impl Default for ReplicationRules {
         Self {
             tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
             lease_grace: DEFAULT_LEASE_GRACE,
+            max_clock_drift: DEFAULT_MAX_CLOCK_DRIFT,
         }
     }
 }
@@ -84,11 +100,18 @@ pub enum RulesError {
         /// The longest lease plus the grace; the retention must be longer.
         minimum: Duration,
     },
+    /// `max_clock_drift` is below [`MIN_MAX_CLOCK_DRIFT`]: ordinary skew would refuse
+    /// healthy nodes' writes. Remedy: raise `--max-clock-drift`. Nothing was started.
+    #[error("max clock drift {0:?} must be at least {MIN_MAX_CLOCK_DRIFT:?}")]
+    ClockDriftTooSmall(Duration),
 }
 
 impl ReplicationRules {
     /// Checks the invariant of the module docs.
     pub fn validate(&self) -> Result<(), RulesError> {
+        if self.max_clock_drift < MIN_MAX_CLOCK_DRIFT {
+            return Err(RulesError::ClockDriftTooSmall(self.max_clock_drift));
+        }
         let minimum = MAX_TTL.saturating_add(self.lease_grace);
         if self.tombstone_retention > minimum {
             Ok(())
@@ -119,6 +142,15 @@ impl ReplicationRules {
     /// [`Self::tombstone_forgettable`], for timer queues; any clock's instant type).
     pub fn forget_tombstone_at<T: Add<Duration, Output = T>>(&self, written: T) -> T {
         written + self.tombstone_retention
+    }
+}
+
+impl ReplicationRules {
+    /// Whether a remote version is more than `max_clock_drift` ahead of `local_wall_millis`
+    /// (the local wall clock, Unix milliseconds): such a version is refused.
+    pub fn version_from_the_future(&self, incoming: Version, local_wall_millis: u64) -> bool {
+        let drift = u64::try_from(self.max_clock_drift.as_millis()).unwrap_or(u64::MAX);
+        incoming.wall_millis() > local_wall_millis.saturating_add(drift)
     }
 }
 
@@ -200,6 +232,24 @@ mod tests {
     }
 
     #[test]
+    fn versions_beyond_the_drift_ahead_of_local_time_are_from_the_future() {
+        let rules = ReplicationRules::default();
+        let local = 1_000_000;
+        let at = |ms: u64| v((ms << crate::registry::version::LOGICAL_BITS) | 7, 1);
+        assert!(!rules.version_from_the_future(at(local), local));
+        assert!(
+            !rules.version_from_the_future(at(local + 60_000), local),
+            "exactly the drift"
+        );
+        assert!(rules.version_from_the_future(at(local + 60_001), local));
+        assert!(
+            !rules.version_from_the_future(at(0), local),
+            "the past is fine"
+        );
+        assert!(!rules.version_from_the_future(at(u64::MAX >> 16), u64::MAX));
+    }
+
+    #[test]
     fn only_non_owners_add_the_grace() {
         let rules = ReplicationRules::default();
         let lease = Duration::from_secs(8);
@@ -237,5 +287,13 @@ mod tests {
             ..ReplicationRules::default()
         };
         assert!(ten_minutes.validate().is_err());
+        let no_drift = ReplicationRules {
+            max_clock_drift: Duration::from_millis(999),
+            ..ReplicationRules::default()
+        };
+        assert_eq!(
+            no_drift.validate(),
+            Err(RulesError::ClockDriftTooSmall(Duration::from_millis(999)))
+        );
     }
 }

@@ -451,7 +451,7 @@ fn every_local_write_reaches_the_replication_hook() {
     // Merged remote writes are not echoed back.
     let mut remote = got[3].clone();
     remote.instance = inst("k");
-    remote.version.hlc += 1 << 40;
+    remote.version.hlc += 1 << 20; // 16 ms ahead: newer, within the clock drift
     assert_eq!(r.merge_remote(remote, now), MergeOutcome::Applied);
     assert!(rx.try_recv().is_err());
 }
@@ -542,11 +542,11 @@ fn remote_leases_expire_locally_after_their_remaining_time() {
 fn local_writes_supersede_entries_from_nodes_with_clocks_ahead() {
     let (r, mut writes) = replicated();
     let now = Instant::now();
-    let far_future = u64::MAX >> 2;
-    r.merge_remote(
-        remote_live("a", "i", far_future, u64::MAX, 1, Duration::from_secs(9)),
-        now,
-    );
+    // Ahead by 30 s: within the default drift (a lead beyond it is refused, see
+    // `a_remote_version_beyond_the_clock_drift_is_refused_and_does_not_move_the_clock`).
+    let far_future = super::unix_millis(SystemTime::now() + Duration::from_secs(30)) << 16;
+    let remote = remote_live("a", "i", far_future, u64::MAX, 1, Duration::from_secs(9));
+    assert_eq!(r.merge_remote(remote, now), MergeOutcome::Applied);
     r.heartbeat(&svc("a"), &inst("i"), now).unwrap();
     let e = last_write(&mut writes);
     assert!(e.version.hlc > far_future);
@@ -640,6 +640,35 @@ fn wall_time_comes_from_the_caller() {
     r.merge_remote(remote_live("b", "j", 1, 1, 1, Duration::from_secs(3)), now);
     let merged = r.instance(&svc("b"), &inst("j")).unwrap();
     assert_eq!(merged.lease_expires_at, wall + Duration::from_secs(3));
+}
+
+#[test]
+fn a_remote_version_beyond_the_clock_drift_is_refused_and_does_not_move_the_clock() {
+    let (r, mut rx) = replicated();
+    let now = Instant::now();
+    let wall = SystemTime::now();
+    let at = |ahead: Duration| {
+        let ms = super::unix_millis(wall + ahead);
+        ms << 16 // the HLC keeps wall milliseconds above 16 bits
+    };
+    let drift = RegistryConfig::for_test().replication.max_clock_drift;
+    let lease = Duration::from_secs(9);
+    let future = remote_live("a", "far", at(drift + Duration::from_secs(1)), 7, 1, lease);
+    let now_at = Now { instant: now, wall };
+    assert_eq!(r.merge_remote(future, now_at), MergeOutcome::FromTheFuture);
+    assert!(
+        r.instance(&svc("a"), &inst("far")).is_none(),
+        "nothing stored"
+    );
+    let near = remote_live("a", "near", at(drift - Duration::from_secs(1)), 7, 1, lease);
+    assert_eq!(r.merge_remote(near, now_at), MergeOutcome::Applied);
+    // A local write after the refusal is stamped near the local clock, not the remote's.
+    put(&r, "a", "local", "h:1", 30, now);
+    let written = last_write(&mut rx);
+    assert!(
+        written.version.wall_millis() < super::unix_millis(wall + drift),
+        "the local clock was not pushed past the accepted lead"
+    );
 }
 
 /// A registration with `n` meta values of `len` bytes each.

@@ -99,16 +99,22 @@ pub struct GossipCore {
     /// This node's ACL file hash (sent with every datagram) and the members' by address.
     acl_hash: Option<[u8; 8]>,
     member_acl_hashes: BTreeMap<SocketAddr, [u8; 8]>,
+    /// The wall clock (Unix ms) at a monotonic instant, for the clock-drift rule: the wall
+    /// time at `now` is `.1 + (now - .0)`. Re-anchored by [`Self::handle_wall_clock`].
+    wall: (Instant, u64),
+    rules: ReplicationRules,
 }
 
 impl GossipCore {
-    /// A node with `identity` starting at `now`, keeping entries by `rules` (the same
-    /// value its registry uses). It joins once seeds are given.
+    /// A node with `identity` starting at `now`, when the wall clock reads `wall_millis`
+    /// (Unix ms), keeping entries by `rules` (the same value its registry uses). It joins
+    /// once seeds are given.
     pub fn new(
         identity: NodeIdentity,
         config: GossipConfig,
         rules: ReplicationRules,
         now: Instant,
+        wall_millis: u64,
     ) -> Result<Self, GossipConfigError> {
         config.validate()?;
         rules.validate()?;
@@ -137,6 +143,8 @@ impl GossipCore {
             stats: CoreStats::default(),
             acl_hash: None,
             member_acl_hashes: BTreeMap::new(),
+            wall: (now, wall_millis),
+            rules,
             config,
         };
         core.timers
@@ -180,6 +188,20 @@ impl GossipCore {
     pub fn set_seeds(&mut self, seeds: Vec<SocketAddr>) {
         self.seeds = seeds;
         self.seeds.retain(|s| *s != self.identity.addr);
+    }
+
+    /// Input: the wall clock reads `wall_millis` (Unix ms) at `now`. Optional: the core
+    /// otherwise advances the reading given to [`Self::new`] by monotonic time; a driver
+    /// calls it now and then so wall-clock corrections (NTP steps) are followed.
+    pub fn handle_wall_clock(&mut self, now: Instant, wall_millis: u64) {
+        self.wall = (now, wall_millis);
+    }
+
+    fn wall_millis(&self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.wall.0).as_millis();
+        self.wall
+            .1
+            .saturating_add(u64::try_from(elapsed).unwrap_or(u64::MAX))
     }
 
     /// Input: an entry written locally (register, heartbeat, deregister, expiry).
@@ -396,6 +418,13 @@ impl GossipCore {
     }
 
     fn accept_remote(&mut self, now: Instant, entry: WireEntry, gossip: bool) {
+        if self
+            .rules
+            .version_from_the_future(entry.version, self.wall_millis(now))
+        {
+            self.stats.from_the_future += 1;
+            return;
+        }
         let key = entry.key.clone();
         let entry = self.bury_if_orphaned(entry);
         if !self.replica.offer(now, entry) {
@@ -658,7 +687,15 @@ mod tests {
         // of these tests (the simulator covers it).
         let identity = NodeIdentity::new(addr, format!("n{port}"), 0);
         let rules = ReplicationRules::default();
-        GossipCore::new(identity, GossipConfig::for_test(), rules, Instant::now()).unwrap()
+        let wall = crate::registry::unix_millis(std::time::SystemTime::now());
+        GossipCore::new(
+            identity,
+            GossipConfig::for_test(),
+            rules,
+            Instant::now(),
+            wall,
+        )
+        .unwrap()
     }
 
     fn entry(instance: &str, hlc: u64) -> WireEntry {
@@ -756,6 +793,43 @@ mod tests {
         assert_eq!(a.poll_apply().map(|e| e.version.hlc), Some(5));
         assert_eq!(a.poll_apply(), None);
         assert_eq!(a.stats().entries_applied, 1);
+    }
+
+    #[test]
+    fn entries_from_a_clock_beyond_the_drift_are_refused_and_counted() {
+        let now = Instant::now();
+        let mut a = core(1);
+        let wall = a.wall_millis(now);
+        let drift = u64::try_from(a.rules.max_clock_drift.as_millis()).unwrap();
+        let at = |ms: u64| ms << 16; // the HLC keeps wall milliseconds above 16 bits
+        let datagram = Datagram {
+            entries: vec![
+                entry("far", at(wall + drift + 1_000)),
+                entry("near", at(wall + drift - 1_000)),
+            ],
+            ..Datagram::default()
+        };
+        a.handle_datagram(now, &encode_datagram(&datagram, MAX_PLAINTEXT).unwrap())
+            .unwrap();
+        assert_eq!(a.stats().from_the_future, 1);
+        let applied: Vec<_> = std::iter::from_fn(|| a.poll_apply())
+            .map(|e| e.key.instance)
+            .collect();
+        assert_eq!(applied, vec!["near"]);
+        assert_eq!(a.replica().len(), 1, "the refused entry is not held");
+        // Time moves on: once within the drift, the same version is accepted.
+        let later = now + Duration::from_secs(2);
+        a.handle_wall_clock(later, wall + 2_000);
+        a.handle_datagram(later, &encode_datagram(&datagram, MAX_PLAINTEXT).unwrap())
+            .unwrap();
+        assert_eq!(a.replica().len(), 2);
+        // Anti-entropy goes through the same rule.
+        let push = SyncMsg::Push {
+            entries: vec![entry("far-sync", at(wall + 10 * drift))],
+            want: Vec::new(),
+        };
+        a.handle_sync(later, push);
+        assert_eq!(a.stats().from_the_future, 2);
     }
 
     /// Delivers every datagram either core has to send to the other, until both are quiet.

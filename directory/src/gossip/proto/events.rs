@@ -96,6 +96,9 @@ pub struct CoreStats {
     /// Live copies of this node's records from an earlier generation, buried under the
     /// owner-generation rule (`registry::orphaned_by_restart`).
     pub orphans_buried: u64,
+    /// Remote entries refused because their version's clock was more than the rules'
+    /// `max_clock_drift` ahead of the local wall clock.
+    pub from_the_future: u64,
 }
 
 /// Why a datagram was not (fully) handled.

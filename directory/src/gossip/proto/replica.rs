@@ -253,6 +253,7 @@ mod tests {
         Replica::new(ReplicationRules {
             tombstone_retention: Duration::from_secs(60),
             lease_grace: Duration::from_secs(5),
+            ..ReplicationRules::default()
         })
     }
 

@@ -109,6 +109,23 @@ pub struct Sim {
     bytes_sent: Vec<u64>,
 }
 
+/// Unix milliseconds of the simulated wall clock at the start of a run.
+const SIM_WALL_EPOCH_MS: u64 = 1_000_000;
+
+fn live_state(i: usize, ttl: Duration) -> WireState {
+    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    WireState::Live(LiveRecord {
+        address: format!("10.9.0.{}:7000", i % 250),
+        tags: vec!["v1".into()],
+        meta: vec![("zone".into(), "a".into())],
+        ttl_ms,
+        fingerprint: None,
+        owner: format!("node-{i}"),
+        registered_at_ms: 0,
+        lease_remaining_ms: ttl_ms,
+    })
+}
+
 /// The gossip address of simulated node `i`.
 pub fn sim_addr(i: usize) -> SocketAddr {
     let ip = Ipv4Addr::new(10, (i / 250) as u8, (i % 250) as u8 + 1, 1);
@@ -233,18 +250,22 @@ impl Sim {
         instance: &str,
         ttl: Duration,
     ) -> (EntryKey, Version) {
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        let state = WireState::Live(LiveRecord {
-            address: format!("10.9.0.{}:7000", i % 250),
-            tags: vec!["v1".into()],
-            meta: vec![("zone".into(), "a".into())],
-            ttl_ms,
-            fingerprint: None,
-            owner: format!("node-{i}"),
-            registered_at_ms: 0,
-            lease_remaining_ms: ttl_ms,
-        });
-        self.write(i, EntryKey::new(service, instance), state)
+        self.write(i, EntryKey::new(service, instance), live_state(i, ttl))
+    }
+
+    /// Like [`Self::register`], from a node whose wall clock runs `ahead` of the simulated
+    /// time (the other nodes' clocks do not move).
+    pub fn register_with_clock_ahead(
+        &mut self,
+        i: usize,
+        service: &str,
+        instance: &str,
+        ttl: Duration,
+        ahead: Duration,
+    ) -> (EntryKey, Version) {
+        let ms = self.wall_millis() + u64::try_from(ahead.as_millis()).unwrap_or(u64::MAX);
+        let key = EntryKey::new(service, instance);
+        self.write_version(i, key, live_state(i, ttl), ms << 16)
     }
 
     /// Deregisters `key` on node `i` (writes a tombstone).
@@ -256,16 +277,25 @@ impl Sim {
         self.write(i, key.clone(), state)
     }
 
-    /// The simulated wall clock in milliseconds (versions and generations use it).
+    /// The simulated wall clock (Unix ms) every node reads, unless skewed.
     fn wall_millis(&self) -> u64 {
-        u64::try_from(self.elapsed().as_millis()).unwrap_or(0) + 1_000_000
+        u64::try_from(self.elapsed().as_millis()).unwrap_or(0) + SIM_WALL_EPOCH_MS
     }
 
     fn write(&mut self, i: usize, key: EntryKey, state: WireState) -> (EntryKey, Version) {
-        let ms = self.wall_millis();
-        self.hlc = (self.hlc + 1).max(ms << 16);
+        self.hlc = (self.hlc + 1).max(self.wall_millis() << 16);
+        self.write_version(i, key, state, self.hlc)
+    }
+
+    fn write_version(
+        &mut self,
+        i: usize,
+        key: EntryKey,
+        state: WireState,
+        hlc: u64,
+    ) -> (EntryKey, Version) {
         let version = Version {
-            hlc: self.hlc,
+            hlc,
             node: i as u64 + 1,
         };
         let entry = WireEntry {
@@ -343,7 +373,9 @@ impl Sim {
         gossip.rng_seed =
             self.cfg.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ generation;
         let identity = NodeIdentity::new(sim_addr(i), format!("node-{i}"), generation);
-        let Ok(mut core) = GossipCore::new(identity, gossip, self.cfg.rules, self.now) else {
+        // The simulated wall clock is the one `write` stamps versions with.
+        let wall = self.wall_millis();
+        let Ok(mut core) = GossipCore::new(identity, gossip, self.cfg.rules, self.now, wall) else {
             panic!("invalid gossip configuration in simulation");
         };
         let seeds = (0..self.cfg.seeds.min(self.nodes.len()))

@@ -39,6 +39,7 @@ pub use budget::{Refusals, SLOT_OVERHEAD_BYTES, Usage};
 pub use journal::{Durable, Journal, JournalEntry, JournalOp, NotDurable};
 pub use lookup::{Filter, ServiceSummary, ServiceView};
 pub use replication::MergeOutcome;
+pub(crate) use replication::count_from_the_future;
 pub use restore::{RestoreStats, Restored};
 pub use timers::ReapStats;
 use timers::Timer;

@@ -11,7 +11,7 @@ use dashmap::mapref::one::RefMut;
 use crate::registry::clock::Now;
 use crate::registry::error::RegisterError;
 use crate::registry::rules::supersedes;
-use crate::registry::version::Version;
+use crate::registry::version::{Version, unix_millis};
 use crate::registry::{Entry, EntryState, LiveState, Record};
 use crate::registry::{InstanceId, ServiceName};
 
@@ -22,9 +22,19 @@ pub enum MergeOutcome {
     Applied,
     /// The local entry is as new or newer; nothing changed.
     Stale,
+    /// The version's clock is more than the rules' `max_clock_drift` ahead of local time
+    /// ([`crate::registry::ReplicationRules::version_from_the_future`]): refused and counted;
+    /// nothing changed, the local clock included.
+    FromTheFuture,
     /// The entry was newer but the store is full (`max_instances` or `max_registry_bytes`):
     /// nothing changed, and the refusal was counted and logged (see [`Registry::refusals`]).
     Refused,
+}
+
+/// Counts a remote entry refused for a clock too far ahead (the registry's and the gossip
+/// replica's refusals alike).
+pub(crate) fn count_from_the_future() {
+    metrics::counter!("directory_replication_clock_ahead_rejected_total").increment(1);
 }
 
 impl Registry {
@@ -35,6 +45,12 @@ impl Registry {
     /// does not fit is [`MergeOutcome::Refused`] (tombstones always fit).
     pub fn merge_remote(&self, entry: Entry, now: impl Into<Now>) -> MergeOutcome {
         let now = now.into();
+        let rules = &self.inner.config.replication;
+        if rules.version_from_the_future(entry.version, unix_millis(now.wall)) {
+            count_from_the_future();
+            tracing::warn!(service = %entry.service, instance = %entry.instance, version = entry.version.hlc, "remote entry refused: its clock is too far ahead of ours");
+            return MergeOutcome::FromTheFuture;
+        }
         self.inner.hlc.observe(entry.version.hlc);
         let mut svc = self
             .inner
