@@ -62,7 +62,7 @@ impl Gossip {
         // What the registry restored from its data directory is held before any remote
         // copy arrives, so the owner-generation rule never buries a restored record.
         while let Ok(entry) = writes.try_recv() {
-            core.handle_local_write(Instant::now().into_std(), to_wire(&entry));
+            core.handle_local_write(now, to_wire(&entry));
         }
         let (commands_tx, commands_rx) = mpsc::channel(256);
         let cancel = CancellationToken::new();
