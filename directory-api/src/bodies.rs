@@ -19,7 +19,8 @@ pub const INDEX_HEADER: &str = "x-directory-index";
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
-    /// `host:port` (IPv4, `[IPv6]` or DNS name).
+    /// `host:port`: IPv4, bracketed IPv6 (`[::1]:7000`) or a DNS name, port 1-65535. The
+    /// schema's pattern spells out the IPv4 and DNS-name forms; IPv6 is accepted as well.
     #[schema(example = "127.0.0.1:7000")]
     pub address: String,
     /// Up to 64 tags of at most 1 KiB each.
@@ -28,7 +29,8 @@ pub struct RegisterBody {
     /// Up to 64 pairs; keys `[A-Za-z0-9._-]{1,128}`, values at most 1 KiB.
     #[serde(default)]
     pub meta: Option<BTreeMap<String, String>>,
-    /// Lease length, 1s..=1h, humantime format. Default 30s.
+    /// Lease length, 1s..=1h, humantime format. Default 30s. The schema's pattern lists the
+    /// single-unit forms (`10s`, `5m`, `1h`); compound forms such as `1m 30s` are accepted too.
     #[serde(default)]
     #[schema(example = "10s")]
     pub ttl: Option<String>,

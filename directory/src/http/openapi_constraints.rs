@@ -105,7 +105,27 @@ fn constrain_register_body(properties: &mut Value) {
         "type": "string", "maxLength": MAX_VALUE_LEN, "pattern": format!("^{NO_CONTROL}*$")
     });
     properties["fingerprint"]["pattern"] = json!("^[0-9a-fA-F]{64}$");
+    properties["address"]["pattern"] = json!(ADDRESS_PATTERN);
+    // host <= 253 characters (Address::new) + ':' + a port of at least one digit
+    properties["address"]["maxLength"] = json!(255);
+    properties["ttl"]["pattern"] = json!(TTL_PATTERN);
 }
+
+/// The addresses the document promises `Address::new` accepts: an IPv4 address or a DNS name
+/// whose first label starts with a letter, then a port 1-65535 without leading zeros. The
+/// server accepts a little more (bracketed IPv6, names starting with a digit, ports with
+/// leading zeros); the document says so in the field's description, and stays a subset so a
+/// schema-valid request is never refused.
+const ADDRESS_PATTERN: &str = concat!(
+    "^(((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])",
+    "|[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)",
+    ":([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"
+);
+
+/// Lease lengths between `MIN_TTL` (1s) and `MAX_TTL` (1h) in one unit; the server also
+/// accepts compound forms such as `1m 30s` (see the field's description).
+const TTL_PATTERN: &str =
+    "^(([1-9][0-9]{0,2}|[12][0-9]{3}|3[0-5][0-9]{2}|3600)s|([1-9]|[1-5][0-9]|60)m|1h)$";
 
 /// One Server-Sent Event of the stream: its name, its `id` (a change index) and its data,
 /// JSON of a change, `lagged` or `reset`.
