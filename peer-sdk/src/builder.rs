@@ -3,8 +3,9 @@
 
 use crate::config::{PeerConfig, StoreConfig};
 use crate::discovery::{Access, Discovery, Registration, Timing};
-use crate::driver::{Driver, DriverParts, Input, NeedInstances, SenderCheck};
+use crate::driver::{Driver, DriverParts};
 use crate::error::StartError;
+use crate::input::{Input, NeedInstances, SenderCheck};
 use crate::link::{self, LinkCtx};
 use crate::peer::{Inner, Peer};
 use crate::proto::frame::PROTOCOL_VERSION;
@@ -22,6 +23,19 @@ use std::sync::atomic::AtomicU64;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+// The entry points live here, beside what they build, so `peer` never imports `builder`.
+impl Peer {
+    /// Starts building a peer of `service`.
+    pub fn builder(service: impl Into<String>) -> PeerBuilder {
+        PeerBuilder::new(PeerConfig::new(&service.into()))
+    }
+
+    /// Starts building a peer with test timings ([`PeerConfig::for_test`]).
+    pub fn builder_for_test(service: impl Into<String>) -> PeerBuilder {
+        PeerBuilder::new(PeerConfig::for_test(&service.into()))
+    }
+}
 
 /// Room for frame headers on top of the maximum payload.
 const FRAME_OVERHEAD: u32 = 2048;

@@ -6,8 +6,8 @@
 //! drops to 0).
 
 use crate::config::PeerConfig;
-use crate::driver::Input;
 use crate::error::DiscoveryError;
+use crate::input::Input;
 use crate::proto::InstanceInfo;
 use crate::tls::Fingerprint;
 use dashmap::DashMap;

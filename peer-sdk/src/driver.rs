@@ -6,20 +6,15 @@
 //! transmits (encoded and batched per link, dialing instances that have no link), then
 //! events (deliveries to the application, outcomes to waiting senders, discovery requests).
 
+use crate::input::{Input, LinkTx, NeedInstances};
 use crate::link::{self, LinkCtx};
 use crate::proto::hash::FastMap as HashMap;
-use crate::proto::{
-    AppOutcome, Cause, Core, DeliveryToken, Event, Frame, InstanceInfo, LinkId, LinkKind, Outcome,
-    SendRequest, Transmit,
-};
+use crate::proto::{Cause, Core, Event, Frame, InstanceInfo, LinkId, LinkKind, Outcome, Transmit};
 use crate::quota::Quota;
 use crate::received::{DeadLetterQueue, Message};
 use crate::store::{Committer, StoreReport};
-use crate::tls::Fingerprint;
 use bytes::{Bytes, BytesMut};
-use quinn::{Connection, VarInt};
-use std::future::Future;
-use std::pin::Pin;
+use quinn::VarInt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -27,75 +22,6 @@ use tokio::sync::{mpsc, oneshot};
 const INPUT_BATCH: usize = 512;
 const WRITER_FLUSH_GRACE: Duration = Duration::from_millis(300);
 const WAIT_IDLE_LIMIT: Duration = Duration::from_secs(1);
-
-/// Decides whether a sender (service, instance, client certificate) may deliver to us.
-pub(crate) type SenderCheck = Arc<
-    dyn Fn(String, String, Fingerprint) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync,
->;
-
-/// Called with a service name when the core needs its instances.
-pub(crate) type NeedInstances = Box<dyn FnMut(String) + Send>;
-
-/// The driver's handle on one link: where to write, and its connection.
-pub(crate) struct LinkTx {
-    pub(crate) tx: mpsc::UnboundedSender<Bytes>,
-    pub(crate) conn: Connection,
-}
-
-/// Everything that can happen to the driver.
-pub(crate) enum Input {
-    /// `permit` is the window slot (peers without a store), released when the outcome is
-    /// known; `accepted` (durable peers) is told when the message is persisted.
-    Send {
-        req: SendRequest,
-        done: oneshot::Sender<Outcome>,
-        permit: Option<tokio::sync::OwnedSemaphorePermit>,
-        accepted: Option<oneshot::Sender<()>>,
-    },
-    /// The committer reports on store operations.
-    Store(StoreReport),
-    Settle {
-        token: DeliveryToken,
-        outcome: AppOutcome,
-    },
-    /// The handler is still working on this delivery.
-    Progress {
-        token: DeliveryToken,
-    },
-    Frames {
-        link: LinkId,
-        frames: Vec<Frame>,
-    },
-    LinkUp {
-        link: LinkId,
-        kind: LinkKind,
-        tx: LinkTx,
-    },
-    LinkDown {
-        link: LinkId,
-        reason: String,
-    },
-    Dialed {
-        inst: Arc<InstanceInfo>,
-        result: Result<(LinkId, LinkTx), Cause>,
-    },
-    Instances {
-        service: String,
-        list: Vec<Arc<InstanceInfo>>,
-    },
-    /// A lookup of `service` failed (the directory did not answer).
-    LookupFailed {
-        service: String,
-        cause: Cause,
-    },
-    KnownInstances {
-        service: String,
-        done: oneshot::Sender<Vec<Arc<InstanceInfo>>>,
-    },
-    Shutdown {
-        done: oneshot::Sender<()>,
-    },
-}
 
 enum Outbound {
     Dialing(BytesMut),

@@ -53,6 +53,8 @@
 //!   [`Fingerprint`]), pinning verifiers.
 //! - `link`: per-stream I/O tasks (dial, accept, reader, writer).
 //! - `driver`: the single task that owns the core and the link table.
+//! - `input`: what the driver is told (`Input`, on its one channel) by the
+//!   application, the link tasks, the store's committer and discovery.
 //! - `discovery`: the peer's directory policies (lease renewal, re-registration after a 404,
 //!   cached blocking lookups) over [`directory_api::Client`], which does the HTTP and the
 //!   failover. The API crate is re-exported as [`directory_api`]: to look services up
@@ -77,6 +79,7 @@ pub mod config;
 mod discovery;
 mod driver;
 pub mod error;
+mod input;
 mod link;
 mod peer;
 pub mod proto;

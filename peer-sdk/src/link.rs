@@ -2,7 +2,7 @@
 //! the writer (batched writes) and the reader (frame decoding). They talk to the driver
 //! only through [`Input`] messages.
 
-use crate::driver::{Input, LinkTx, SenderCheck};
+use crate::input::{Input, LinkTx, SenderCheck};
 use crate::proto::{Cause, Decoder, ErrorCode, Frame, InstanceInfo, LinkId, LinkKind};
 use crate::tls::{CertificatePin, Fingerprint};
 use bytes::{Bytes, BytesMut};

@@ -1,11 +1,10 @@
 //! The running [`Peer`]: its identity accessors and the send side of the API (send, request,
 //! broadcast, enqueue with a [`Pending`] outcome, per-service windows, shutdown).
 
-use crate::builder::PeerBuilder;
 use crate::config::PeerConfig;
 use crate::discovery::{Discovery, Registration};
-use crate::driver::Input;
 use crate::error::{BroadcastError, SendError};
+use crate::input::Input;
 use crate::proto::frame::MAX_KEY_LEN;
 use crate::proto::{DeadLetterReason, InstanceInfo, Outcome, SendRequest, message_cost};
 use crate::quota::Quota;
@@ -124,16 +123,6 @@ pub struct BroadcastOutcome {
 }
 
 impl Peer {
-    /// Starts building a peer of `service`.
-    pub fn builder(service: impl Into<String>) -> PeerBuilder {
-        PeerBuilder::new(PeerConfig::new(&service.into()))
-    }
-
-    /// Starts building a peer with test timings ([`PeerConfig::for_test`]).
-    pub fn builder_for_test(service: impl Into<String>) -> PeerBuilder {
-        PeerBuilder::new(PeerConfig::for_test(&service.into()))
-    }
-
     pub(crate) fn from_inner(inner: Inner) -> Self {
         Self {
             inner: Arc::new(inner),

@@ -1,7 +1,7 @@
 //! The receive side: [`Incoming`] messages to settle ([`Message`], [`Nack`]) and the
 //! [`DeadLetters`] stream.
 
-use crate::driver::Input;
+use crate::input::Input;
 use crate::proto::{AppOutcome, DeadLetter, Delivery, NackAction};
 use bytes::Bytes;
 use std::collections::VecDeque;

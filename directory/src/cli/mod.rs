@@ -8,6 +8,7 @@
 
 mod acl;
 mod client;
+mod connect;
 mod keep_alive;
 mod output;
 mod serve;
@@ -18,7 +19,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use acl::{AclCommand, TokenCommand};
-pub use client::{ClientArgs, ClientError, http_client};
+pub use connect::{ClientArgs, ClientError, http_client};
 pub use keep_alive::RENEWALS_PER_TTL;
 pub use output::Output;
 pub use serve::{LogFormat, ServeArgs, host_node_name};

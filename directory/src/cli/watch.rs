@@ -4,8 +4,7 @@ use directory_api::{ChangeEvent, ServiceName, WatchEvent};
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use super::ClientError;
-use super::client::ClientArgs;
+use super::connect::{ClientArgs, ClientError};
 
 /// One printed item: a change as the API sends it, or a note that events were missed.
 #[derive(Serialize)]

@@ -13,12 +13,9 @@
 //! key in it (primary first), so the cluster key can be rotated without downtime.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::str::FromStr;
 
-use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::XNonce;
+use chacha20poly1305::aead::{Aead, Payload};
 use rand::RngExt as _;
 
 use super::keyring::Keyring;
@@ -34,70 +31,6 @@ pub const SEALED_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 /// least recently seen one (a node restart opens a new session).
 pub const MAX_TRACKED_SESSIONS: usize = 4096;
 const REPLAY_WINDOW: u64 = 64;
-
-/// The 32-byte cluster key shared by every node (`--cluster-key`, base64).
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClusterKey([u8; 32]);
-
-impl ClusterKey {
-    /// A fresh random key (what `directory keygen` prints).
-    pub fn generate() -> Self {
-        let mut key = [0u8; 32];
-        rand::rng().fill(&mut key);
-        Self(key)
-    }
-
-    /// The key's standard base64 text.
-    pub fn to_base64(&self) -> String {
-        base64::engine::general_purpose::STANDARD.encode(self.0)
-    }
-
-    /// The raw key bytes.
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-
-    pub(super) fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    pub(super) fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(&self.0.into())
-    }
-}
-
-impl fmt::Debug for ClusterKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClusterKey(<redacted>)")
-    }
-}
-
-/// A cluster key that is not base64 of exactly 32 bytes.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ClusterKeyError {
-    /// Not standard base64. Generate one with `directory keygen`.
-    #[error("the cluster key is not valid base64")]
-    NotBase64,
-    /// Decoded to the wrong length. Generate one with `directory keygen`.
-    #[error("the cluster key must decode to 32 bytes, got {0}")]
-    WrongLength(usize),
-}
-
-impl FromStr for ClusterKey {
-    type Err = ClusterKeyError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(s.trim())
-            .map_err(|_| ClusterKeyError::NotBase64)?;
-        let key: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| ClusterKeyError::WrongLength(bytes.len()))?;
-        Ok(Self(key))
-    }
-}
 
 /// Why a received packet was dropped (each reason is a `/metrics` label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
@@ -329,6 +262,7 @@ impl Opener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gossip::key::ClusterKey;
     use crate::gossip::keyring::Keys;
 
     fn pair() -> (Sealer, Opener) {
@@ -389,21 +323,6 @@ mod tests {
             Err(DropReason::SecurityMismatch)
         );
         assert_eq!(plain_opener.open(&plain.seal(b"x"), 1400).unwrap(), b"x");
-    }
-
-    #[test]
-    fn cluster_key_parses_only_32_byte_base64() {
-        let key = ClusterKey::generate();
-        assert_eq!(key.to_base64().parse::<ClusterKey>().unwrap(), key);
-        assert_eq!(
-            "not base64!".parse::<ClusterKey>(),
-            Err(ClusterKeyError::NotBase64)
-        );
-        assert_eq!(
-            "AAAA".parse::<ClusterKey>(),
-            Err(ClusterKeyError::WrongLength(3))
-        );
-        assert!(!format!("{key:?}").contains(&key.to_base64()));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::sync::{Arc, RwLock};
 use chacha20poly1305::XChaCha20Poly1305;
 use sha2::{Digest, Sha256};
 
-use super::crypto::{ClusterKey, ClusterKeyError};
+use super::key::{ClusterKey, ClusterKeyError};
 
 /// Most keys a ring holds. Every packet that fails to open is tried against each key, so
 /// the ring stays small; a rotation needs two.

@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`proto`]: the protocol without its I/O — the sans-IO [`GossipCore`], its replica,
 //!   wire formats, identity, knobs and (for tests and the `sim` feature) the simulator.
-//! - [`crypto`]: the cluster key and the AEAD envelope with replay protection (the
+//! - [`key`]: the cluster key; [`crypto`]: the AEAD envelope with replay protection (the
 //!   per-sender session ids come from the thread RNG here, never inside the core).
 //! - [`keyring`]: the keys a node seals with (primary) and opens with (any), reloadable,
 //!   for rotating the cluster key without downtime.
@@ -28,6 +28,7 @@ pub mod crypto;
 mod driver;
 pub mod handle;
 mod handshake;
+pub mod key;
 pub mod keyring;
 pub mod proto;
 mod seeds;
@@ -35,8 +36,9 @@ pub mod settings;
 mod stream;
 
 pub use self::contact::ClusterContact;
-pub use self::crypto::{ClusterKey, ClusterKeyError, DropReason, Opener, Sealer};
+pub use self::crypto::{DropReason, Opener, Sealer};
 pub use self::handle::Gossip;
+pub use self::key::{ClusterKey, ClusterKeyError};
 pub use self::keyring::{KeyId, Keyring, KeyringError, Keys};
 pub use self::proto::{
     CoreStats, DatagramError, EntryKey, GossipConfig, GossipConfigError, GossipCore, GossipEvent,

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::crypto::{ClusterKey, DropReason};
+use super::crypto::DropReason;
+use super::key::ClusterKey;
 use super::keyring::{Keyring, KeyringError, Keys};
 use super::proto::{GossipConfig, GossipConfigError};
 

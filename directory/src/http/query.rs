@@ -59,7 +59,7 @@ impl ServicesQuery {
         let mut q = Self::default();
         for (key, value) in pairs(raw, KNOWN)? {
             match &*key {
-                "max_stale" => q.max_stale = Some(super::staleness::parse_max_stale(&value)?),
+                "max_stale" => q.max_stale = Some(parse_max_stale(&value)?),
                 other if q.blocking.take(other, &value)? => {}
                 other => return Err(unknown_key(other, KNOWN)),
             }
@@ -81,7 +81,7 @@ impl StaleQuery {
         let mut q = Self::default();
         for (key, value) in pairs(raw, "max_stale")? {
             match &*key {
-                "max_stale" => q.max_stale = Some(super::staleness::parse_max_stale(&value)?),
+                "max_stale" => q.max_stale = Some(parse_max_stale(&value)?),
                 other => return Err(unknown_key(other, "max_stale")),
             }
         }
@@ -112,7 +112,7 @@ impl LookupQuery {
             match &*key {
                 "tag" => q.filter.tags.push(parse_tag(&value, q.filter.tags.len())?),
                 "meta" => q.filter.meta.push(parse_meta(&value, q.filter.meta.len())?),
-                "max_stale" => q.max_stale = Some(super::staleness::parse_max_stale(&value)?),
+                "max_stale" => q.max_stale = Some(parse_max_stale(&value)?),
                 other if blocking.take(other, &value)? => {}
                 other => return Err(unknown_key(other, KNOWN)),
             }
@@ -248,6 +248,11 @@ fn parse_index(value: &str) -> Result<u64, ApiError> {
 }
 
 /// A duration parameter (`wait`, `max_stale`) as [`WAIT_PATTERN`] describes it.
+/// Parses `max_stale` (a duration like `2s` or `500ms`).
+pub fn parse_max_stale(value: &str) -> Result<Duration, ApiError> {
+    parse_duration("max_stale", value)
+}
+
 pub fn parse_duration(key: &str, value: &str) -> Result<Duration, ApiError> {
     let bad = || {
         ApiError::invalid_query(format!(
@@ -274,6 +279,12 @@ pub fn parse_duration(key: &str, value: &str) -> Result<Duration, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_stale_parses_durations_and_rejects_the_rest() {
+        assert_eq!(parse_max_stale("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_max_stale("soon").unwrap_err().code(), "invalid_query");
+    }
 
     #[test]
     fn lookup_queries_collect_repeated_filters() {

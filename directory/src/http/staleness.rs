@@ -51,11 +51,6 @@ pub fn headers(staleness: &Staleness) -> [(HeaderName, HeaderValue); 2] {
     ]
 }
 
-/// Parses `max_stale` (a duration like `2s` or `500ms`).
-pub fn parse_max_stale(value: &str) -> Result<Duration, ApiError> {
-    super::query::parse_duration("max_stale", value)
-}
-
 /// Adds `"staleness":{...}` to a rendered JSON object (the cached lookup body is rendered
 /// once per change, without it). `body` must be a JSON object, as serde renders one.
 pub fn splice(body: &[u8], staleness: &Staleness) -> Result<Bytes, ApiError> {
@@ -96,11 +91,5 @@ mod tests {
             serde_json::from_slice(&splice(b"{}", &FRESH).unwrap()).unwrap();
         assert_eq!(empty["staleness"]["last_contact_ms"], 12);
         assert!(splice(b"[]", &FRESH).is_err());
-    }
-
-    #[test]
-    fn max_stale_parses_durations_and_rejects_the_rest() {
-        assert_eq!(parse_max_stale("2s").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_max_stale("soon").unwrap_err().code(), "invalid_query");
     }
 }
