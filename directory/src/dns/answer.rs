@@ -24,7 +24,7 @@ use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use super::names::{QueryName, ServiceQuery, addr_name};
 use crate::acl::Access;
-use crate::http::consul::{CheckStatus, status_at};
+use crate::registry::{CheckStatus, status_at};
 use crate::registry::{Filter, Record as Instance, Registry, ServiceName};
 
 /// Live instances as the asker may see them.
@@ -234,8 +234,8 @@ fn record(name: Name, ttl: u32, rdata: RData) -> Record {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::consul::{CHECK_TTL_META, STATUS_META};
     use crate::registry::{Address, InstanceId, Meta, Now, Registration, RegistryConfig, Tags};
+    use crate::registry::{CHECK_TTL_META, STATUS_META};
 
     fn zone() -> Zone {
         Zone {

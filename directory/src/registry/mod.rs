@@ -13,6 +13,8 @@
 //!   version wins ([`supersedes`]), when a non-owner's lease is over and when a tombstone
 //!   may be forgotten ([`ReplicationRules`], whose two knobs live in [`RegistryConfig`]);
 //! - `entry` — [`Entry`] (what nodes replicate);
+//! - `check` — a record's TTL health check ([`CheckStatus`], [`status_at`]), kept in
+//!   reserved meta keys (set through the Consul-compatible API, read by it and by DNS);
 //! - `store` — the concurrent [`Registry`] (dashmap of per-service state; one timer queue
 //!   for lease expiry and tombstone collection), split by concern into writes, lookups,
 //!   timers, replication and waits;
@@ -23,6 +25,7 @@
 //! [`Registry::merge_remote`] applies a remote [`Entry`] if [`supersedes`] says it wins.
 //! Anti-entropy reads the gossip replica, not the registry.
 
+mod check;
 mod clock;
 mod config;
 mod entry;
@@ -31,6 +34,7 @@ mod rules;
 mod store;
 mod version;
 
+pub use check::{CHECK_TTL_META, CheckStatus, STATUS_META, has_check, set_status, status_at};
 pub use clock::Now;
 pub use config::{
     DEFAULT_EVENT_BUFFER, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_REGISTRY_BYTES, DEFAULT_NODE_NAME,

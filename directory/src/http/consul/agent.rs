@@ -12,10 +12,11 @@ use directory_api::ErrorCode;
 use tokio::time::Instant;
 
 use super::local_host;
-use super::mapping::{self, CheckStatus, has_check, set_status, with_status};
+use super::mapping::{self, with_status};
 use super::query::{Accepts, ConsulQuery};
 use crate::acl::Access;
 use crate::http::{ApiError, AppState};
+use crate::registry::{CheckStatus, has_check, set_status};
 use crate::registry::{InstanceId, Record};
 
 /// Parameters of the register endpoint: `replace-existing-checks` is accepted and changes

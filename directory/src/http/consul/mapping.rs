@@ -14,7 +14,7 @@
 //! when the lease runs out.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use directory_api::{ErrorCode, MAX_TTL};
@@ -22,49 +22,17 @@ use serde_json::Value;
 
 use super::types::{CheckDefinition, ServiceDefinition};
 use crate::http::error::ApiError;
-use crate::registry::{Address, InstanceId, Meta, Record, Registration, ServiceName, Tags, Ttl};
+use crate::registry::{
+    Address, CHECK_TTL_META, CheckStatus, InstanceId, Meta, Record, Registration, STATUS_META,
+    ServiceName, Tags, Ttl,
+};
 
-/// Reserved meta key holding the check's TTL.
-pub const CHECK_TTL_META: &str = "consul-check-ttl";
-/// Reserved meta key holding the check's last set status.
-pub const STATUS_META: &str = "consul-check-status";
 /// Lease of an instance registered without a check (the longest lease the directory
 /// allows): register again within it to keep the instance.
 pub const NO_CHECK_LEASE: Duration = MAX_TTL;
 /// Shortest `DeregisterCriticalServiceAfter` (Consul's documented minimum); shorter values
 /// are raised to it.
 pub const MIN_DEREGISTER_AFTER: Duration = Duration::from_secs(60);
-
-/// A check's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckStatus {
-    /// Passing.
-    Passing,
-    /// Warning (not passing: `?passing` leaves it out).
-    Warning,
-    /// Critical.
-    Critical,
-}
-
-impl CheckStatus {
-    /// Consul's name of the status.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Passing => "passing",
-            Self::Warning => "warning",
-            Self::Critical => "critical",
-        }
-    }
-
-    fn parse(text: &str) -> Option<Self> {
-        match text {
-            "passing" => Some(Self::Passing),
-            "warning" => Some(Self::Warning),
-            "critical" => Some(Self::Critical),
-            _ => None,
-        }
-    }
-}
 
 /// A parsed registration: the key and what to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,36 +238,6 @@ fn fold(key: &str) -> String {
         .collect()
 }
 
-/// Whether `record` has a TTL check (was registered through the Consul API with one).
-pub fn has_check(record: &Record) -> bool {
-    record.meta.get(CHECK_TTL_META).is_some()
-}
-
-/// The last status set on `record`'s check (passing without a check).
-pub fn set_status(record: &Record) -> CheckStatus {
-    record
-        .meta
-        .get(STATUS_META)
-        .and_then(CheckStatus::parse)
-        .unwrap_or(CheckStatus::Passing)
-}
-
-/// The check's status at wall time `now`, and its output.
-pub fn status_at(record: &Record, now: SystemTime) -> (CheckStatus, &'static str) {
-    let ttl = record
-        .meta
-        .get(CHECK_TTL_META)
-        .and_then(|t| humantime::parse_duration(t).ok());
-    let Some(ttl) = ttl else {
-        return (CheckStatus::Passing, "lease is live");
-    };
-    let renewed = record.lease_expires_at - record.ttl.duration();
-    if now > renewed + ttl {
-        return (CheckStatus::Critical, "TTL expired");
-    }
-    (set_status(record), "")
-}
-
 /// The registration of `record` with its check status set to `status`.
 pub fn with_status(record: &Record, status: CheckStatus) -> Result<Registration, ApiError> {
     let mut meta: BTreeMap<String, String> = record
@@ -326,8 +264,10 @@ pub fn user_meta(record: &Record) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::time::SystemTime;
 
     use super::*;
+    use crate::registry::{has_check, status_at};
 
     fn parse(body: serde_json::Value) -> Result<ConsulRegistration, ApiError> {
         parse_registration(body.to_string().as_bytes(), "10.0.0.9")

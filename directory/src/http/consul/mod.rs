@@ -47,7 +47,6 @@ use crate::registry::ServiceName;
 
 pub use mapping::{MIN_DEREGISTER_AFTER, NO_CHECK_LEASE};
 // The check rule, shared with the DNS interface (critical instances are not answered).
-pub use mapping::{CHECK_TTL_META, CheckStatus, STATUS_META, status_at};
 pub use types::DATACENTER;
 
 /// `X-Consul-Index`: the index a blocking query passes back as `?index=`.

@@ -9,7 +9,6 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 
 use super::filter::Vocabulary;
-use super::mapping::CheckStatus;
 use super::query::{Accepts, ConsulQuery};
 use super::shapes::{self, Instance};
 use super::types::{AgentConfig, AgentMember, AgentSelf, DATACENTER};
@@ -18,6 +17,7 @@ use crate::acl::Access;
 use crate::gossip::MemberState;
 use crate::http::path::ServicePath;
 use crate::http::{ApiError, AppState};
+use crate::registry::{CheckStatus, status_at};
 use crate::registry::{Filter, Record, ServiceName};
 
 const CATALOG_SERVICES: Accepts = Accepts {
@@ -99,9 +99,7 @@ pub async fn health_service(
     let (index, records, nodes) = service_view(&state, &service, &q).await;
     let now = SystemTime::now();
     let body: Vec<_> = selected(&records, &nodes, &q)
-        .filter(|i| {
-            !q.passing || super::mapping::status_at(i.record, now).0 == CheckStatus::Passing
-        })
+        .filter(|i| !q.passing || status_at(i.record, now).0 == CheckStatus::Passing)
         .map(|i| i.health_entry(now))
         .collect();
     Ok(answer(index, &body))

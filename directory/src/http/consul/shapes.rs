@@ -8,11 +8,12 @@ use sha2::{Digest, Sha256};
 
 use super::consul_index;
 use super::filter::Subject;
-use super::mapping::{self, has_check, status_at};
+use super::mapping;
 use super::types::{
     AgentService, CatalogService, DATACENTER, HealthCheck, HealthEntry, Node, Weights,
 };
 use crate::registry::Record;
+use crate::registry::{has_check, status_at};
 
 /// The node meta every node carries (what a default Consul agent has).
 pub fn node_meta() -> BTreeMap<String, String> {
