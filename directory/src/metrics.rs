@@ -127,6 +127,18 @@ const METRICS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "Bytes of gossip datagrams sent over UDP, after sealing",
     ),
     (
+        "directory_gossip_datagrams_received_total",
+        Kind::Counter,
+        None,
+        "Gossip datagrams received over UDP, before authentication (dropped ones included)",
+    ),
+    (
+        "directory_gossip_bytes_received_total",
+        Kind::Counter,
+        Some(Unit::Bytes),
+        "Bytes of gossip datagrams received over UDP, sealed as they arrived",
+    ),
+    (
         "directory_gossip_dropped_packets_total",
         Kind::Counter,
         None,

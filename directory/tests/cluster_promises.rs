@@ -387,9 +387,11 @@ impl Detached {
     }
 }
 
-const GOSSIP_METRICS: [&str; 7] = [
+const GOSSIP_METRICS: [&str; 9] = [
     "directory_gossip_datagrams_sent_total",
     "directory_gossip_bytes_sent_total",
+    "directory_gossip_datagrams_received_total",
+    "directory_gossip_bytes_received_total",
     "directory_gossip_entries_applied_total",
     "directory_gossip_members_alive",
     "directory_gossip_members_failed_total",
@@ -427,6 +429,20 @@ async fn each_gossip_metric_has_help_and_moves_when_its_event_happens() {
     assert!(
         delta("directory_gossip_bytes_sent_total") >= datagrams * 40.0,
         "bytes sent not counted with their envelope"
+    );
+
+    // Node 2's answers (acks, its own broadcasts) arrive: counted with their envelope.
+    eventually("datagrams received counted", async || {
+        let now = metrics_text(&a).await;
+        sample(&now, "directory_gossip_datagrams_received_total")
+            > sample(&before, "directory_gossip_datagrams_received_total")
+    })
+    .await;
+    let now = metrics_text(&a).await;
+    let received = sample(&now, "directory_gossip_datagrams_received_total");
+    assert!(
+        sample(&now, "directory_gossip_bytes_received_total") >= received * 40.0,
+        "bytes received not counted with their envelope"
     );
 
     // Anti-entropy sessions succeed.

@@ -108,6 +108,8 @@ impl Driver {
         self.counters
             .datagrams_received
             .fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("directory_gossip_datagrams_received_total").increment(1);
+        metrics::counter!("directory_gossip_bytes_received_total").increment(packet.len() as u64);
         match self.opener.open(packet, MAX_DATAGRAM) {
             Ok(plain) => match self.core.handle_datagram(now(), &plain) {
                 Ok(()) => self.contact.handle_contact(Instant::now()),
