@@ -376,4 +376,3 @@ fn unavailable(op: &Op<'_>) -> Vec<ApiError> {
     }
     out
 }
-
