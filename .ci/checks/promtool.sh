@@ -38,3 +38,15 @@ if ! problems=$(promtool check metrics <"$NODE_DIR/metrics.txt" 2>&1); then
 fi
 [ -z "$problems" ] || { echo "FAIL - promtool check metrics:" >&2; echo "$problems" >&2; exit 1; }
 echo "OK - promtool check metrics: $(grep -c '^# TYPE' "$NODE_DIR/metrics.txt") metric families, no problems"
+
+# The peer SDK's metrics as an application's exporter renders them (no peer binary serves
+# metrics: the SDK records into the application's recorder).
+sdk="$NODE_DIR/peer-sdk-metrics.txt"
+PEER_SDK_METRICS_OUT="$sdk" cargo test -q -p peer-sdk --test metrics >/dev/null \
+  || { echo "FAIL - peer-sdk metrics test" >&2; exit 1; }
+if ! problems=$(promtool check metrics <"$sdk" 2>&1) || [ -n "$problems" ]; then
+  echo "FAIL - promtool check metrics (peer SDK):" >&2
+  echo "$problems" >&2
+  exit 1
+fi
+echo "OK - promtool check metrics (peer SDK): $(grep -c '^# TYPE' "$sdk") metric families, no problems"

@@ -46,4 +46,5 @@ pub use config::{
     Config, DEFAULT_BODY_LIMIT, DEFAULT_HTTP_ADDR, DEFAULT_LOOKUP_CACHE_BYTES, DEFAULT_MAX_WAIT,
     DEFAULT_SHUTDOWN_GRACE, DEFAULT_SSE_KEEP_ALIVE, DEFAULT_WAIT,
 };
+pub use metrics::prometheus_handle;
 pub use server::{Server, StartError, shutdown_signal};

@@ -221,6 +221,11 @@ const METRICS: &[(&str, Kind, Option<Unit>, &str)] = &[
 /// The build-information gauge: `directory_build_info{version="..."} 1`.
 const BUILD_INFO: &str = "directory_build_info";
 
+/// The HELP text of a metric of [`METRICS`].
+pub(crate) fn help(name: &str) -> Option<&'static str> {
+    METRICS.iter().find(|m| m.0 == name).map(|m| m.3)
+}
+
 fn describe() {
     for &(name, kind, unit, help) in METRICS {
         match (kind, unit) {

@@ -311,6 +311,23 @@ async fn completions_are_printed_for_bash_zsh_and_fish() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("directory"));
 }
 
+#[tokio::test]
+async fn completions_into_a_closed_pipe_end_quietly() {
+    // A reader that is already gone (as after `| head -1`): every write fails with EPIPE.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    // Spawned, not `output()`: tokio's `output()` would replace stdout with its own pipe.
+    let child = command(&["completions", "bash"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(LIMIT, child.wait_with_output());
+    let out = out.await.unwrap().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.is_empty(), "{err}");
+}
+
 fn which(program: &str) -> Result<std::path::PathBuf, ()> {
     let path = std::env::var_os("PATH").ok_or(())?;
     std::env::split_paths(&path)

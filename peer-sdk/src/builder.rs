@@ -179,7 +179,9 @@ impl PeerBuilder {
     }
 
     /// Binds QUIC, registers in the directory (if any) and starts the background tasks.
+    /// Describes the SDK's metrics to the installed recorder first ([`crate::describe_metrics`]).
     pub async fn start(self) -> Result<Peer, StartError> {
+        crate::describe_metrics();
         start(self).await
     }
 }

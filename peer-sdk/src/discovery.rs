@@ -143,7 +143,7 @@ impl Discovery {
                 tracing::warn!("no directory answers; working from the last known view");
             }
         }
-        metrics::gauge!("peer_sdk_directory_available").set(if up { 1.0 } else { 0.0 });
+        metrics::gauge!(crate::metrics::DIRECTORY_AVAILABLE).set(if up { 1.0 } else { 0.0 });
     }
 
     /// Whether the last directory request got an answer.
@@ -181,7 +181,7 @@ impl Discovery {
             Err(e) if e.status() == Some(404) => {
                 self.set_available(true);
                 tracing::info!("lease unknown to the directory; registering again");
-                metrics::counter!("peer_sdk_reregistrations_total").increment(1);
+                metrics::counter!(crate::metrics::REREGISTRATIONS_TOTAL).increment(1);
                 self.register(reg).await
             }
             other => self.observe(other).map(|_| ()),

@@ -307,7 +307,7 @@ impl Driver {
             }
             Err(cause) => {
                 tracing::warn!(instance = %inst.instance, addr = %inst.addr, "cannot reach instance: {cause}");
-                metrics::counter!("peer_sdk_dial_failures_total", "cause" => cause.code())
+                metrics::counter!(crate::metrics::DIAL_FAILURES_TOTAL, "cause" => cause.code())
                     .increment(1);
                 self.p.core.handle_unreachable(now, &inst, cause);
             }
@@ -382,7 +382,7 @@ impl Driver {
 
     fn outcome(&mut self, id: u64, outcome: Outcome) {
         if let Outcome::DeadLettered(dl) = &outcome {
-            metrics::counter!("peer_sdk_dead_letters_total").increment(1);
+            metrics::counter!(crate::metrics::DEAD_LETTERS_TOTAL).increment(1);
             self.p.dead_letters.push((**dl).clone());
         }
         if let Some(w) = self.waiting.remove(&id) {

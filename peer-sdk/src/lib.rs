@@ -68,6 +68,7 @@
 //! - [`store`]: the durable store ([`Store`]): outbox, dead letters, receiver records,
 //!   identity; its group committer executes the core's [`proto::StoreOp`]s.
 //! - `quota`: the store quota that bounds what a durable peer accepts.
+//! - [`metrics`]: the metrics the SDK records, with their HELP text ([`describe_metrics`]).
 //!
 //! The package also builds the `peer` command-line tool (`src/bin/peer`, feature `cli`, on
 //! by default: turn default features off to build the library without clap, anyhow,
@@ -81,6 +82,7 @@ mod driver;
 pub mod error;
 mod input;
 mod link;
+pub mod metrics;
 mod peer;
 pub mod proto;
 mod quota;
@@ -88,6 +90,7 @@ mod received;
 pub mod store;
 pub mod tls;
 
+pub use self::metrics::describe_metrics;
 pub use builder::PeerBuilder;
 pub use config::{DeliveryConfig, PeerConfig, StoreConfig, WhenFull};
 /// The directory's API types and its Rust client: look services up without starting a peer.

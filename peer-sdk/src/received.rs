@@ -54,7 +54,7 @@ impl DeadLetterQueue {
             let mut q = self.queue.lock();
             if q.len() >= self.capacity {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("peer_sdk_dead_letters_dropped_total").increment(1);
+                metrics::counter!(crate::metrics::DEAD_LETTERS_DROPPED_TOTAL).increment(1);
                 return;
             }
             q.push_back(letter);

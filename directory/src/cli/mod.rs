@@ -161,10 +161,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(())
         }
         Some(Command::Acl(command)) => acl::run(command),
-        Some(Command::Completions { shell }) => {
-            completions(shell);
-            Ok(())
-        }
+        Some(Command::Completions { shell }) => completions(shell),
         Some(other) => client::run(other).await.map_err(anyhow::Error::from),
     };
     match result {
@@ -176,10 +173,17 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Writes the completion script for `shell` to stdout.
-fn completions(shell: clap_complete::Shell) {
+/// Writes the completion script for `shell` to stdout. The script is generated in memory
+/// first: clap_complete panics when its writer fails, and a reader that stops early
+/// (`| head`) is no error.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
     let mut command = <Cli as clap::CommandFactory>::command();
-    clap_complete::generate(shell, &mut command, "directory", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "directory", &mut script);
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), &script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// `error: cause: cause...` on one line, without repeating a cause that an outer message

@@ -17,6 +17,7 @@ use crate::acl::Access;
     path = "/v1/cluster/members",
     responses(
         (status = 200, description = "every member this node knows, itself first", body = MembersResponse),
+        (status = 400, description = "invalid_query: the route takes no query parameter", body = ErrorBody),
         (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
         (status = 403, description = "forbidden: the token may not use operator endpoints (needs the operator rule)", body = ErrorBody),
     ),

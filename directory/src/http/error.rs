@@ -72,10 +72,42 @@ impl ApiError {
     /// 500 `internal`; the detail is logged, not sent.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(%detail, "internal error");
+        Self::internal_unlogged()
+    }
+
+    /// The 500 `internal` answer itself (what [`Self::internal`] and a caught panic send).
+    pub(super) fn internal_unlogged() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Internal,
             "internal server error",
+        )
+    }
+
+    /// 413 `payload_too_large`: the body is over the node's limit (`--body-limit`).
+    pub fn payload_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            "request body exceeds the size limit",
+        )
+    }
+
+    /// 503 `request_timeout`: an ordinary request took longer than `limit`.
+    pub fn request_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::RequestTimeout,
+            format!("the request took longer than {limit:?}"),
+        )
+    }
+
+    /// 503 `internal` for a change applied in memory but not written to the data directory.
+    pub(super) fn not_durable(e: &NotDurable) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal,
+            format!("the change was applied in memory but is not on disk: {e}; retry it"),
         )
     }
 
@@ -88,17 +120,21 @@ impl ApiError {
     pub fn code(&self) -> &str {
         self.code.as_str()
     }
+
+    /// The JSON body this error is sent as.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code.clone(),
+                message: self.message.clone(),
+            },
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code,
-                message: self.message,
-            },
-        };
-        (self.status, Json(body)).into_response()
+        (self.status, Json(self.body())).into_response()
     }
 }
 
@@ -128,11 +164,7 @@ impl From<RegisterError> for ApiError {
 impl From<NotDurable> for ApiError {
     fn from(e: NotDurable) -> Self {
         tracing::error!(error = %e, "a write was answered before reaching the data directory");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Internal,
-            format!("the change was applied in memory but is not on disk: {e}; retry it"),
-        )
+        Self::not_durable(&e)
     }
 }
 
@@ -166,11 +198,7 @@ impl From<Denied> for ApiError {
 impl From<BytesRejection> for ApiError {
     fn from(r: BytesRejection) -> Self {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::PayloadTooLarge,
-                "request body exceeds the size limit",
-            )
+            Self::payload_too_large()
         } else {
             Self::new(
                 StatusCode::BAD_REQUEST,

@@ -60,7 +60,7 @@ pub async fn register(
     params(("service" = String, Path), ("instance" = String, Path)),
     responses(
         (status = 200, description = "the renewed record", body = Record),
-        (status = 400, description = "invalid service name or instance id", body = ErrorBody),
+        (status = 400, description = "invalid service name, instance id or query parameter", body = ErrorBody),
         (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
         (status = 403, description = "forbidden: the token may not write this service", body = ErrorBody),
         (status = 404, description = "instance_not_found: unknown or already expired; register again", body = ErrorBody),
@@ -87,7 +87,7 @@ pub async fn heartbeat(
     params(("service" = String, Path), ("instance" = String, Path)),
     responses(
         (status = 204, description = "gone (whether or not it existed)"),
-        (status = 400, description = "invalid name", body = ErrorBody),
+        (status = 400, description = "invalid name, or a query parameter (the route takes none)", body = ErrorBody),
         (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
         (status = 403, description = "forbidden: the token may not write this service", body = ErrorBody),
         (status = 503, description = "internal: with --data-dir, the removal is applied but could not be written to disk; retry", body = ErrorBody),
@@ -117,7 +117,7 @@ pub async fn deregister(
     responses(
         (status = 200, description = "the record (staleness in the X-Directory-Last-Contact and X-Directory-Isolated headers)", body = Record),
         (status = 503, description = "too_stale: the node last heard from its cluster longer ago than max_stale", body = ErrorBody),
-        (status = 400, description = "invalid service name or instance id", body = ErrorBody),
+        (status = 400, description = "invalid service name, instance id or query parameter", body = ErrorBody),
         (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
         (status = 403, description = "forbidden: the token may not read this service", body = ErrorBody),
         (status = 404, description = "instance_not_found", body = ErrorBody),

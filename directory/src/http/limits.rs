@@ -4,7 +4,6 @@
 //! keep their own caps.
 
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -23,17 +22,12 @@ pub(super) async fn request_timeout(
     let limit = state.config().http_limits.request_timeout;
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            directory_api::ErrorCode::RequestTimeout,
-            format!("the request took longer than {limit:?}"),
-        )
-        .into_response(),
+        Err(_) => ApiError::request_timeout(limit).into_response(),
     }
 }
 
 /// Whether the request is a watch stream or a blocking query.
-fn is_long_poll(request: &Request) -> bool {
+pub(super) fn is_long_poll(request: &Request) -> bool {
     let uri = request.uri();
     let path = uri.path();
     let lookup = path == "/v1/services"

@@ -4,10 +4,12 @@
 //!
 //! Layout: `instances`, `services`, `watch`, `cluster`, `ops` — handlers by resource;
 //! `path` and `query` — extractors that yield validated values; `lookup_cache` — the
-//! rendered-lookup cache; `error` — [`ApiError`]; `openapi` — the generated document;
-//! `request_metrics` — per-route counters; `prometheus_sd` — Prometheus HTTP service
-//! discovery; `ui` — the status page at `/ui`; `consul` — the Consul-compatible subset
-//! (`docs/consul-compat.md`); `staleness` — staleness headers, JSON and `?max_stale=`.
+//! rendered-lookup cache; `error` — [`ApiError`]; `openapi` — the generated document, to
+//! which `openapi_constraints` adds the server's constraints and the middleware's answers
+//! and `openapi_examples` the examples; `request_metrics` — per-route counters;
+//! `prometheus_sd` — Prometheus HTTP service discovery; `ui` — the status page at `/ui`;
+//! `consul` — the Consul-compatible subset (`docs/consul-compat.md`); `staleness` —
+//! staleness headers, JSON and `?max_stale=`.
 
 mod auth;
 mod cluster;
@@ -18,6 +20,7 @@ mod limits;
 mod lookup_cache;
 mod openapi;
 mod openapi_constraints;
+mod openapi_examples;
 mod ops;
 mod path;
 mod prometheus_sd;

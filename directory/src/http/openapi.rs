@@ -4,6 +4,7 @@
 use utoipa::OpenApi;
 
 use super::openapi_constraints::Constraints;
+use super::openapi_examples::Examples;
 
 use directory_api::{
     ChangeEvent, ChangeKind, ErrorBody, ErrorDetail, Health, Lagged, MemberRow, MembersResponse,
@@ -14,7 +15,7 @@ use directory_api::{
 /// The directory's HTTP API.
 #[derive(OpenApi)]
 #[openapi(
-    modifiers(&Constraints),
+    modifiers(&Constraints, &Examples),
     info(
         title = "directory",
         description = "Service directory: register instances with a TTL lease, look them up (filters, blocking queries), watch changes. \

@@ -1,13 +1,18 @@
 //! The constraints the server enforces on path, query and header parameters, written into
 //! the OpenAPI document in one place (utoipa's parameter attributes cannot describe array
 //! items), from the same constants the parsers use: name patterns, `minLength: 1` on every
-//! query value, item counts, index bounds, the duration form. Also gives every response a
+//! query value, item counts, index bounds, the duration form. Also declares the answers the
+//! middleware can give on any route (500 `internal` from a caught panic, 503
+//! `request_timeout` on the routes that are not long polls) and gives every response a
 //! description (OpenAPI requires one).
 
 use serde_json::{Value, json};
 use utoipa::Modify;
 use utoipa::openapi::OpenApi;
 
+use axum::http::Request;
+
+use super::limits::is_long_poll;
 use super::query::{MAX_INDEX, WAIT_PATTERN};
 use crate::registry::{MAX_META_KEYS, MAX_TAGS, MAX_VALUE_LEN};
 use directory_api::{LAGGED_EVENT, MAX_META_KEY_LEN, MAX_NAME_LEN, RESET_EVENT};
@@ -23,14 +28,20 @@ pub struct Constraints;
 
 impl Modify for Constraints {
     fn modify(&self, openapi: &mut OpenApi) {
-        let Ok(mut doc) = serde_json::to_value(&*openapi) else {
-            return;
-        };
-        patch(&mut doc);
-        // The patched document is the same type with more schema keywords: it reads back.
-        if let Ok(patched) = serde_json::from_value(doc) {
-            *openapi = patched;
-        }
+        patch_as_json(openapi, patch);
+    }
+}
+
+/// Applies `change` to the document as JSON (utoipa's types cannot express every keyword
+/// the patches add, such as array item schemas of parameters).
+pub(super) fn patch_as_json(openapi: &mut OpenApi, change: fn(&mut Value)) {
+    let Ok(mut doc) = serde_json::to_value(&*openapi) else {
+        return;
+    };
+    change(&mut doc);
+    // The patched document is the same type with more schema keywords: it reads back.
+    if let Ok(patched) = serde_json::from_value(doc) {
+        *openapi = patched;
     }
 }
 
@@ -42,11 +53,8 @@ fn patch(doc: &mut Value) {
     };
     for (path, item) in paths.iter_mut() {
         let native = NATIVE_PREFIXES.iter().any(|p| path.starts_with(p));
-        for operation in item
-            .as_object_mut()
-            .into_iter()
-            .flat_map(|m| m.values_mut())
-        {
+        for (method, operation) in item.as_object_mut().into_iter().flatten() {
+            middleware_responses(path, method, operation);
             if native {
                 for param in operation["parameters"].as_array_mut().into_iter().flatten() {
                     constrain(param);
@@ -164,6 +172,47 @@ fn name_schema() -> Value {
         "type": "string", "minLength": 1, "maxLength": MAX_NAME_LEN,
         "pattern": format!("^[a-z0-9][a-z0-9._-]{{0,{}}}$", MAX_NAME_LEN - 1)
     })
+}
+
+/// The answers of the router's middleware (`http::router`), whatever the handler: 500 from
+/// the panic catcher, and 503 `request_timeout` where `limits::request_timeout` applies.
+fn middleware_responses(path: &str, method: &str, operation: &mut Value) {
+    let responses = &mut operation["responses"];
+    if !responses.is_object() {
+        return;
+    }
+    declare(
+        responses,
+        "500",
+        "internal: the node failed (details in its log)",
+    );
+    let request = Request::builder()
+        .method(method.to_ascii_uppercase().as_str())
+        .uri(path)
+        .body(axum::body::Body::empty());
+    if request.is_ok_and(|r| !is_long_poll(&r)) {
+        declare(
+            responses,
+            "503",
+            "request_timeout: the request took longer than the node's request timeout",
+        );
+    }
+}
+
+/// Declares an error answer with `description`, or adds it to the one already declared.
+fn declare(responses: &mut Value, status: &str, description: &str) {
+    let response = &mut responses[status];
+    match response["description"].as_str() {
+        Some(existing) => response["description"] = json!(format!("{existing}; {description}")),
+        None => {
+            *response = json!({
+                "description": description,
+                "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/ErrorBody"}
+                }}
+            });
+        }
+    }
 }
 
 /// OpenAPI requires a description on every response.

@@ -20,7 +20,15 @@ use crate::acl::Access;
 pub const DEGRADED_AFTER_REFUSAL: Duration = Duration::from_secs(60);
 
 /// Liveness: answers while the node runs; `degraded` while it refuses replicated entries.
-#[utoipa::path(get, path = "/v1/health", responses((status = 200, body = Health)), tag = "ops")]
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    responses(
+        (status = 200, description = "the node answers", body = Health),
+        (status = 400, description = "invalid_query: the route takes no query parameter", body = ErrorBody),
+    ),
+    tag = "ops"
+)]
 pub async fn health(State(state): State<AppState>, _: NoQuery) -> Json<Health> {
     let registry = state.registry();
     let refusals = registry.refusals();
@@ -50,6 +58,7 @@ pub async fn health(State(state): State<AppState>, _: NoQuery) -> Json<Health> {
     path = "/metrics",
     responses(
         (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 400, description = "invalid_query: the route takes no query parameter", body = ErrorBody),
         (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
         (status = 403, description = "forbidden: the token may not use operator endpoints (needs the operator rule)", body = ErrorBody),
     ),
@@ -73,7 +82,8 @@ pub async fn metrics(
     get,
     path = "/openapi.json",
     responses(
-        (status = 200, description = "OpenAPI 3 document"),
+        (status = 200, description = "OpenAPI 3 document", body = Object),
+        (status = 400, description = "invalid_query: the route takes no query parameter", body = ErrorBody),
         (status = 401, description = "unauthorized: ACLs are on, the request has no token and anonymous requests may do nothing", body = ErrorBody),
     ),
     tag = "ops"

@@ -181,10 +181,15 @@ impl<S: Send + Sync> FromRequestParts<S> for NoQuery {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        match pairs(parts.uri.query(), "none")?.first() {
-            Some((key, _)) => Err(unknown_key(key, "none")),
-            None => Ok(Self),
-        }
+        no_query(parts.uri.query()).map(|()| Self)
+    }
+}
+
+/// Refuses any query parameter (the rule of [`NoQuery`]).
+pub(super) fn no_query(raw: Option<&str>) -> Result<(), ApiError> {
+    match pairs(raw, "none")?.first() {
+        Some((key, _)) => Err(unknown_key(key, "none")),
+        None => Ok(()),
     }
 }
 

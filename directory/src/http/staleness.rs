@@ -28,7 +28,7 @@ pub fn within(state: &AppState, max_stale: Option<Duration>) -> Result<Staleness
     }
 }
 
-fn too_stale(staleness: &Staleness, max: Duration) -> ApiError {
+pub(super) fn too_stale(staleness: &Staleness, max: Duration) -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::TooStale,
