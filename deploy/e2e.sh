@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# End-to-end checks of the directory cluster and example peers on separate container hosts.
+# End-to-end checks of the secured directory cluster and example peers on separate container
+# hosts.
 #
-# Builds the image (deploy/build-image.sh, nothing pulled), starts deploy/docker-compose.yml
-# under a project name of its own, and checks:
-#   1. the three nodes form one cluster;
-#   2. a registration made on node 1 is visible on nodes 2 and 3;
+# Builds the image (deploy/build-image.sh, nothing pulled), generates secrets with
+# deploy/gen-secrets.sh (keyring, ACL file and tokens, CA and node certificate) into a
+# temporary directory, starts deploy/docker-compose.yml with them under a project name of its
+# own, and checks (every API call over HTTPS, trusting only the generated CA):
+#   1. the three nodes form one cluster, and enforce the same ACL file;
+#   2. writes without a token (401) or with a peer's token for another service (403) are
+#      refused and change nothing; a registration made on node 1 with the operator token is
+#      visible on nodes 2 and 3; the example receiver and sender, each with its own token,
+#      register and exchange messages;
 #   3. `docker kill` of node 2: the others mark it dead, lookups keep working, the peers
 #      keep exchanging messages;
 #   4. node 3 cut off with `docker network disconnect` while node 1 changes registrations,
 #      then reconnected: both sides converge to the same registrations;
 #   5. node 2 started again from an empty store catches up by anti-entropy.
-# Prints each check; exits 0 only when every check held. Where no container engine is
+# Also checks the other deploy files statically: the compose file, the Kubernetes manifests
+# (.ci/checks/k8s_manifests.py: they parse, and use only the Secrets the README creates) and
+# the systemd unit. Prints each check; exits 0 only when every check held. Where no container engine is
 # available it skips (exit 0, with a message); under CI (CI=true) on a machine that has a
 # container engine, or with E2E_REQUIRED=1 anywhere, a missing tool FAILS the run instead, so
 # CI cannot go green by skipping. Each run gets its own compose project, image tag and a
@@ -85,7 +93,15 @@ sys.exit(1)'
 
 dc() { "${compose[@]}" -p "$project" -f deploy/docker-compose.yml "$@"; }
 ip_of() { case $1 in node1) echo "$SUBNET_PREFIX.11" ;; node2) echo "$SUBNET_PREFIX.12" ;; node3) echo "$SUBNET_PREFIX.13" ;; esac; }
-api() { echo "http://$(ip_of "$1"):7700"; }
+# call NODE PATH [CURL ARGS...]: HTTPS to a node by its name (the certificate's), trusting only
+# the generated CA, with the token in $token (the operator's unless a caller sets another).
+call() {
+  local node=$1 path=$2; shift 2
+  local auth=()
+  [ -n "${token:-}" ] && auth=(-H "Authorization: Bearer $token")
+  curl -sS --max-time 2 --cacert "$SECRETS_DIR/ca.pem" --resolve "$node:7700:$(ip_of "$node")" \
+    "${auth[@]}" "$@" "https://$node:7700$path"
+}
 
 cleanup() {
   local rc=$?
@@ -95,6 +111,7 @@ cleanup() {
   fi
   dc down -v --remove-orphans -t 3 >/dev/null 2>&1
   [ "$own_image" -eq 1 ] && docker image rm -f "$IMAGE" >/dev/null 2>&1
+  [ -n "${secrets_parent:-}" ] && rm -rf "$secrets_parent"
   say "cleaned up project $project"
 }
 trap cleanup EXIT
@@ -118,13 +135,13 @@ eventually() { # eventually SECONDS COMMAND...: retries every 250 ms until it ho
 
 # --- JSON helpers (python3, present wherever this script runs) ---
 member_state() { # member_state NODE MEMBER -> alive|suspect|dead|left|absent
-  curl -fsS --max-time 2 "$(api "$1")/v1/cluster/members" | python3 -c '
+  call "$1" /v1/cluster/members -f | python3 -c '
 import json, sys
 rows = json.load(sys.stdin)["members"]
 print(next((m["state"] for m in rows if m["name"] == sys.argv[1]), "absent"))' "$2"
 }
 instances() { # instances NODE SERVICE -> sorted instance ids, comma-separated
-  curl -fsS --max-time 2 "$(api "$1")/v1/services/$2" | python3 -c '
+  call "$1" "/v1/services/$2" -f | python3 -c '
 import json, sys
 print(",".join(sorted(i["instance"] for i in json.load(sys.stdin)["instances"])))'
 }
@@ -145,10 +162,14 @@ same_instances() { # both nodes answer, with the same non-empty list
   a=$(instances "$1" "$3") && b=$(instances "$2" "$3") && [ -n "$a" ] && [ "$a" = "$b" ]
 }
 register() { # register NODE SERVICE INSTANCE
-  curl -fsS --max-time 2 -X PUT "$(api "$1")/v1/services/$2/instances/$3" \
-    -H 'content-type: application/json' -d '{"address":"10.0.0.1:7000","ttl":"10m"}' >/dev/null
+  call "$1" "/v1/services/$2/instances/$3" -f -o /dev/null -X PUT \
+    -H 'content-type: application/json' -d '{"address":"10.0.0.1:7000","ttl":"10m"}'
 }
-deregister() { curl -fsS --max-time 2 -X DELETE "$(api "$1")/v1/services/$2/instances/$3" >/dev/null; }
+write_status() { # write_status NODE SERVICE INSTANCE -> the HTTP status of a registration
+  call "$1" "/v1/services/$2/instances/$3" -o /dev/null -w '%{http_code}' -X PUT \
+    -H 'content-type: application/json' -d '{"address":"10.0.0.66:7000","ttl":"10m"}'
+}
+deregister() { call "$1" "/v1/services/$2/instances/$3" -f -o /dev/null -X DELETE; }
 deregister_all() { # deregister_all NODE SERVICE INSTANCE...
   local node=$1 service=$2 i; shift 2
   for i in "$@"; do deregister "$node" "$service" "$i" || return 1; done
@@ -164,6 +185,23 @@ sender_progresses() { # acked grows by at least 5 within 15 s, with no failure m
 }
 receiver_listed_on() { local n; for n in "$@"; do has_instances "$n" echo echo-1 || return 1; done; }
 lookups_survive() { has_instances node1 e2e inst-1 && has_instances node3 e2e inst-1; }
+same_acl_hash() { # every node reports every member with the hash of the generated ACL file
+  local want n got
+  want=$("target/$target/release/directory" acl hash --acl-file "$SECRETS_DIR/acl.json") || return 1
+  for n in node1 node2 node3; do
+    got=$(call "$n" /v1/cluster/members -f | python3 -c '
+import json, sys
+print(" ".join(sorted({m.get("acl_hash", "?") for m in json.load(sys.stdin)["members"]})))') || return 1
+    [ "$got" = "$want" ] || { say "     $n sees ACL hashes '$got', the file's is $want"; return 1; }
+  done
+}
+refused() { # refused STATUS TOKEN NODE SERVICE INSTANCE: the write gets STATUS, nothing changes
+  local status
+  status=$(token=$2 write_status "$3" "$4" "$5")
+  [ "$status" = "$1" ] || { say "     got HTTP $status"; return 1; }
+  status=$(call "$3" "/v1/services/$4/instances/$5" -o /dev/null -w '%{http_code}')
+  [ "$status" = 404 ] || { say "     the refused instance answers HTTP $status, not 404"; return 1; }
+}
 
 # --- container steps: each fails when the engine refuses it ---
 network="${project//[^a-zA-Z0-9_.-]/}_mesh"
@@ -174,14 +212,7 @@ connect_node() { local id; id=$(container_of "$1") && docker network connect --i
 restart_empty() { dc rm -f -s "$1" >/dev/null && dc up -d --no-deps "$1" >/dev/null; }
 
 # --- static checks of the other deploy files ---
-k8s_manifests_parse() {
-  python3 - deploy/kubernetes/*.yaml <<'PY'
-import sys, yaml
-for path in sys.argv[1:]:
-    docs = [d for d in yaml.safe_load_all(open(path)) if d]
-    assert docs and all("kind" in d and "metadata" in d for d in docs), path
-PY
-}
+k8s_manifests_check() { python3 .ci/checks/k8s_manifests.py --secrets "$SECRETS_DIR"; }
 systemd_unit_verifies() { # the unit, pointed at the binary just built and the example env file
   local dir; dir=$(mktemp -d)
   sed -e "s#/usr/local/bin/directory#$PWD/target/$target/release/directory#" \
@@ -196,11 +227,19 @@ systemd_unit_verifies() { # the unit, pointed at the binary just built and the e
 say "building the image $IMAGE"
 bash deploy/build-image.sh || { say "FAIL - image build"; exit 1; }
 target=${STATIC_TARGET:-$(rustc -vV | sed -n 's/^host: //p')}
-CLUSTER_KEY=$("target/$target/release/directory" keygen) || exit 1
-export CLUSTER_KEY
+secrets_parent=$(mktemp -d)
+SECRETS_DIR="$secrets_parent/secrets"
+DIRECTORY_BIN="target/$target/release/directory" bash deploy/gen-secrets.sh "$SECRETS_DIR" >/dev/null \
+  || { say "FAIL - deploy/gen-secrets.sh"; exit 1; }
+set -a
+. "$SECRETS_DIR/tokens.env" # DIRECTORY_TOKEN (operator), ECHO_TOKEN, SENDER_TOKEN
+set +a
+SECRETS_UID=$(id -u) SECRETS_GID=$(id -g)
+export SECRETS_DIR SECRETS_UID SECRETS_GID
+token=$DIRECTORY_TOKEN # call() sends the operator's token unless told otherwise
 check "docker-compose.yml is valid" dc config -q
 if python3 -c 'import yaml' 2>/dev/null; then
-  check "the Kubernetes manifests parse as Kubernetes objects" k8s_manifests_parse
+  check "the Kubernetes manifests parse and use only the documented Secrets" k8s_manifests_check
 else
   say "skip - Kubernetes manifests (python3 has no yaml module)"
 fi
@@ -220,11 +259,14 @@ done
 [ "$created" -eq 1 ] || { failed=1; say "FAIL - docker-compose could not create the project"; exit 1; }
 dc up -d || { failed=1; say "FAIL - docker-compose up"; exit 1; }
 
-# 1. One cluster.
+# 1. One cluster, one ACL file.
 check "the three nodes see each other alive" eventually 30 all_alive node1 node2 node3
+check "every node enforces the generated ACL file (same acl_hash)" eventually 10 same_acl_hash
 
-# 2. Replication.
-check "register inst-1 on node 1" register node1 e2e inst-1
+# 2. Access control, replication over HTTPS, the peers with their own tokens.
+check "a write without a token is refused with 401 and changes nothing" refused 401 "" node1 e2e intruder
+check "the receiver's token cannot write another service (403)" refused 403 "$ECHO_TOKEN" node1 e2e intruder
+check "register inst-1 on node 1 with the operator token" register node1 e2e inst-1
 check "registration on node 1 is visible on node 2" eventually 10 has_instances node2 e2e inst-1
 check "registration on node 1 is visible on node 3" eventually 10 has_instances node3 e2e inst-1
 check "the receiver's registration reached every node" eventually 20 receiver_listed_on node1 node2 node3

@@ -2,9 +2,12 @@
 # Generates everything a secured directory cluster needs, into one directory:
 #
 #   keyring      the gossip keyring (--cluster-keyring): one fresh `directory keygen` key
-#   acl.json     the ACL file (--acl-file): an operator token (write:* operator) and a token
-#                for the example peers (write:echo, read:*); only SHA-256 hashes are stored
-#   tokens.env   the two secrets, shown nowhere else: DIRECTORY_TOKEN=... and PEER_TOKEN=...
+#   acl.json     the ACL file (--acl-file): an operator token (write:* operator) and one token
+#                per example peer, scoped to its own service: `echo` (write:echo, read:*) for
+#                the receiver, `sender` (write:sender, read:*) for the sender; only SHA-256
+#                hashes are stored
+#   tokens.env   the three secrets, shown nowhere else: DIRECTORY_TOKEN=... (operator),
+#                ECHO_TOKEN=... and SENDER_TOKEN=...
 #   ca.pem       a self-signed CA (ca.key stays next to it: keep it offline after this)
 #   node.pem     a certificate signed by the CA for every node (--tls-cert), with the SANs
 #   node.key     its private key (--tls-key)
@@ -40,14 +43,21 @@ mkdir -p "$out"
   "$bin" keygen
 } >"$out/keyring"
 
-# ACL file and the two tokens (secrets printed once by `acl token create`).
+# ACL file and the tokens (secrets printed once by `acl token create`). Each example peer
+# may write only its own service, so a leaked peer token cannot redirect another's traffic.
 secret_of() { sed -n 's/^secret: *//p'; }
-operator=$("$bin" acl token create --acl-file "$out/acl.json" --name operator \
-  --rule 'write:*' --rule operator 2>/dev/null | secret_of)
-peer=$("$bin" acl token create --acl-file "$out/acl.json" --name example-peers \
-  --rule 'write:echo' --rule 'read:*' 2>/dev/null | secret_of)
-[ -n "$operator" ] && [ -n "$peer" ] || { echo "gen-secrets: token creation failed" >&2; exit 1; }
-printf 'DIRECTORY_TOKEN=%s\nPEER_TOKEN=%s\n' "$operator" "$peer" >"$out/tokens.env"
+token() { # token NAME RULE... -> the new token's secret
+  local name=$1 rules=() rule; shift
+  for rule in "$@"; do rules+=(--rule "$rule"); done
+  "$bin" acl token create --acl-file "$out/acl.json" --name "$name" "${rules[@]}" 2>/dev/null | secret_of
+}
+operator=$(token operator 'write:*' operator)
+echo_token=$(token echo 'write:echo' 'read:*')
+sender_token=$(token sender 'write:sender' 'read:*')
+[ -n "$operator" ] && [ -n "$echo_token" ] && [ -n "$sender_token" ] \
+  || { echo "gen-secrets: token creation failed" >&2; exit 1; }
+printf 'DIRECTORY_TOKEN=%s\nECHO_TOKEN=%s\nSENDER_TOKEN=%s\n' \
+  "$operator" "$echo_token" "$sender_token" >"$out/tokens.env"
 
 # CA and one node certificate for every node (ECDSA P-256).
 sans="DNS:node1,DNS:node2,DNS:node3,DNS:localhost,DNS:directory,DNS:directory-api,IP:127.0.0.1"

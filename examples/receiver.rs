@@ -9,24 +9,23 @@
 //!
 //! In containers, listen on all interfaces and advertise a name the others can resolve:
 //! `receiver --listen 0.0.0.0:7000 --advertise receiver:7000 --directory http://node1:7700`.
+//! Against a directory with ACLs and TLS, give the token and the CA, like the `directory`
+//! CLI: `--token SECRET --ca ca.pem --directory https://node1:7700` (or `DIRECTORY_TOKEN`
+//! and `DIRECTORY_CA`).
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::Parser;
 use peer_sdk::Peer;
+use support::DirectoryAccess;
 
 /// Command-line options.
 #[derive(Debug, Parser)]
 struct Options {
-    /// Directory base URLs, tried in order (repeat the flag or separate with commas).
-    #[arg(
-        long,
-        env = "PEER_DIRECTORY",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:7700"
-    )]
-    directory: Vec<String>,
+    /// The directory: URLs, token and CA.
+    #[command(flatten)]
+    access: DirectoryAccess,
     /// Service name to register under.
     #[arg(long, env = "PEER_SERVICE", default_value = "echo")]
     service: String,
@@ -49,8 +48,9 @@ struct Options {
 async fn main() -> anyhow::Result<()> {
     support::init_logging("warn,receiver=info");
     let opts = Options::parse();
-    let mut builder = Peer::builder(opts.service.clone())
-        .directory(opts.directory.clone())
+    let mut builder = opts
+        .access
+        .apply(Peer::builder(opts.service.clone()))?
         .listen(opts.listen.clone());
     if let Some(instance) = &opts.instance {
         builder = builder.instance(instance.clone());

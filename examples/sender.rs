@@ -5,25 +5,24 @@
 //! cargo run --example sender -- --service echo --count 10
 //! cargo run --example sender -- --service echo --count 0 --interval 100ms   # until Ctrl-C
 //! ```
+//!
+//! With ACLs and TLS on the directory: `--token SECRET --ca ca.pem --directory
+//! https://node1:7700` (or `DIRECTORY_TOKEN` and `DIRECTORY_CA`, as for the `directory` CLI).
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use clap::Parser;
 use peer_sdk::Peer;
+use support::DirectoryAccess;
 use support::Latencies;
 
 /// Command-line options.
 #[derive(Debug, Parser)]
 struct Options {
-    /// Directory base URLs, tried in order (repeat the flag or separate with commas).
-    #[arg(
-        long,
-        env = "PEER_DIRECTORY",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:7700"
-    )]
-    directory: Vec<String>,
+    /// The directory: URLs, token and CA.
+    #[command(flatten)]
+    access: DirectoryAccess,
     /// Service to send to.
     #[arg(long, env = "PEER_SERVICE", default_value = "echo")]
     service: String,
@@ -46,8 +45,9 @@ struct Options {
 async fn main() -> anyhow::Result<()> {
     support::init_logging("warn");
     let opts = Options::parse();
-    let peer = Peer::builder("sender")
-        .directory(opts.directory.clone())
+    let peer = opts
+        .access
+        .apply(Peer::builder("sender"))?
         .listen(opts.listen.clone())
         .start()
         .await

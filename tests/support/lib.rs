@@ -5,11 +5,15 @@
 //! - [`start_directory`]: a single directory node on an ephemeral loopback port.
 //! - [`Latencies`]: a latency histogram with a one-line summary.
 //! - [`wait_until`]: polls a condition with a bound, instead of sleeping in tests.
+//! - [`DirectoryAccess`]: the example peers' directory options (URLs, `--token`, `--ca`).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+
+mod directory_access;
+pub use directory_access::DirectoryAccess;
 
 /// Installs a human-readable tracing subscriber; `default` applies when `RUST_LOG` is unset.
 /// Calling it twice is harmless (the second call is ignored).
