@@ -244,7 +244,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sd/prometheus", get(prometheus_sd::targets))
         .route("/v1/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi))
+        .route("/openapi.json", get(openapi::openapi))
         .merge(consul::router(state.clone()))
         .merge(ui::routes())
         .fallback(|| async { ApiError::route_not_found() })

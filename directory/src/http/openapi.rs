@@ -1,10 +1,15 @@
 //! The OpenAPI document, generated from the handlers' annotations and the API crate's
-//! schemas.
+//! schemas, and the route that serves it.
 
+use axum::Json;
+use axum::response::IntoResponse;
 use utoipa::OpenApi;
 
+use super::error::ApiError;
 use super::openapi_constraints::Constraints;
 use super::openapi_examples::Examples;
+use super::query::NoQuery;
+use crate::acl::Access;
 
 use directory_api::{
     ChangeEvent, ChangeKind, ErrorBody, ErrorDetail, Health, Lagged, MemberRow, MembersResponse,
@@ -34,7 +39,7 @@ Names (service, instance) match [a-z0-9][a-z0-9._-]{0,62}."
         super::prometheus_sd::targets,
         super::ops::health,
         super::ops::metrics,
-        super::ops::openapi,
+        openapi,
     ),
     components(schemas(
         Record,
@@ -57,3 +62,19 @@ Names (service, instance) match [a-z0-9][a-z0-9._-]{0,62}."
     ))
 )]
 pub struct ApiDoc;
+
+/// The OpenAPI document of this API.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    responses(
+        (status = 200, description = "OpenAPI 3 document", body = Object),
+        (status = 400, description = "invalid_query: the route takes no query parameter", body = ErrorBody),
+        (status = 401, description = "unauthorized: ACLs are on, the request has no token and anonymous requests may do nothing", body = ErrorBody),
+    ),
+    tag = "ops"
+)]
+pub async fn openapi(access: Access, _: NoQuery) -> Result<impl IntoResponse, ApiError> {
+    access.any()?;
+    Ok(Json(ApiDoc::openapi()))
+}

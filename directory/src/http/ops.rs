@@ -1,4 +1,4 @@
-//! Operational endpoints: health, Prometheus metrics, the OpenAPI document.
+//! Operational endpoints: health and Prometheus metrics (the OpenAPI document is served by `openapi`).
 
 use std::time::Duration;
 
@@ -8,11 +8,9 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use directory_api::{ErrorBody, Health, RegistryHealth};
 use tokio::time::Instant;
-use utoipa::OpenApi;
 
 use super::AppState;
 use super::error::ApiError;
-use super::openapi::ApiDoc;
 use super::query::NoQuery;
 use crate::acl::Access;
 
@@ -75,20 +73,4 @@ pub async fn metrics(
     crate::metrics::collect_process_metrics();
     let text = state.render_metrics();
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], text))
-}
-
-/// The OpenAPI document of this API.
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    responses(
-        (status = 200, description = "OpenAPI 3 document", body = Object),
-        (status = 400, description = "invalid_query: the route takes no query parameter", body = ErrorBody),
-        (status = 401, description = "unauthorized: ACLs are on, the request has no token and anonymous requests may do nothing", body = ErrorBody),
-    ),
-    tag = "ops"
-)]
-pub async fn openapi(access: Access, _: NoQuery) -> Result<impl IntoResponse, ApiError> {
-    access.any()?;
-    Ok(Json(ApiDoc::openapi()))
 }
