@@ -199,6 +199,18 @@ const METRICS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "Anti-entropy connections closed before their first authenticated frame, by reason (timeout: nothing authenticated within the handshake timeout; evicted: the table of waiting connections was full)",
     ),
     (
+        "directory_dns_tcp_connections",
+        Kind::Gauge,
+        None,
+        "Open DNS-over-TCP connections (capped by --dns-max-tcp-connections)",
+    ),
+    (
+        "directory_dns_tcp_accept_errors_total",
+        Kind::Counter,
+        None,
+        "Failed accepts on the DNS TCP listener (each followed by a backoff)",
+    ),
+    (
         "directory_dns_queries_total",
         Kind::Counter,
         None,

@@ -261,3 +261,73 @@ async fn a_consul_api_registration_on_node_1_resolves_through_dns_on_node_3() {
     first.shutdown().await;
     third.shutdown().await;
 }
+
+/// One A query over an open TCP connection; the reply, or `None` if none came within `wait`.
+async fn tcp_query(stream: &mut TcpStream, name: &str, wait: Duration) -> Option<Message> {
+    let mut query = Message::query();
+    query.add_query(Query::query(name.parse::<Name>().unwrap(), RecordType::A));
+    let bytes = query.to_vec().unwrap();
+    let len = u16::try_from(bytes.len()).unwrap();
+    stream.write_all(&len.to_be_bytes()).await.ok()?;
+    stream.write_all(&bytes).await.ok()?;
+    tokio::time::timeout(wait, async {
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len).await.ok()?;
+        let mut reply = vec![0; usize::from(u16::from_be_bytes(len))];
+        stream.read_exact(&mut reply).await.ok()?;
+        Message::from_vec(&reply).ok()
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+#[tokio::test]
+async fn tcp_connections_are_capped_and_idle_ones_are_closed() {
+    let server = common::start_with(|c| {
+        let mut dns = DnsConfig::new("127.0.0.1:0".parse().unwrap());
+        dns.max_tcp_connections = std::num::NonZeroUsize::new(2).unwrap();
+        c.dns = Some(dns);
+    })
+    .await;
+    let addr = server.dns_addr().unwrap();
+    register(&server, "web", "w1", "10.1.0.1:80", &[]);
+    let name = "web.service.directory.";
+
+    // Two connections take both slots; each answers queries, many in turn.
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    for _ in 0..3 {
+        assert!(tcp_query(&mut first, name, STEP).await.is_some());
+    }
+    assert!(tcp_query(&mut second, name, STEP).await.is_some());
+
+    // A third waits in the backlog: no answer while the slots are held, UDP still answers.
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        tcp_query(&mut third, name, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "a connection over the cap was served"
+    );
+    let udp = raw_udp_query(addr, name, RecordType::A).await;
+    assert_eq!(udp.answers.len(), 1);
+
+    // A slot frees: the waiting connection is accepted and its query answered.
+    drop(first);
+    let mut len = [0u8; 2];
+    let reply = tokio::time::timeout(STEP, third.read_exact(&mut len)).await;
+    assert!(matches!(reply, Ok(Ok(_))), "the queued query got no answer");
+
+    // An idle connection is closed by the node after the idle timeout.
+    let started = Instant::now();
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(
+        directory::dns::DNS_TCP_IDLE_TIMEOUT + STEP,
+        second.read_to_end(&mut sink),
+    )
+    .await;
+    assert!(matches!(closed, Ok(Ok(0))), "idle connection not closed");
+    assert!(started.elapsed() < directory::dns::DNS_TCP_IDLE_TIMEOUT + STEP);
+    server.shutdown().await;
+}

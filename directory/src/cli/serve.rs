@@ -152,6 +152,9 @@ pub struct ServeArgs {
     /// because instances come and go with their leases.
     #[arg(long, env = "DIRECTORY_DNS_TTL", default_value = "5s")]
     pub dns_ttl: humantime::Duration,
+    /// Most DNS-over-TCP connections open at once; more wait in the kernel's backlog.
+    #[arg(long, env = "DIRECTORY_DNS_MAX_TCP_CONNECTIONS", default_value = "150")]
+    pub dns_max_tcp_connections: NonZeroUsize,
     /// Log format.
     #[arg(
         long,
@@ -206,6 +209,7 @@ impl ServeArgs {
             addr: self.dns_addr?,
             domain: self.dns_domain.clone(),
             ttl: self.dns_ttl.into(),
+            max_tcp_connections: self.dns_max_tcp_connections,
         })
     }
 

@@ -1,6 +1,7 @@
 //! The DNS interface's knobs: listen address, domain, TTL.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -18,6 +19,10 @@ pub const DEFAULT_DNS_TTL: Duration = Duration::from_secs(5);
 /// for a resolver to send its query after connecting, short enough that idle connections do
 /// not pile up.
 pub const DNS_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default cap on open DNS-over-TCP connections (BIND's `tcp-clients` default). Resolvers
+/// use TCP only for truncated answers, so a few hundred is plenty; at the cap, new
+/// connections wait in the kernel's backlog.
+pub const DEFAULT_DNS_MAX_TCP_CONNECTIONS: usize = 150;
 
 /// The DNS interface of a node (off unless configured: `--dns-addr`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +34,9 @@ pub struct DnsConfig {
     pub domain: DnsDomain,
     /// TTL of answers, whole seconds. Default [`DEFAULT_DNS_TTL`].
     pub ttl: Duration,
+    /// Most DNS-over-TCP connections open at once. Default
+    /// [`DEFAULT_DNS_MAX_TCP_CONNECTIONS`].
+    pub max_tcp_connections: NonZeroUsize,
 }
 
 impl DnsConfig {
@@ -38,6 +46,8 @@ impl DnsConfig {
             addr,
             domain: DnsDomain::default(),
             ttl: DEFAULT_DNS_TTL,
+            max_tcp_connections: NonZeroUsize::new(DEFAULT_DNS_MAX_TCP_CONNECTIONS)
+                .unwrap_or(NonZeroUsize::MIN),
         }
     }
 

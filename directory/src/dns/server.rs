@@ -1,5 +1,5 @@
-//! The DNS listeners: hickory-server's UDP and TCP loops around [`DnsHandler`], which reads
-//! the registry and calls the pure [`answer`].
+//! The DNS listeners: hickory-server's UDP loop and our capped TCP loop (`tcp`) around
+//! [`DnsHandler`], which reads the registry and calls the pure [`answer`].
 //!
 //! hickory-server parses each packet (garbage gets FORMERR or, under 12 bytes, no reply),
 //! and encodes each response within the asker's limit: 512 bytes over UDP without EDNS,
@@ -26,8 +26,6 @@ use crate::registry::Registry;
 /// Largest UDP response the node sends even when a resolver offers more (the DNS flag
 /// day 2020 value: avoids IP fragmentation on common paths).
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
-/// Responses queued per TCP connection before hickory stops reading from it.
-const TCP_RESPONSE_BUFFER: usize = 32;
 /// Tries to find a port free for both UDP and TCP when the configured port is 0.
 const PORT_ZERO_TRIES: usize = 16;
 
@@ -161,7 +159,10 @@ fn rcode_label(code: ResponseCode) -> &'static str {
 /// Running DNS listeners (UDP and TCP on one address).
 pub struct DnsServer {
     addr: SocketAddr,
-    server: HickoryServer<DnsHandler>,
+    udp: HickoryServer<DnsHandler>,
+    tcp: TcpListener,
+    tcp_handler: Arc<DnsHandler>,
+    max_tcp_connections: usize,
 }
 
 impl DnsServer {
@@ -178,10 +179,16 @@ impl DnsServer {
             addr: config.addr,
             source,
         })?;
+        let tcp_handler = Arc::new(DnsHandler::new(config, registry.clone(), acl.clone()));
         let mut server = HickoryServer::new(DnsHandler::new(config, registry, acl));
         server.register_socket(udp);
-        server.register_listener(tcp, DNS_TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
-        Ok(Self { addr, server })
+        Ok(Self {
+            addr,
+            udp: server,
+            tcp,
+            tcp_handler,
+            max_tcp_connections: config.max_tcp_connections.get(),
+        })
     }
 
     /// The bound address (the real port when configured with port 0).
@@ -191,8 +198,15 @@ impl DnsServer {
 
     /// Serves until `cancel` fires, then stops both listeners.
     pub async fn run(mut self, cancel: CancellationToken) {
-        cancel.cancelled().await;
-        if let Err(error) = self.server.shutdown_gracefully().await {
+        let tcp = super::tcp::serve(
+            self.tcp,
+            self.tcp_handler,
+            self.max_tcp_connections,
+            DNS_TCP_IDLE_TIMEOUT,
+            cancel.clone(),
+        );
+        tokio::join!(tcp, cancel.cancelled());
+        if let Err(error) = self.udp.shutdown_gracefully().await {
             tracing::debug!(%error, "DNS listener ended with an error");
         }
     }

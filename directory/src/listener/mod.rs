@@ -70,21 +70,30 @@ impl Default for HttpLimits {
     }
 }
 
-/// Backoff after a failed `accept`: 5 ms doubling to 1 s, reset by a success.
-struct AcceptBackoff(Duration);
+/// Backoff after a failed `accept` (out of file descriptors, say): 5 ms doubling to 1 s,
+/// reset by a success. Shared by every accept loop of the node (HTTP, DNS over TCP).
+pub(crate) struct AcceptBackoff(Duration);
 
 impl AcceptBackoff {
     const FIRST: Duration = Duration::from_millis(5);
     const MAX: Duration = Duration::from_secs(1);
 
-    fn next(&mut self) -> Duration {
+    /// How long to wait now; the next wait doubles.
+    pub(crate) fn next(&mut self) -> Duration {
         let wait = self.0;
         self.0 = (self.0 * 2).min(Self::MAX);
         wait
     }
 
-    fn reset(&mut self) {
+    /// After a success: the next failure waits the shortest time again.
+    pub(crate) fn reset(&mut self) {
         self.0 = Self::FIRST;
+    }
+}
+
+impl Default for AcceptBackoff {
+    fn default() -> Self {
+        Self(Self::FIRST)
     }
 }
 
@@ -106,7 +115,7 @@ impl HttpListener {
     pub async fn serve(self, app: Router, cancel: CancellationToken) {
         let permits = Arc::new(Semaphore::new(self.limits.max_connections.get()));
         let connections = TaskTracker::new();
-        let mut backoff = AcceptBackoff(AcceptBackoff::FIRST);
+        let mut backoff = AcceptBackoff::default();
         loop {
             let permit = tokio::select! {
                 biased;
