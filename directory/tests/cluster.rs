@@ -474,6 +474,37 @@ async fn a_full_node_refuses_replicated_entries_and_says_so_in_its_health() {
         "max_instances holds for replicas"
     );
     assert_eq!(first.registry().len(), 4);
+    // The gossip replica lets go of what the store refused: its memory is bounded by the
+    // store's limits too (anti-entropy keeps offering the rest, and keeps being refused).
+    let replica = |n: &Server| {
+        n.gossip()
+            .unwrap()
+            .counters()
+            .replica_entries
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    eventually("the sender's replica holds all four", async || {
+        replica(&first) == 4
+    })
+    .await;
+    let sync_served = |n: &Server| {
+        n.gossip()
+            .unwrap()
+            .counters()
+            .syncs_completed
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let syncs = sync_served(&small);
+    eventually("an anti-entropy round after the refusals", async || {
+        sync_served(&small) > syncs + 1
+    })
+    .await;
+    assert_eq!(
+        replica(&small),
+        2,
+        "the full node's replica holds only what it took"
+    );
+    assert_eq!(small.registry().len(), 2);
     let (status, health, _) = get(&small, "/v1/health").await;
     assert_eq!(status, 200);
     assert_eq!(health["status"], "degraded", "{health}");

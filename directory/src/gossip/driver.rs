@@ -144,13 +144,17 @@ impl Driver {
             }
         }
         while let Some(entry) = self.core.poll_apply() {
+            let key = entry.key.clone();
             match to_registry(entry, &self.node, &self.rules) {
-                Ok(entry) => {
-                    // A refused entry is counted and logged by the registry itself.
-                    if self.registry.merge_remote(entry, Now::current()) == MergeOutcome::Applied {
+                Ok(entry) => match self.registry.merge_remote(entry, Now::current()) {
+                    MergeOutcome::Applied => {
                         metrics::counter!("directory_gossip_entries_applied_total").increment(1);
                     }
-                }
+                    // Counted and logged by the registry itself; the replica lets go of it
+                    // too, or it would hold what the byte budget keeps out of the store.
+                    MergeOutcome::Refused => self.core.handle_refused(&key),
+                    MergeOutcome::Stale | MergeOutcome::FromTheFuture => {}
+                },
                 Err(err) => {
                     tracing::warn!(%err, "remote entry refused");
                     self.counters
@@ -159,6 +163,9 @@ impl Driver {
                 }
             }
         }
+        self.counters
+            .replica_entries
+            .store(self.core.replica().len() as u64, Ordering::Relaxed);
         self.export_clock_rejections();
         self.contact.handle_members(self.core.active_members());
         let mut membership_changed = false;

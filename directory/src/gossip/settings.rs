@@ -130,6 +130,9 @@ pub struct GossipCounters {
     pub syncs_completed: AtomicU64,
     /// Of those, sessions another node opened to this one (served by the listener).
     pub syncs_served: AtomicU64,
+    /// Entries the gossip replica holds (tombstones included), as of the driver's last
+    /// step: never more than the local store accepted.
+    pub replica_entries: AtomicU64,
 }
 
 impl GossipCounters {

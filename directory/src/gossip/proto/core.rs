@@ -214,6 +214,13 @@ impl GossipCore {
         }
     }
 
+    /// Input: the local store refused the entry for `key` that [`Self::poll_apply`] gave
+    /// (it is full). The replica stops holding it, so this node's gossip memory stays
+    /// within what its store accepts; anti-entropy offers it again later.
+    pub fn handle_refused(&mut self, key: &EntryKey) {
+        self.replica.forget(key);
+    }
+
     /// Input: one decrypted datagram from `from`. Malformed payloads are dropped and
     /// counted; nothing else changes.
     pub fn handle_datagram(&mut self, now: Instant, payload: &[u8]) -> Result<(), DatagramError> {

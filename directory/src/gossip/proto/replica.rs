@@ -132,6 +132,17 @@ impl Replica {
         true
     }
 
+    /// Stops holding `key` (the local store refused its entry: full). Returns whether it
+    /// was held. The digest no longer counts it, so anti-entropy offers it again later, and
+    /// the store decides again then.
+    pub fn forget(&mut self, key: &EntryKey) -> bool {
+        let Some(old) = self.entries.remove(key) else {
+            return false;
+        };
+        self.buckets[bucket_of(key)] ^= entry_hash(key, old.entry.version);
+        true
+    }
+
     /// Removes tombstones past their retention and live entries past lease + grace.
     /// Returns how many entries were removed.
     pub fn collect_garbage(&mut self, now: Instant) -> usize {
@@ -300,6 +311,22 @@ mod tests {
             b.state,
             WireState::Tombstone { age_ms: 4_000, .. }
         ));
+    }
+
+    #[test]
+    fn a_forgotten_entry_leaves_the_digest_as_if_never_offered() {
+        let now = Instant::now();
+        let mut replica = replica();
+        replica.offer(now, live("a", 1, 30_000));
+        let before = replica.digest();
+        let refused = live("b", 2, 30_000);
+        let key = refused.key.clone();
+        assert!(replica.offer(now, refused));
+        assert_ne!(replica.digest(), before);
+        assert!(replica.forget(&key));
+        assert_eq!(replica.digest(), before);
+        assert_eq!(replica.len(), 1);
+        assert!(!replica.forget(&key));
     }
 
     #[test]
