@@ -296,4 +296,18 @@ mod tests {
             Err(RulesError::ClockDriftTooSmall(Duration::from_millis(999)))
         );
     }
+
+    #[test]
+    fn the_smallest_clock_drift_and_retention_allowed_are_accepted() {
+        let smallest_drift = ReplicationRules {
+            max_clock_drift: MIN_MAX_CLOCK_DRIFT,
+            ..ReplicationRules::default()
+        };
+        assert_eq!(smallest_drift.validate(), Ok(()));
+        let shortest_retention = ReplicationRules {
+            tombstone_retention: MAX_TTL + DEFAULT_LEASE_GRACE + Duration::from_millis(1),
+            ..ReplicationRules::default()
+        };
+        assert_eq!(shortest_retention.validate(), Ok(()));
+    }
 }

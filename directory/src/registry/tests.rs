@@ -655,13 +655,28 @@ fn a_remote_version_beyond_the_clock_drift_is_refused_and_does_not_move_the_cloc
     let lease = Duration::from_secs(9);
     let future = remote_live("a", "far", at(drift + Duration::from_secs(1)), 7, 1, lease);
     let now_at = Now { instant: now, wall };
-    assert_eq!(r.merge_remote(future, now_at), MergeOutcome::FromTheFuture);
+    let near = remote_live("a", "near", at(drift - Duration::from_secs(1)), 7, 1, lease);
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let outcomes = metrics::with_local_recorder(&recorder, || {
+        [r.merge_remote(future, now_at), r.merge_remote(near, now_at)]
+    });
+    assert_eq!(
+        outcomes,
+        [MergeOutcome::FromTheFuture, MergeOutcome::Applied]
+    );
+    assert!(
+        handle
+            .render()
+            .lines()
+            .any(|l| l == "directory_replication_clock_ahead_rejected_total 1"),
+        "the refusal (and only it) is counted: {}",
+        handle.render()
+    );
     assert!(
         r.instance(&svc("a"), &inst("far")).is_none(),
         "nothing stored"
     );
-    let near = remote_live("a", "near", at(drift - Duration::from_secs(1)), 7, 1, lease);
-    assert_eq!(r.merge_remote(near, now_at), MergeOutcome::Applied);
     // A local write after the refusal is stamped near the local clock, not the remote's.
     put(&r, "a", "local", "h:1", 30, now);
     let written = last_write(&mut rx);

@@ -276,3 +276,36 @@ fn a_retried_attempt_is_recorded_and_resumed_attempts_count_towards_the_maximum(
         "{outs:?}"
     );
 }
+
+#[test]
+fn a_retried_request_handled_before_a_restart_is_answered_with_its_stored_reply() {
+    let (mut r, t0) = receiver_with(durable(8));
+    r.handle_restore(1, vec![], [(super::tests::SESSION, 5)]);
+    r.handle_frame(t0, LinkId(7), msg(3, true)).unwrap();
+    assert!(
+        matches!(&store_ops(&mut r)[..], [StoreOp::Lookup { id: 3, .. }]),
+        "at or below the floor: looked up first"
+    );
+    r.handle_lookup(
+        t0,
+        super::tests::SESSION,
+        3,
+        Some(Some(Bytes::from_static(b"stored"))),
+    );
+    assert!(
+        deliveries(events(&mut r)).is_empty(),
+        "handled before the restart: not delivered again"
+    );
+    let reply = |ts: &[Transmit]| {
+        matches!(ts, [Transmit::ToLink(LinkId(7), Frame::Reply { id: 3, payload })]
+            if payload.as_ref() == b"stored")
+    };
+    let ts = transmits(&mut r);
+    assert!(reply(&ts), "the stored reply, not an ack: {ts:?}");
+
+    // The answer is remembered: the next copy is answered without another lookup.
+    r.handle_frame(t0, LinkId(7), msg(3, true)).unwrap();
+    assert!(store_ops(&mut r).is_empty(), "looked up twice");
+    let ts = transmits(&mut r);
+    assert!(reply(&ts), "the remembered reply: {ts:?}");
+}
