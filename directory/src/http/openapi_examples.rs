@@ -1,7 +1,7 @@
 //! The examples of the OpenAPI document: a request (parameters and body) and a response for
 //! every declared status of every operation. They are built from the API crate's types and
 //! the server's own error constructors and access checks, so an example is what the server
-//! would send; `directory/tests/openapi_examples.rs` checks each against its schema and
+//! would send; `directory/tests/openapi_contract.rs` checks each against its schema and
 //! sends the request examples to a real router.
 
 use std::collections::BTreeMap;
@@ -57,26 +57,30 @@ fn add(doc: &mut Value) {
     };
     for (path, item) in paths.iter_mut() {
         for (method, operation) in item.as_object_mut().into_iter().flatten() {
-            let op = Op { path, method };
-            let params = operation
-                .get_mut("parameters")
-                .and_then(Value::as_array_mut);
-            for param in params.into_iter().flatten() {
-                if let Some(example) = param["name"].as_str().and_then(parameter_example) {
-                    let repeated = param["schema"]["type"] == "array" && !example.is_array();
-                    param["example"] = if repeated { json!([example]) } else { example };
-                }
-            }
-            let body = operation
-                .pointer_mut("/requestBody/content/application~1json")
-                .and_then(Value::as_object_mut);
-            if let Some(body) = body {
-                body.insert("example".into(), to_json(&record.registration()));
-            }
+            add_request_examples(operation, &record);
             if let Some(responses) = operation.get_mut("responses") {
-                add_response_examples(&op, &record, responses);
+                add_response_examples(&Op { path, method }, &record, responses);
             }
         }
+    }
+}
+
+/// Parameter examples by name (an array for a repeatable one) and the register body.
+fn add_request_examples(operation: &mut Value, record: &Record) {
+    let params = operation
+        .get_mut("parameters")
+        .and_then(Value::as_array_mut);
+    for param in params.into_iter().flatten() {
+        if let Some(example) = param["name"].as_str().and_then(parameter_example) {
+            let repeated = param["schema"]["type"] == "array" && !example.is_array();
+            param["example"] = if repeated { json!([example]) } else { example };
+        }
+    }
+    let body = operation
+        .pointer_mut("/requestBody/content/application~1json")
+        .and_then(Value::as_object_mut);
+    if let Some(body) = body {
+        body.insert("example".into(), to_json(&record.registration()));
     }
 }
 
