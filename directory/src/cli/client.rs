@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use directory_api::{
     Address, Client, Fingerprint, InstanceFilter, InstanceId, MembersResponse, Meta, Record,
-    Registration, ServiceName, Tags, Ttl, ValidationError,
+    Registration, ServiceName, Subscription, Subscriptions, Tags, Topic, Ttl, ValidationError,
 };
 use serde::Serialize;
 
@@ -147,6 +147,10 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
     match command {
         Command::Services { client } => services(&client).await,
         Command::Health { client } => health(&client).await,
+        Command::Topics { client, topic } => {
+            let topic = topic.as_deref().map(Topic::new).transpose()?;
+            super::topics::run(&client, topic.as_ref()).await
+        }
         Command::Lookup {
             client,
             service,
@@ -168,6 +172,7 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
             meta,
             ttl,
             fingerprint,
+            subscriptions,
             keep_alive,
         } => {
             let registration = Registration {
@@ -180,6 +185,12 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
                     .transpose()?
                     .unwrap_or_default(),
                 fingerprint: fingerprint.as_deref().map(Fingerprint::parse).transpose()?,
+                subscriptions: Subscriptions::new(
+                    subscriptions
+                        .iter()
+                        .map(|s| Subscription::parse(s))
+                        .collect::<Result<_, _>>()?,
+                )?,
             };
             let key = (ServiceName::new(&service)?, InstanceId::new(&instance)?);
             register(&client, &key, &registration, keep_alive).await

@@ -106,6 +106,7 @@ mod tests {
             meta: reg.meta,
             ttl: reg.ttl,
             fingerprint: Some(crate::registry::Fingerprint::from_bytes([9; 32])),
+            subscriptions: Default::default(),
             owner: "node-a".parse().unwrap(),
             index: 7,
             registered_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),

@@ -22,7 +22,9 @@ use serde_json::Value;
 
 use super::types::{CheckDefinition, ServiceDefinition};
 use crate::http::error::ApiError;
-use crate::registry::{Address, InstanceId, Meta, Record, Registration, ServiceName, Tags, Ttl};
+use crate::registry::{
+    Address, InstanceId, Meta, Record, Registration, ServiceName, Subscriptions, Tags, Ttl,
+};
 
 /// Reserved meta key holding the check's TTL.
 pub const CHECK_TTL_META: &str = "consul-check-ttl";
@@ -130,6 +132,7 @@ fn into_registration(
         meta: Meta::new(meta)?,
         ttl: plan.lease,
         fingerprint: None,
+        subscriptions: Subscriptions::default(),
     };
     Ok(ConsulRegistration {
         service,
@@ -342,6 +345,7 @@ mod tests {
             meta: reg.registration.meta.clone(),
             ttl: reg.registration.ttl,
             fingerprint: None,
+            subscriptions: Default::default(),
             owner: "n1".parse().unwrap(),
             index: 1,
             registered_at: renewed,
