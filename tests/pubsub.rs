@@ -38,7 +38,9 @@ async fn subscriber(
     let (seen, key) = (seen.clone(), (label.to_owned(), instance.to_owned()));
     tokio::spawn(async move {
         while let Some(msg) = inbox.next().await {
-            let text = String::from_utf8_lossy(msg.payload()).into_owned();
+            // Recorded as `topic payload`: the handler sees the topic it was published on.
+            let topic = msg.topic().unwrap_or("-");
+            let text = format!("{topic} {}", String::from_utf8_lossy(msg.payload()));
             seen.lock()
                 .unwrap()
                 .entry(key.clone())
@@ -116,7 +118,7 @@ async fn each_group_handles_every_message_once_and_its_instances_share_them() ->
         let groups: Vec<&str> = outcome.groups.iter().map(|g| g.group.as_str()).collect();
         assert_eq!(groups, ["audit", "billing"]);
         assert!(outcome.all_acked(), "{outcome:?}");
-        expected.push(payload);
+        expected.push(format!("orders.created {payload}"));
     }
     // orders.* does not match a three-token topic: only audit (orders.>) gets it.
     let outcome = publisher.publish("orders.eu.created", "eu").await?;
@@ -125,7 +127,7 @@ async fn each_group_handles_every_message_once_and_its_instances_share_them() ->
 
     assert_eq!(handled_by(&seen, "billing"), expected);
     let mut audit_expected = expected.clone();
-    audit_expected.push("eu".into());
+    audit_expected.push("orders.eu.created eu".into());
     audit_expected.sort();
     assert_eq!(handled_by(&seen, "audit"), audit_expected);
     for ((group, instance), list) in seen.lock().unwrap().iter() {
@@ -182,7 +184,7 @@ async fn a_copy_fails_over_to_the_other_instance_of_its_group() -> Result<()> {
         !held.lock().unwrap().is_empty(),
         "the hung instance was never tried"
     );
-    let expected: Vec<String> = (0..6).map(|i| format!("j{i}")).collect();
+    let expected: Vec<String> = (0..6).map(|i| format!("jobs.run j{i}")).collect();
     assert_eq!(handled_by(&seen, "jobs"), expected);
     publisher.shutdown().await;
     node.shutdown().await;

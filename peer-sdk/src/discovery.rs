@@ -480,6 +480,7 @@ mod tests {
             meta: reg.meta,
             ttl: reg.ttl,
             fingerprint: reg.fingerprint,
+            subscriptions: reg.subscriptions,
             owner: "n".parse().unwrap(),
             index: 1,
             registered_at: SystemTime::UNIX_EPOCH,

@@ -57,7 +57,7 @@ pub(crate) fn is_topic_key(key: &str) -> bool {
 }
 
 /// The topic a destination key publishes on, if it is a group destination.
-pub fn topic_of(key: &str) -> Option<&str> {
+pub(crate) fn topic_of(key: &str) -> Option<&str> {
     key.strip_prefix(PREFIX)?.split_once('/').map(|(t, _)| t)
 }
 
