@@ -61,6 +61,20 @@ fn pattern_problem(text: &str) -> Option<&'static str> {
     None
 }
 
+/// `value` shared, or the [`ValidationError::Topic`] that `problem` finds in it.
+fn checked(
+    value: &str,
+    problem: fn(&str) -> Option<&'static str>,
+) -> Result<Arc<str>, ValidationError> {
+    match problem(value) {
+        None => Ok(Arc::from(value)),
+        Some(reason) => Err(ValidationError::Topic {
+            value: value.to_owned(),
+            reason,
+        }),
+    }
+}
+
 /// A topic messages are published on: dot-separated tokens `[a-z0-9_-]{1,63}`, at most 255
 /// bytes (`orders.eu.created`).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -69,13 +83,7 @@ pub struct Topic(Arc<str>);
 impl Topic {
     /// Parses and validates `value`.
     pub fn new(value: &str) -> Result<Self, ValidationError> {
-        match topic_problem(value) {
-            None => Ok(Self(Arc::from(value))),
-            Some(reason) => Err(ValidationError::Topic {
-                value: value.to_owned(),
-                reason,
-            }),
-        }
+        checked(value, topic_problem).map(Self)
     }
 
     /// The topic as a string slice.
@@ -93,13 +101,7 @@ pub struct TopicPattern(Arc<str>);
 impl TopicPattern {
     /// Parses and validates `value`.
     pub fn new(value: &str) -> Result<Self, ValidationError> {
-        match pattern_problem(value) {
-            None => Ok(Self(Arc::from(value))),
-            Some(reason) => Err(ValidationError::Topic {
-                value: value.to_owned(),
-                reason,
-            }),
-        }
+        checked(value, pattern_problem).map(Self)
     }
 
     /// The pattern as a string slice.
