@@ -40,6 +40,49 @@ async fn listen_and_send_deliver_every_message_once_in_key_order() -> Result<()>
 }
 
 #[tokio::test]
+async fn subscribe_logs_each_published_message_once_per_group_with_its_topic() -> Result<()> {
+    let dir = Directory::start().await?;
+    let tmp = tempfile::tempdir()?;
+    let (billing_log, audit_log) = (tmp.path().join("b.jsonl"), tmp.path().join("a.jsonl"));
+    let billing = Listener::subscribe(&dir.url, "orders.*", &billing_log, &["--as", "billing"]);
+    let billing = billing.await?;
+    let audit = ["--group", "audit", "--as", "audit-eu"];
+    let audit = Listener::subscribe(&dir.url, "orders.>", &audit_log, &audit).await?;
+    let publisher = peer_sdk::Peer::builder_for_test("shop")
+        .directory([dir.url.clone()])
+        .start()
+        .await?;
+    let topic = "orders.created".parse()?;
+    let client = peer_sdk::directory_api::Client::new(&dir.url)?;
+    for _ in 0..200 {
+        if client.topic_subscribers(&topic).await?.groups.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for i in 0..20 {
+        let outcome = publisher.publish("orders.created", format!("p{i}")).await?;
+        let groups: Vec<&str> = outcome.groups.iter().map(|g| g.group.as_str()).collect();
+        assert_eq!(groups, ["audit", "billing"], "{outcome:?}");
+        assert!(outcome.all_acked(), "{outcome:?}");
+    }
+    publisher.shutdown().await;
+    for log in [&billing_log, &audit_log] {
+        let lines = read_log(log);
+        let mut payloads: Vec<&str> = lines.iter().filter_map(|l| l["payload"].as_str()).collect();
+        payloads.sort_unstable();
+        payloads.dedup();
+        assert_eq!((lines.len(), payloads.len()), (20, 20), "{lines:?}");
+        assert!(
+            lines.iter().all(|l| l["topic"] == "orders.created"),
+            "{lines:?}"
+        );
+    }
+    billing.stop().await?;
+    audit.stop().await
+}
+
+#[tokio::test]
 async fn stdin_lines_are_sent_and_binary_safe_text_is_logged_as_text() -> Result<()> {
     let dir = Directory::start().await?;
     let tmp = tempfile::tempdir()?;

@@ -19,6 +19,9 @@ pub struct Cli {
 pub enum Command {
     /// Register as an instance of SERVICE and ack every delivery, printing one JSON line each.
     Listen(ListenArgs),
+    /// Subscribe to topics matching PATTERN for a consumer group and ack every delivery,
+    /// printing one JSON line each (as `listen`, with the topic).
+    Subscribe(SubscribeArgs),
     /// Send generated messages (`--count`) or stdin lines to SERVICE; exit 1 if any is
     /// dead-lettered.
     Send(SendArgs),
@@ -132,6 +135,30 @@ pub struct DeliveryArgs {
 pub struct ListenArgs {
     /// Service to register as.
     pub service: String,
+    /// Logging, handling and the peer.
+    #[command(flatten)]
+    pub options: ListenOptions,
+}
+
+/// `peer subscribe`.
+#[derive(Debug, Args)]
+pub struct SubscribeArgs {
+    /// Topic pattern: dot-separated tokens, `*` for one token, a final `>` for the rest.
+    pub pattern: String,
+    /// Consumer group [default: the service].
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Service to register as.
+    #[arg(long = "as", value_name = "SERVICE", default_value = "peer-cli")]
+    pub service: String,
+    /// Logging, handling and the peer.
+    #[command(flatten)]
+    pub options: ListenOptions,
+}
+
+/// What `listen` and `subscribe` share.
+#[derive(Debug, Args)]
+pub struct ListenOptions {
     /// Append the JSON lines to this file (flushed per line) instead of stdout.
     #[arg(long)]
     pub log: Option<PathBuf>,

@@ -5,7 +5,7 @@
 //! - `args`: every subcommand and flag.
 //! - `common`: starting a peer from the flags, waiting for Ctrl-C / SIGTERM.
 //! - `json`: the JSON lines printed per delivery and per dead letter.
-//! - `listen`, `send`, `request`, `bench`: one subcommand each.
+//! - `listen` (also `subscribe`), `send`, `request`, `bench`: one subcommand each.
 //! - `store`: `outbox` and `dead-letters` on a stopped peer's store.
 
 mod args;
@@ -34,6 +34,7 @@ async fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let result = match cli.command {
         args::Command::Listen(a) => listen::run(a).await,
+        args::Command::Subscribe(a) => listen::subscribe(a).await,
         args::Command::Send(a) => send::run(a).await,
         args::Command::Request(a) => request::run(a).await,
         args::Command::Bench(a) => bench::run(a).await,
