@@ -40,7 +40,7 @@ async fn listen_and_send_deliver_every_message_once_in_key_order() -> Result<()>
 }
 
 #[tokio::test]
-async fn subscribe_logs_each_published_message_once_per_group_with_its_topic() -> Result<()> {
+async fn publish_reaches_each_subscribe_group_once_in_key_order_with_its_topic() -> Result<()> {
     let dir = Directory::start().await?;
     let tmp = tempfile::tempdir()?;
     let (billing_log, audit_log) = (tmp.path().join("b.jsonl"), tmp.path().join("a.jsonl"));
@@ -48,10 +48,6 @@ async fn subscribe_logs_each_published_message_once_per_group_with_its_topic() -
     let billing = billing.await?;
     let audit = ["--group", "audit", "--as", "audit-eu"];
     let audit = Listener::subscribe(&dir.url, "orders.>", &audit_log, &audit).await?;
-    let publisher = peer_sdk::Peer::builder_for_test("shop")
-        .directory([dir.url.clone()])
-        .start()
-        .await?;
     let topic = "orders.created".parse()?;
     let client = peer_sdk::directory_api::Client::new(&dir.url)?;
     for _ in 0..200 {
@@ -60,19 +56,20 @@ async fn subscribe_logs_each_published_message_once_per_group_with_its_topic() -
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for i in 0..20 {
-        let outcome = publisher.publish("orders.created", format!("p{i}")).await?;
-        let groups: Vec<&str> = outcome.groups.iter().map(|g| g.group.as_str()).collect();
-        assert_eq!(groups, ["audit", "billing"], "{outcome:?}");
-        assert!(outcome.all_acked(), "{outcome:?}");
-    }
-    publisher.shutdown().await;
+    let args = ["publish", "orders.created", "--count", "20", "--keys", "4"];
+    let out = run_peer(&dir.url, &args, None, SHORT).await?;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let summary = "published 20 on orders.created to groups [audit, billing]: 40 copies acked";
+    assert!(out.stderr.contains(summary), "{out:?}");
+    let args = ["publish", "nobody.here", "--count", "1", "--no-subscribers"];
+    let out = run_peer(&dir.url, &args, None, SHORT).await?;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("no group subscribes to"), "{out:?}");
     for log in [&billing_log, &audit_log] {
         let lines = read_log(log);
-        let mut payloads: Vec<&str> = lines.iter().filter_map(|l| l["payload"].as_str()).collect();
-        payloads.sort_unstable();
-        payloads.dedup();
-        assert_eq!((lines.len(), payloads.len()), (20, 20), "{lines:?}");
+        assert_eq!(runs_per_seq(&lines).len(), 20, "{lines:?}");
+        assert_eq!(lines.len(), 20, "a message ran twice: {lines:?}");
+        assert_eq!(check_key_order(&lines)?.len(), 4);
         assert!(
             lines.iter().all(|l| l["topic"] == "orders.created"),
             "{lines:?}"
