@@ -40,7 +40,12 @@ async fn subscriber(
         while let Some(msg) = inbox.next().await {
             // Recorded as `topic payload`: the handler sees the topic it was published on.
             let topic = msg.topic().unwrap_or("-");
-            let text = format!("{topic} {}", String::from_utf8_lossy(msg.payload()));
+            let ordering = msg.key().map(|k| String::from_utf8_lossy(k).into_owned());
+            let ordering = ordering.map_or(String::new(), |k| format!(" key={k}"));
+            let text = format!(
+                "{topic} {}{ordering}",
+                String::from_utf8_lossy(msg.payload())
+            );
             seen.lock()
                 .unwrap()
                 .entry(key.clone())
@@ -118,7 +123,7 @@ async fn each_group_handles_every_message_once_and_its_instances_share_them() ->
         let groups: Vec<&str> = outcome.groups.iter().map(|g| g.group.as_str()).collect();
         assert_eq!(groups, ["audit", "billing"]);
         assert!(outcome.all_acked(), "{outcome:?}");
-        expected.push(format!("orders.created {payload}"));
+        expected.push(format!("orders.created {payload} key=k{}", i % 4));
     }
     // orders.* does not match a three-token topic: only audit (orders.>) gets it.
     let outcome = publisher.publish("orders.eu.created", "eu").await?;
