@@ -257,3 +257,47 @@ async fn a_token_needs_a_subscribe_rule_for_the_pattern() -> Result<()> {
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_group_whose_only_instance_crashed_gets_its_copies_later_and_holds_nobody_back()
+-> Result<()> {
+    let node = start_directory().await?;
+    let url = url_of(&node);
+    let seen = Seen::default();
+    let _fast = subscriber(&url, "fast", "fast-1", &[("ticks", None)], "fast", &seen).await?;
+    let crashed = subscriber(&url, "slow", "slow-1", &[("ticks", None)], "slow", &seen).await?;
+    assert!(wait_for_groups(&node, "ticks", 2).await);
+    let publisher = Peer::builder_for_test("clock")
+        .directory([url.clone()])
+        .start()
+        .await?;
+    // Dropped without shutdown: like a crash, its registration stays until its lease ends.
+    drop(crashed);
+    let publishes: Vec<_> = (0..5)
+        .map(|i| {
+            let publisher = publisher.clone();
+            tokio::spawn(async move { publisher.publish("ticks", format!("t{i}")).await })
+        })
+        .collect();
+    let fast_done = wait_until(Duration::from_secs(5), || async {
+        handled_by(&seen, "fast").len() == 5
+    });
+    assert!(fast_done.await, "the healthy group was held back");
+    assert!(handled_by(&seen, "slow").is_empty());
+    // The crashed instance's lease runs out (well past the ack timeout): the group has no
+    // instance left in the directory. Then it comes back with a new instance.
+    assert!(
+        wait_for_groups(&node, "ticks", 1).await,
+        "the lease did not run out"
+    );
+    let _back = subscriber(&url, "slow", "slow-2", &[("ticks", None)], "slow", &seen).await?;
+    for publish in publishes {
+        let outcome = publish.await??;
+        assert!(outcome.all_acked(), "{outcome:?}");
+    }
+    let expected: Vec<String> = (0..5).map(|i| format!("ticks t{i}")).collect();
+    assert_eq!(handled_by(&seen, "slow"), expected);
+    publisher.shutdown().await;
+    node.shutdown().await;
+    Ok(())
+}
