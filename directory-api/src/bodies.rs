@@ -6,7 +6,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
-use crate::{Address, Fingerprint, Meta, Record, Registration, ServiceName, Staleness, Tags, Ttl};
+use crate::{
+    Address, Fingerprint, Meta, Record, Registration, ServiceName, Staleness, Subscription,
+    Subscriptions, Tags, Ttl,
+};
 
 /// Response header of `GET /v1/services/{service}` carrying the service's change index.
 pub const INDEX_HEADER: &str = "x-directory-index";
@@ -37,6 +40,12 @@ pub struct RegisterBody {
     /// SHA-256 of the certificate's SubjectPublicKeyInfo DER, 64 hex digits.
     #[serde(default)]
     pub fingerprint: Option<String>,
+    /// Up to 32 topic subscriptions; a pattern is dot-separated tokens `[a-z0-9_-]{1,63}`,
+    /// `*` (one token) or a final `>` (the rest), at most 255 bytes; the group defaults to
+    /// the service.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::Subscription>>)]
+    pub subscriptions: Option<Vec<Subscription>>,
 }
 
 impl RegisterBody {
@@ -57,6 +66,7 @@ impl RegisterBody {
                 .as_deref()
                 .map(Fingerprint::parse)
                 .transpose()?,
+            subscriptions: Subscriptions::new(self.subscriptions.unwrap_or_default())?,
         })
     }
 }

@@ -72,6 +72,10 @@ error_codes! {
     InvalidMeta = "invalid_meta",
     /// A fingerprint is not 64 hex digits.
     InvalidFingerprint = "invalid_fingerprint",
+    /// A topic or topic pattern is malformed.
+    InvalidTopic = "invalid_topic",
+    /// Subscriptions are too many or malformed.
+    InvalidSubscriptions = "invalid_subscriptions",
     /// The body is not the expected JSON.
     InvalidJson = "invalid_json",
     /// The body could not be read.

@@ -13,6 +13,9 @@
 //! - `address` — [`Address`] (`host:port`);
 //! - `ttl` — [`Ttl`], the lease length, and its bounds;
 //! - `labels` — [`Tags`] and [`Meta`];
+//! - `topics` — [`Topic`], [`TopicPattern`] (NATS-style wildcards), [`Subscription`] and
+//!   [`Subscriptions`] (what an instance subscribes to, for publish/subscribe), and the
+//!   bodies of the topic reads ([`TopicSubscribers`], [`TopicsResponse`]);
 //! - `fingerprint` — [`Fingerprint`] (SHA-256 of a certificate's public key, for pinning);
 //! - `record` — [`Registration`] (what a client registers) and [`Record`] (what it reads);
 //! - `events` — [`ChangeEvent`], [`ChangeKind`] and [`WatchEvent`] (the watch stream);
@@ -79,6 +82,7 @@ mod newtype;
 mod prometheus;
 mod record;
 mod staleness;
+mod topics;
 mod ttl;
 
 pub use address::Address;
@@ -98,4 +102,8 @@ pub use names::{InstanceId, MAX_NAME_LEN, NodeName, ServiceName, ValidationError
 pub use prometheus::{SD_LABEL_PREFIX, TargetGroup};
 pub use record::{Record, Registration};
 pub use staleness::{ISOLATED_HEADER, LAST_CONTACT_HEADER, Staleness};
+pub use topics::{
+    GroupCount, GroupSubscribers, MAX_SUBSCRIPTIONS, MAX_TOKEN_LEN, MAX_TOPIC_LEN, PatternSummary,
+    Subscription, Subscriptions, Topic, TopicPattern, TopicSubscribers, TopicsResponse,
+};
 pub use ttl::{DEFAULT_TTL, MAX_TTL, MIN_TTL, Ttl};

@@ -48,6 +48,18 @@ pub enum ValidationError {
         "invalid fingerprint {0:?}: must be 64 hex digits (SHA-256 of the certificate's SubjectPublicKeyInfo)"
     )]
     Fingerprint(String),
+    /// A topic or subscription pattern is malformed (see [`crate::Topic`] and
+    /// [`crate::TopicPattern`]).
+    #[error("invalid topic {value:?}: {reason}")]
+    Topic {
+        /// The rejected input.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Too many subscriptions, or one that is malformed.
+    #[error("invalid subscriptions: {0}")]
+    Subscriptions(String),
 }
 
 impl ValidationError {
@@ -62,6 +74,8 @@ impl ValidationError {
             Self::Tags(_) => ErrorCode::InvalidTags,
             Self::Meta(_) => ErrorCode::InvalidMeta,
             Self::Fingerprint(_) => ErrorCode::InvalidFingerprint,
+            Self::Topic { .. } => ErrorCode::InvalidTopic,
+            Self::Subscriptions(_) => ErrorCode::InvalidSubscriptions,
         }
     }
 }

@@ -5,7 +5,9 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Address, Fingerprint, InstanceId, Meta, NodeName, ServiceName, Tags, Ttl};
+use crate::{
+    Address, Fingerprint, InstanceId, Meta, NodeName, ServiceName, Subscriptions, Tags, Ttl,
+};
 
 /// What a client registers: everything but the key (service, instance) and the fields the
 /// server assigns. Serializes to the body of `PUT /v1/services/{service}/instances/{instance}`
@@ -23,6 +25,9 @@ pub struct Registration {
     /// SHA-256 of the instance's certificate SubjectPublicKeyInfo, for pinned peer identity.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<Fingerprint>,
+    /// Topic patterns the instance subscribes to, each for a consumer group.
+    #[serde(skip_serializing_if = "Subscriptions::is_empty")]
+    pub subscriptions: Subscriptions,
 }
 
 impl Registration {
@@ -34,6 +39,7 @@ impl Registration {
             meta: Meta::default(),
             ttl: Ttl::default(),
             fingerprint: None,
+            subscriptions: Subscriptions::default(),
         }
     }
 }
@@ -64,6 +70,11 @@ pub struct Record {
     /// the instance registered one.
     #[schema(value_type = Option<String>)]
     pub fingerprint: Option<Fingerprint>,
+    /// Topic patterns the instance subscribes to, each for a consumer group (its service
+    /// when the group is absent). Absent when there is none.
+    #[serde(default, skip_serializing_if = "Subscriptions::is_empty")]
+    #[schema(value_type = Vec<crate::Subscription>)]
+    pub subscriptions: Subscriptions,
     /// Directory node that last accepted a register or heartbeat for this instance.
     #[schema(value_type = String, example = "directory-1")]
     pub owner: NodeName,
@@ -88,6 +99,7 @@ impl Record {
             && self.meta == reg.meta
             && self.ttl == reg.ttl
             && self.fingerprint == reg.fingerprint
+            && self.subscriptions == reg.subscriptions
     }
 
     /// The registration this record was made from.
@@ -98,6 +110,7 @@ impl Record {
             meta: self.meta.clone(),
             ttl: self.ttl,
             fingerprint: self.fingerprint,
+            subscriptions: self.subscriptions.clone(),
         }
     }
 }

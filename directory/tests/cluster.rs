@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use directory::gossip::proto::wire::{Datagram, MAX_DATAGRAM, encode_datagram};
 use directory::gossip::{ClusterKey, GossipSettings, MemberState, Sealer, Security};
-use directory::registry::{Address, InstanceId, Registration, ServiceName};
+use directory::registry::{
+    Address, InstanceId, Registration, ServiceName, Subscription, Subscriptions,
+};
 use directory::{Config, Server};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -512,5 +514,58 @@ async fn a_full_node_refuses_replicated_entries_and_says_so_in_its_health() {
     let (_, health, _) = get(&first, "/v1/health").await;
     assert_eq!(health["status"], "ok", "{health}");
     small.shutdown().await;
+    first.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_replicate_wake_blocked_topic_queries_and_expire_with_the_lease() {
+    let cluster_key = ClusterKey::generate();
+    let first = node("node-1", &cluster_key, &[]).await;
+    let second = node("node-2", &cluster_key, &[first.gossip_addr().unwrap()]).await;
+    for n in [&first, &second] {
+        eventually("two alive members", async || alive_members(n).await == 2).await;
+    }
+    let path = "/v1/topics/orders.eu.created/subscribers";
+    let (status, body, index) = get(&second, path).await;
+    assert_eq!(
+        (status, body["groups"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    let waiting = spawn_get_json(url(
+        &second,
+        &format!("{path}?index={}&wait=10s", index.unwrap()),
+    ));
+
+    let (svc, inst) = key("billing", "billing-1");
+    let mut registration = Registration::new(Address::new("127.0.0.1:7000").unwrap());
+    registration.ttl = "1s".parse().unwrap();
+    let subscription = Subscription::parse("orders.*.created:invoicing").unwrap();
+    registration.subscriptions = Subscriptions::new(vec![subscription]).unwrap();
+    first
+        .registry()
+        .register(&svc, &inst, registration, Instant::now())
+        .unwrap();
+    let woke = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(woke["groups"][0]["group"], "invoicing", "{woke}");
+    assert_eq!(woke["groups"][0]["instances"][0]["instance"], "billing-1");
+    let (_, topics, _) = get(&second, "/v1/topics").await;
+    assert_eq!(
+        topics["patterns"][0]["pattern"], "orders.*.created",
+        "{topics}"
+    );
+
+    // Nobody renews the lease: the subscription goes with the instance on both nodes.
+    let topic = "orders.eu.created".parse().unwrap();
+    for n in [&first, &second] {
+        eventually("subscription expired", async || {
+            n.registry().topic_subscribers(&topic).groups.is_empty()
+        })
+        .await;
+        assert!(n.registry().topics().patterns.is_empty());
+    }
+    second.shutdown().await;
     first.shutdown().await;
 }

@@ -197,6 +197,7 @@ fn live(key: &EntryKey, hlc: u64, tags: Vec<String>) -> WireEntry {
             owner: "node-0".into(),
             registered_at_ms: 0,
             lease_remaining_ms: 60_000,
+            subscriptions: Vec::new(),
         }),
     }
 }

@@ -110,6 +110,23 @@ impl PeerBuilder {
         self
     }
 
+    /// Subscribes to topics matching `pattern` (`orders.*.created`, `orders.>`) for this
+    /// peer's service as consumer group: every message published on a matching topic
+    /// reaches one instance of the service. Validated at start.
+    pub fn subscribe(mut self, pattern: impl Into<String>) -> Self {
+        self.cfg.subscriptions.push((pattern.into(), None));
+        self
+    }
+
+    /// Subscribes to topics matching `pattern` for consumer group `group`: instances of any
+    /// service subscribed for the same group share its messages. Validated at start.
+    pub fn subscribe_group(mut self, pattern: impl Into<String>, group: impl Into<String>) -> Self {
+        self.cfg
+            .subscriptions
+            .push((pattern.into(), Some(group.into())));
+        self
+    }
+
     /// One metadata entry published in the directory.
     pub fn meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.cfg.meta.insert(key.into(), value.into());

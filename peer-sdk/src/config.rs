@@ -196,6 +196,10 @@ pub struct PeerConfig {
     pub tags: Vec<String>,
     /// Metadata published in the directory.
     pub meta: std::collections::BTreeMap<String, String>,
+    /// Topic subscriptions published in the directory, as `(pattern, group)`; `None`: the
+    /// group is this peer's service. Default none; at most
+    /// [`directory_api::MAX_SUBSCRIPTIONS`], validated at start.
+    pub subscriptions: Vec<(String, Option<String>)>,
     /// Lease TTL. Default [`DEFAULT_TTL`]; the directory accepts 1 s to 1 h.
     pub ttl: Duration,
     /// Blocking lookup wait. Default [`DEFAULT_LOOKUP_WAIT`].
@@ -239,6 +243,7 @@ impl PeerConfig {
             advertise: None,
             tags: Vec::new(),
             meta: Default::default(),
+            subscriptions: Vec::new(),
             ttl: DEFAULT_TTL,
             lookup_wait: DEFAULT_LOOKUP_WAIT,
             http_timeout: DEFAULT_HTTP_TIMEOUT,

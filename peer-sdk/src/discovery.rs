@@ -10,10 +10,15 @@ use crate::error::DiscoveryError;
 use crate::input::Input;
 use crate::proto::InstanceInfo;
 use crate::tls::Fingerprint;
+use crate::topic::{Destination, is_topic_key, topic_key};
 use dashmap::DashMap;
 use directory_api::{
-    Address, Client, ClientError, InstanceFilter, InstanceId, Meta, Record, ServiceName, Tags, Ttl,
+    Address, Client, ClientError, InstanceFilter, InstanceId, Meta, Record, ServiceName,
+    Subscription, Subscriptions, Tags, Topic, TopicPattern, Ttl, ValidationError,
 };
+
+/// The topic index and each subscribed group with its instances.
+type GroupsView = (u64, Vec<(ServiceName, Vec<Arc<InstanceInfo>>)>);
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,15 +57,40 @@ impl Registration {
                 meta: Meta::new(cfg.meta.clone())?,
                 ttl: Ttl::from_duration(cfg.ttl)?,
                 fingerprint: Some(fingerprint),
+                subscriptions: subscriptions(&cfg.subscriptions)?,
             },
         })
     }
 }
 
+/// The validated subscriptions of `(pattern, group)` pairs.
+fn subscriptions(pairs: &[(String, Option<String>)]) -> Result<Subscriptions, ValidationError> {
+    let list = pairs
+        .iter()
+        .map(|(pattern, group)| {
+            Ok(Subscription {
+                pattern: TopicPattern::new(pattern)?,
+                group: group.as_deref().map(ServiceName::new).transpose()?,
+            })
+        })
+        .collect::<Result<Vec<_>, ValidationError>>()?;
+    Subscriptions::new(list)
+}
+
+/// What the directory says about one destination key (see [`Destination`]).
 #[derive(Debug, Clone, Default)]
 struct View {
+    /// Instances of the service, or of the group subscribed to the topic.
     instances: Vec<Arc<InstanceInfo>>,
+    /// Topic keys only: the groups subscribed to the topic.
+    groups: Vec<ServiceName>,
     index: u64,
+}
+
+impl View {
+    fn same_content(&self, other: &View) -> bool {
+        self.instances == other.instances && self.groups == other.groups
+    }
 }
 
 /// Timing knobs of the client.
@@ -214,17 +244,91 @@ impl Discovery {
         });
     }
 
-    /// One lookup; with `index`, a blocking query that returns when the view changes past it.
-    async fn lookup(&self, service: &str, index: Option<u64>) -> Result<View, DiscoveryError> {
-        let service =
-            ServiceName::new(service).map_err(|e| DiscoveryError::Client(e.to_string()))?;
+    /// One lookup of destination `key`; with `index`, a blocking query that returns when
+    /// the view changes past it.
+    async fn lookup(&self, key: &str, index: Option<u64>) -> Result<View, DiscoveryError> {
+        let destination =
+            Destination::parse(key).map_err(|e| DiscoveryError::Client(e.to_string()))?;
+        match destination {
+            Destination::Service(service) => self.lookup_service(&service, index).await,
+            Destination::Group { topic, group } => {
+                let mut view = self.lookup_topic(&topic, index).await?;
+                view.1.retain(|(g, _)| *g == group);
+                let instances = view.1.pop().map(|(_, list)| list).unwrap_or_default();
+                Ok(View {
+                    instances,
+                    groups: Vec::new(),
+                    index: view.0,
+                })
+            }
+            Destination::Topic(topic) => {
+                let (index, groups) = self.lookup_topic(&topic, index).await?;
+                Ok(View {
+                    instances: Vec::new(),
+                    groups: groups.into_iter().map(|(g, _)| g).collect(),
+                    index,
+                })
+            }
+        }
+    }
+
+    /// The groups subscribed to `topic` with their instances, and the topic index.
+    async fn lookup_topic(
+        &self,
+        topic: &Topic,
+        index: Option<u64>,
+    ) -> Result<GroupsView, DiscoveryError> {
+        let result = match index {
+            Some(i) => {
+                let wait = self.timing.wait;
+                self.client.topic_subscribers_after(topic, i, wait).await
+            }
+            None => self.client.topic_subscribers(topic).await,
+        };
+        let view = self.observe(result)?;
+        let groups = view
+            .groups
+            .into_iter()
+            .map(|g| {
+                (
+                    g.group,
+                    g.instances.iter().filter_map(|r| to_instance(r)).collect(),
+                )
+            })
+            .collect();
+        Ok((view.index, groups))
+    }
+
+    /// Groups subscribed to `topic`: the cached view (kept fresh by a blocking watch once
+    /// asked for), or one lookup when there is none yet.
+    pub(crate) async fn topic_groups(
+        self: &Arc<Self>,
+        topic: &Topic,
+        inputs: &mpsc::UnboundedSender<Input>,
+    ) -> Result<Vec<ServiceName>, DiscoveryError> {
+        let key = topic_key(topic);
+        if let Some(v) = self.views.get(&key) {
+            return Ok(v.groups.clone());
+        }
+        let view = self.lookup(&key, None).await?;
+        let groups = view.groups.clone();
+        self.views.insert(key.clone(), view);
+        self.watch(key, inputs.clone());
+        Ok(groups)
+    }
+
+    async fn lookup_service(
+        &self,
+        service: &ServiceName,
+        index: Option<u64>,
+    ) -> Result<View, DiscoveryError> {
         let filter = InstanceFilter::default();
         let result = match index {
             Some(i) => {
                 let wait = self.timing.wait;
-                self.client.lookup_after(&service, &filter, i, wait).await
+                self.client.lookup_after(service, &filter, i, wait).await
             }
-            None => self.client.lookup(&service, &filter).await,
+            None => self.client.lookup(service, &filter).await,
         };
         let view = self.observe(result)?;
         Ok(View {
@@ -233,6 +337,7 @@ impl Discovery {
                 .iter()
                 .filter_map(|r| to_instance(r))
                 .collect(),
+            groups: Vec::new(),
             index: view.index,
         })
     }
@@ -275,7 +380,9 @@ impl Discovery {
 
     async fn watch_loop(&self, service: &str, inputs: &mpsc::UnboundedSender<Input>) {
         let mut index: Option<u64> = None;
-        let mut known: Option<Vec<Arc<InstanceInfo>>> = None;
+        let mut known: Option<View> = None;
+        // A topic key only keeps the publisher's group list fresh: no messages go to it.
+        let feeds_core = !is_topic_key(service);
         let mut pause = MIN_RETRY_PAUSE;
         loop {
             match self.lookup(service, index).await {
@@ -288,10 +395,13 @@ impl Discovery {
                     } else {
                         view.index
                     });
-                    if known.as_ref() != Some(&view.instances) {
-                        known = Some(view.instances.clone());
+                    if !known.as_ref().is_some_and(|k| k.same_content(&view)) {
+                        known = Some(view.clone());
                         let list = view.instances.clone();
                         self.views.insert(service.to_owned(), view);
+                        if !feeds_core {
+                            continue;
+                        }
                         let update = Input::Instances {
                             service: service.to_owned(),
                             list,
@@ -370,6 +480,7 @@ mod tests {
             meta: reg.meta,
             ttl: reg.ttl,
             fingerprint: reg.fingerprint,
+            subscriptions: reg.subscriptions,
             owner: "n".parse().unwrap(),
             index: 1,
             registered_at: SystemTime::UNIX_EPOCH,

@@ -55,6 +55,28 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
 }
 
+/// `publish` did not start: nothing was sent to any group. (A group whose copy failed is
+/// reported in [`crate::PublishOutcome`] instead.)
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The topic is not dot-separated tokens `[a-z0-9_-]{1,63}` of at most 255 bytes.
+    #[error(transparent)]
+    InvalidTopic(directory_api::ValidationError),
+    /// No group subscribes to the topic and the publish asked to fail at once
+    /// ([`crate::PublishOptions::no_subscribers`]). Remedy: start a subscriber, or publish
+    /// without the option (a publish with no subscriber then delivers nothing).
+    #[error("no group subscribes to topic {0:?}")]
+    NoSubscribers(String),
+    /// The peer has no directory: subscriptions live there. Remedy: configure one.
+    #[error("publishing needs a directory: none is configured")]
+    NoDirectory,
+    /// The directory could not say who subscribes (unreachable, or it refused: a token
+    /// needs a `publish:` rule for the topic).
+    #[error("cannot look up the subscribers: {0}")]
+    Directory(DiscoveryError),
+}
+
 /// `send` or `request` did not succeed. The message is not retried any further.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -62,7 +62,10 @@
 //! - `builder`: [`PeerBuilder`] and start-up (validation, QUIC endpoint, registration,
 //!   spawning the driver and link tasks).
 //! - `peer`: the running [`Peer`] and its send side (send, request, broadcast, enqueue
-//!   with a [`Pending`] outcome, [`SendOptions`], windows, shutdown).
+//!   with a [`Pending`] outcome, [`SendOptions`], windows, shutdown); `peer::publish`:
+//!   [`Peer::publish`], one copy per subscribed consumer group ([`PublishOutcome`]).
+//! - `topic`: publish/subscribe destinations of the delivery core (a consumer group's
+//!   subscribers of a topic, addressed like a service).
 //! - `received`: the receive side ([`Incoming`], [`Message`] with its [`Progress`] signal,
 //!   [`Nack`], [`DeadLetters`]).
 //! - [`store`]: the durable store ([`Store`]): outbox, dead letters, receiver records,
@@ -89,14 +92,19 @@ mod quota;
 mod received;
 pub mod store;
 pub mod tls;
+mod topic;
 
 pub use self::metrics::describe_metrics;
 pub use builder::PeerBuilder;
 pub use config::{DeliveryConfig, PeerConfig, StoreConfig, WhenFull};
 /// The directory's API types and its Rust client: look services up without starting a peer.
 pub use directory_api;
-pub use error::{BroadcastError, DiscoveryError, IdentityError, SendError, StartError};
-pub use peer::{BroadcastOutcome, Peer, Pending, SendOptions};
+pub use error::{
+    BroadcastError, DiscoveryError, IdentityError, PublishError, SendError, StartError,
+};
+pub use peer::{
+    BroadcastOutcome, GroupOutcome, Peer, Pending, PublishOptions, PublishOutcome, SendOptions,
+};
 pub use proto::{Cause, DeadLetter, DeadLetterReason, InstanceInfo};
 pub use received::{DeadLetters, Incoming, Message, Nack, Progress};
 pub use store::{Store, StoreError};

@@ -19,6 +19,9 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+mod publish;
+pub use publish::{GroupOutcome, PublishOptions, PublishOutcome};
+
 /// State shared by every clone of a [`Peer`]; built by [`PeerBuilder::start`].
 pub(crate) struct Inner {
     pub(crate) cfg: PeerConfig,

@@ -163,6 +163,12 @@ impl Message {
         self.delivery.key.as_ref()
     }
 
+    /// The topic a published message was published on (see [`crate::Peer::publish`]);
+    /// `None` for a message sent to this service directly.
+    pub fn topic(&self) -> Option<&str> {
+        self.delivery.topic.as_deref()
+    }
+
     /// Sender's service.
     pub fn from_service(&self) -> &str {
         &self.delivery.from_service

@@ -40,6 +40,46 @@ async fn listen_and_send_deliver_every_message_once_in_key_order() -> Result<()>
 }
 
 #[tokio::test]
+async fn publish_reaches_each_subscribe_group_once_in_key_order_with_its_topic() -> Result<()> {
+    let dir = Directory::start().await?;
+    let tmp = tempfile::tempdir()?;
+    let (billing_log, audit_log) = (tmp.path().join("b.jsonl"), tmp.path().join("a.jsonl"));
+    let billing = Listener::subscribe(&dir.url, "orders.*", &billing_log, &["--as", "billing"]);
+    let billing = billing.await?;
+    let audit = ["--group", "audit", "--as", "audit-eu"];
+    let audit = Listener::subscribe(&dir.url, "orders.>", &audit_log, &audit).await?;
+    let topic = "orders.created".parse()?;
+    let client = peer_sdk::directory_api::Client::new(&dir.url)?;
+    for _ in 0..200 {
+        if client.topic_subscribers(&topic).await?.groups.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let args = ["publish", "orders.created", "--count", "20", "--keys", "4"];
+    let out = run_peer(&dir.url, &args, None, SHORT).await?;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let summary = "published 20 on orders.created to groups [audit, billing]: 40 copies acked";
+    assert!(out.stderr.contains(summary), "{out:?}");
+    let args = ["publish", "nobody.here", "--count", "1", "--no-subscribers"];
+    let out = run_peer(&dir.url, &args, None, SHORT).await?;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("no group subscribes to"), "{out:?}");
+    for log in [&billing_log, &audit_log] {
+        let lines = read_log(log);
+        assert_eq!(runs_per_seq(&lines).len(), 20, "{lines:?}");
+        assert_eq!(lines.len(), 20, "a message ran twice: {lines:?}");
+        assert_eq!(check_key_order(&lines)?.len(), 4);
+        assert!(
+            lines.iter().all(|l| l["topic"] == "orders.created"),
+            "{lines:?}"
+        );
+    }
+    billing.stop().await?;
+    audit.stop().await
+}
+
+#[tokio::test]
 async fn stdin_lines_are_sent_and_binary_safe_text_is_logged_as_text() -> Result<()> {
     let dir = Directory::start().await?;
     let tmp = tempfile::tempdir()?;

@@ -40,6 +40,7 @@ fn message(id: u64, request: bool, key: Option<Bytes>) -> Frame {
         attempt: 1,
         request,
         key,
+        topic: None,
         payload: Bytes::from_static(b"p"),
     }
 }

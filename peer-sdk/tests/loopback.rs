@@ -483,6 +483,7 @@ async fn garbage_silent_and_out_of_order_streams_are_closed_and_the_peer_keeps_s
         attempt: 1,
         request: false,
         key: None,
+        topic: None,
         payload: Bytes::new(),
     };
     send2.write_all(&msg.to_bytes()).await.unwrap();

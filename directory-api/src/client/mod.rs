@@ -23,7 +23,7 @@ pub use watch::{RECONNECT_ATTEMPTS, WatchStream};
 
 use crate::{
     ErrorBody, Health, InstanceId, MembersResponse, Record, Registration, ServiceName,
-    ServiceResponse, ServicesResponse,
+    ServiceResponse, ServicesResponse, Topic, TopicSubscribers, TopicsResponse,
 };
 
 /// A client of one directory cluster. Cheap to clone (one `Arc`); share it.
@@ -168,13 +168,31 @@ impl Client {
     ) -> Result<ServiceResponse, ClientError> {
         let mut call = self.call(Method::GET, format!("/v1/services/{service}"));
         call.query.extend(filter.query());
-        call.query.push(("index", index.to_string()));
-        // The node takes a whole number of ms, s, m or h.
-        call.query.push((
-            "wait",
-            format!("{}ms", wait.as_millis().min(999_999_999_999)),
-        ));
-        call.timeout = Some(self.0.timeout + wait);
+        push_blocking(&mut call, index, wait, self.0.timeout);
+        self.json(call).await
+    }
+
+    /// `GET /v1/topics`: every subscribed topic pattern with its groups.
+    pub async fn topics(&self) -> Result<TopicsResponse, ClientError> {
+        self.json(self.call(Method::GET, "/v1/topics".into())).await
+    }
+
+    /// `GET /v1/topics/{topic}/subscribers`: the groups a message published on `topic` goes
+    /// to, each with its live subscribed instances.
+    pub async fn topic_subscribers(&self, topic: &Topic) -> Result<TopicSubscribers, ClientError> {
+        self.json(self.call(Method::GET, topic_path(topic))).await
+    }
+
+    /// [`Self::topic_subscribers`] as a blocking query: answers when a subscription changed
+    /// after `index`, or after `wait` (capped by the node) with the unchanged view.
+    pub async fn topic_subscribers_after(
+        &self,
+        topic: &Topic,
+        index: u64,
+        wait: Duration,
+    ) -> Result<TopicSubscribers, ClientError> {
+        let mut call = self.call(Method::GET, topic_path(topic));
+        push_blocking(&mut call, index, wait, self.0.timeout);
         self.json(call).await
     }
 
@@ -317,6 +335,23 @@ impl Client {
         }
         request
     }
+}
+
+fn topic_path(topic: &Topic) -> String {
+    // Validated topics are `[a-z0-9_.-]`: nothing to escape.
+    format!("/v1/topics/{topic}/subscribers")
+}
+
+/// Makes `call` a blocking query after `index` waiting at most `wait`, its timeout the
+/// client's plus the wait.
+fn push_blocking(call: &mut Call, index: u64, wait: Duration, timeout: Duration) {
+    call.query.push(("index", index.to_string()));
+    // The node takes a whole number of ms, s, m or h.
+    call.query.push((
+        "wait",
+        format!("{}ms", wait.as_millis().min(999_999_999_999)),
+    ));
+    call.timeout = Some(timeout + wait);
 }
 
 fn instance_path(service: &ServiceName, instance: &InstanceId) -> String {

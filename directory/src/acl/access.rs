@@ -106,6 +106,26 @@ impl Access {
         })
     }
 
+    /// Allows registering a subscription to topic pattern `pattern`.
+    pub fn subscribe(&self, pattern: &str) -> Result<(), Denied> {
+        self.allow(self.rules.can_subscribe(pattern), || {
+            format!("subscribe to topic pattern {pattern}")
+        })
+    }
+
+    /// Allows reading the subscribers of `topic` (to publish on it).
+    pub fn publish(&self, topic: &str) -> Result<(), Denied> {
+        self.allow(self.rules.can_publish(topic), || {
+            format!("publish on topic {topic}")
+        })
+    }
+
+    /// Allows the topic listing: any topic rule, or operator.
+    pub fn list_topics(&self) -> Result<(), Denied> {
+        let allowed = self.rules.any_topic() || self.rules.is_operator();
+        self.allow(allowed, || "list topics".into())
+    }
+
     /// Allows cluster operations (members, metrics).
     pub fn operator(&self) -> Result<(), Denied> {
         self.allow(self.rules.is_operator(), || "use operator endpoints".into())

@@ -8,8 +8,8 @@
 //!   `X-Directory-Token: <secret>`. The secret is hashed (SHA-256) and looked up; an unknown
 //!   token is refused (401) whatever the anonymous rules say. No token: the `anonymous`
 //!   rules apply, and a refusal asks for a token (401). A known token lacking a right: 403.
-//! - Rules ([`Rule`]): `read:PATTERN`, `write:PATTERN` (implies read), `operator` (members
-//!   and metrics). `GET /v1/health` is always open.
+//! - Rules ([`Rule`]): `read:PATTERN`, `write:PATTERN` (implies read), `subscribe:PATTERN`
+//!   and `publish:PATTERN` (topics), `operator` (members and metrics). `GET /v1/health` is always open.
 //! - [`Acl::reload`] (SIGHUP) swaps in a new file atomically; a bad file keeps the old rules.
 //!   Each node tells the cluster the hash of the file it enforces ([`Acl::short_hash`],
 //!   gossiped with every datagram), so nodes with different files show up in the members

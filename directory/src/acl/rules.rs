@@ -3,10 +3,17 @@
 //! A rule is one short string, the same in the ACL file and on the command line:
 //! - `read:PATTERN` — look up, block on and watch the services matching `PATTERN`;
 //! - `write:PATTERN` — register, renew, deregister (and read) instances of those services;
+//! - `subscribe:PATTERN` — register subscriptions whose topic pattern is covered (the
+//!   registration also needs `write` on the service);
+//! - `publish:PATTERN` — ask which groups subscribe to the covered topics
+//!   (`GET /v1/topics/{topic}/subscribers`), which is what publishing needs;
 //! - `operator` — cluster operations: `GET /v1/cluster/members` and `GET /metrics`.
 //!
 //! `PATTERN` is an exact service name (`billing`), a prefix ending in `*` (`billing.*`
 //! matches `billing.eu` and `billing.us`, `bill*` matches `billing`), or `*` for every service.
+//! For `subscribe` and `publish` it applies to the text of the topic or subscription
+//! pattern: `subscribe:orders.*` allows `orders.*.created` and `orders.>` but not `>` or
+//! `*.created`, which would reach topics outside `orders.`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -67,6 +74,8 @@ pub struct Rule(RuleKind);
 enum RuleKind {
     Read(Pattern),
     Write(Pattern),
+    Subscribe(Pattern),
+    Publish(Pattern),
     Operator,
 }
 
@@ -74,8 +83,10 @@ enum RuleKind {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuleError {
-    /// Not `read:PATTERN`, `write:PATTERN` or `operator`.
-    #[error("invalid rule {0:?}: expected read:PATTERN, write:PATTERN or operator")]
+    /// Not `read:`, `write:`, `subscribe:` or `publish:PATTERN`, or `operator`.
+    #[error(
+        "invalid rule {0:?}: expected read:PATTERN, write:PATTERN, subscribe:PATTERN, publish:PATTERN or operator"
+    )]
     Syntax(String),
     /// The pattern is not a service name, a service-name prefix ending in `*`, or `*`.
     #[error(
@@ -91,6 +102,8 @@ impl FromStr for Rule {
         let kind = match text.split_once(':') {
             Some(("read", pattern)) => RuleKind::Read(Pattern::parse(pattern)?),
             Some(("write", pattern)) => RuleKind::Write(Pattern::parse(pattern)?),
+            Some(("subscribe", pattern)) => RuleKind::Subscribe(Pattern::parse(pattern)?),
+            Some(("publish", pattern)) => RuleKind::Publish(Pattern::parse(pattern)?),
             None if text == "operator" => RuleKind::Operator,
             _ => return Err(RuleError::Syntax(text.to_owned())),
         };
@@ -117,6 +130,8 @@ impl fmt::Display for Rule {
         match &self.0 {
             RuleKind::Read(p) => write!(f, "read:{p}"),
             RuleKind::Write(p) => write!(f, "write:{p}"),
+            RuleKind::Subscribe(p) => write!(f, "subscribe:{p}"),
+            RuleKind::Publish(p) => write!(f, "publish:{p}"),
             RuleKind::Operator => f.write_str("operator"),
         }
     }
@@ -139,6 +154,8 @@ impl RuleSet {
     pub fn everything() -> Self {
         Self::new(vec![
             Rule(RuleKind::Write(Pattern::Prefix(String::new()))),
+            Rule(RuleKind::Subscribe(Pattern::Prefix(String::new()))),
+            Rule(RuleKind::Publish(Pattern::Prefix(String::new()))),
             Rule(RuleKind::Operator),
         ])
     }
@@ -147,8 +164,29 @@ impl RuleSet {
     pub fn can_read(&self, service: &str) -> bool {
         self.rules.iter().any(|r| match &r.0 {
             RuleKind::Read(p) | RuleKind::Write(p) => p.matches(service),
-            RuleKind::Operator => false,
+            _ => false,
         })
+    }
+
+    /// Whether a subscription with topic pattern `pattern` (its text) may be registered.
+    pub fn can_subscribe(&self, pattern: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|r| matches!(&r.0, RuleKind::Subscribe(p) if p.matches(pattern)))
+    }
+
+    /// Whether the subscribers of `topic` may be read (to publish on it).
+    pub fn can_publish(&self, topic: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|r| matches!(&r.0, RuleKind::Publish(p) if p.matches(topic)))
+    }
+
+    /// Whether any topic rule exists (the topic listing is refused outright otherwise).
+    pub fn any_topic(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| matches!(r.0, RuleKind::Subscribe(_) | RuleKind::Publish(_)))
     }
 
     /// Whether instances of `service` may be registered, renewed or deregistered.
@@ -200,9 +238,19 @@ mod tests {
         assert!(rules.can_read("inventory") && !rules.can_write("inventory"));
         assert!(!rules.can_write("orders"), "read does not grant write");
         assert!(!rules.is_operator());
-        let all = set(&["write:*", "operator"]);
+        let all = set(&["write:*", "subscribe:*", "publish:*", "operator"]);
         assert!(all.can_write("anything") && all.is_operator());
         assert_eq!(all, RuleSet::everything());
+    }
+
+    #[test]
+    fn topic_rules_cover_pattern_text_by_prefix_and_grant_nothing_else() {
+        let rules = set(&["subscribe:orders.*", "publish:orders.eu.*"]);
+        assert!(rules.can_subscribe("orders.*.created") && rules.can_subscribe("orders.>"));
+        assert!(!rules.can_subscribe(">") && !rules.can_subscribe("*.created"));
+        assert!(rules.can_publish("orders.eu.created") && !rules.can_publish("orders.us.x"));
+        assert!(!rules.can_read("orders") && !rules.reads_any() && rules.any_topic());
+        assert!(!set(&["read:*"]).any_topic());
     }
 
     #[test]
@@ -226,7 +274,14 @@ mod tests {
         ] {
             assert!(bad.parse::<Rule>().is_err(), "{bad}");
         }
-        for good in ["read:orders", "write:billing.*", "read:*", "operator"] {
+        for good in [
+            "read:orders",
+            "write:billing.*",
+            "read:*",
+            "operator",
+            "subscribe:orders.*",
+            "publish:*",
+        ] {
             assert_eq!(good.parse::<Rule>().unwrap().to_string(), good);
         }
     }

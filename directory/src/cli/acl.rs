@@ -36,8 +36,9 @@ pub enum TokenCommand {
         /// What the token is for (shown in `acl token list`).
         #[arg(long)]
         name: String,
-        /// A rule (repeatable): read:PATTERN, write:PATTERN or operator, where PATTERN is a
-        /// service name, a prefix ending in * or *.
+        /// A rule (repeatable): read:PATTERN, write:PATTERN, subscribe:PATTERN,
+        /// publish:PATTERN or operator, where PATTERN is a service name (a topic for
+        /// subscribe and publish), a prefix ending in * or *.
         #[arg(long = "rule", required = true)]
         rules: Vec<Rule>,
     },

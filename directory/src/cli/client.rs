@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use directory_api::{
     Address, Fingerprint, InstanceFilter, InstanceId, MembersResponse, Meta, Record, Registration,
-    ServiceName, Tags, Ttl,
+    ServiceName, Subscription, Subscriptions, Tags, Topic, Ttl,
 };
 use serde::Serialize;
 
@@ -18,6 +18,10 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
     match command {
         Command::Services { client } => services(&client).await,
         Command::Health { client } => health(&client).await,
+        Command::Topics { client, topic } => {
+            let topic = topic.as_deref().map(Topic::new).transpose()?;
+            super::topics::run(&client, topic.as_ref()).await
+        }
         Command::Lookup {
             client,
             service,
@@ -39,6 +43,7 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
             meta,
             ttl,
             fingerprint,
+            subscriptions,
             keep_alive,
         } => {
             let registration = Registration {
@@ -51,6 +56,12 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
                     .transpose()?
                     .unwrap_or_default(),
                 fingerprint: fingerprint.as_deref().map(Fingerprint::parse).transpose()?,
+                subscriptions: Subscriptions::new(
+                    subscriptions
+                        .iter()
+                        .map(|s| Subscription::parse(s))
+                        .collect::<Result<_, _>>()?,
+                )?,
             };
             let key = (ServiceName::new(&service)?, InstanceId::new(&instance)?);
             register(&client, &key, &registration, keep_alive).await

@@ -1,10 +1,10 @@
 //! The `directory` command line: `serve` (the default) runs a node; `services`, `lookup`,
-//! `register`, `heartbeat`, `deregister`, `watch`, `members` and `health` talk to a running
+//! `register`, `heartbeat`, `deregister`, `watch`, `topics`, `members` and `health` talk to a running
 //! node over HTTP; `completions` prints shell completions.
 //!
 //! Layout: `serve` — the node's flags; `client` — the client commands and their connection
 //! flags; `output` — `-o table|json|yaml`; `watch` — the change stream; `keep_alive` —
-//! `register --keep-alive`; `acl` — the ACL file commands.
+//! `register --keep-alive`; `topics` — the topic listing; `acl` — the ACL file commands.
 
 mod acl;
 mod client;
@@ -12,6 +12,7 @@ mod connect;
 mod keep_alive;
 mod output;
 mod serve;
+mod topics;
 mod watch;
 
 use std::process::ExitCode;
@@ -47,6 +48,15 @@ pub enum Command {
         /// Connection options.
         #[command(flatten)]
         client: ClientArgs,
+    },
+    /// List subscribed topic patterns with their consumer groups; with TOPIC, the groups a
+    /// message published on it goes to and their instances.
+    Topics {
+        /// Connection options.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// A topic such as `orders.eu.created`.
+        topic: Option<String>,
     },
     /// Show the live instances of a service.
     Lookup {
@@ -89,6 +99,11 @@ pub enum Command {
         /// SHA-256 of the instance certificate's SubjectPublicKeyInfo (64 hex digits).
         #[arg(long)]
         fingerprint: Option<String>,
+        /// Subscribe to topics matching PATTERN for consumer group GROUP (default: the
+        /// service); written PATTERN or PATTERN:GROUP, e.g. `orders.*.created:billing`
+        /// (repeatable, at most 32).
+        #[arg(long = "subscribe", value_name = "PATTERN[:GROUP]")]
+        subscriptions: Vec<String>,
         /// Keep the lease alive (a heartbeat every third of the TTL) until Ctrl-C or SIGTERM,
         /// then deregister the instance [default: register once and exit].
         #[arg(long)]

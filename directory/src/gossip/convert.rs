@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::registry::{
     Address, Entry, EntryState, Fingerprint, InstanceId, LiveState, Meta, NodeName,
-    ReplicationRules, ServiceName, Tags, Ttl, ValidationError,
+    ReplicationRules, ServiceName, Subscription, Subscriptions, Tags, TopicPattern, Ttl,
+    ValidationError,
 };
 
 use super::proto::wire::{EntryKey, LiveRecord, WireEntry, WireState};
@@ -37,6 +38,14 @@ pub fn to_wire(entry: &Entry) -> WireEntry {
                     .unwrap_or_default(),
             ),
             lease_remaining_ms: millis(live.lease_remaining),
+            subscriptions: live
+                .subscriptions
+                .iter()
+                .map(|s| {
+                    let group = s.group.as_ref().map_or("", ServiceName::as_str);
+                    (s.pattern.as_str().to_owned(), group.to_owned())
+                })
+                .collect(),
         }),
         EntryState::Tombstone { reason } => WireState::Tombstone {
             reason: *reason,
@@ -83,6 +92,7 @@ pub fn from_wire(entry: WireEntry) -> Result<Entry, ValidationError> {
                     .checked_add(Duration::from_millis(live.registered_at_ms))
                     .unwrap_or(SystemTime::UNIX_EPOCH),
                 lease_remaining: Duration::from_millis(live.lease_remaining_ms),
+                subscriptions: subscriptions_from_wire(live.subscriptions)?,
             })
         }
         WireState::Tombstone { reason, .. } => EntryState::Tombstone { reason },
@@ -93,6 +103,22 @@ pub fn from_wire(entry: WireEntry) -> Result<Entry, ValidationError> {
         version: entry.version,
         state,
     })
+}
+
+/// Validated subscriptions from their wire pairs (an empty group is the service's).
+fn subscriptions_from_wire(pairs: Vec<(String, String)>) -> Result<Subscriptions, ValidationError> {
+    let list = pairs
+        .into_iter()
+        .map(|(pattern, group)| {
+            Ok(Subscription {
+                pattern: TopicPattern::new(&pattern)?,
+                group: (!group.is_empty())
+                    .then(|| ServiceName::new(&group))
+                    .transpose()?,
+            })
+        })
+        .collect::<Result<Vec<_>, ValidationError>>()?;
+    Subscriptions::new(list)
 }
 
 #[cfg(test)]
@@ -120,6 +146,7 @@ mod tests {
                 owner: owner.into(),
                 registered_at_ms: 1_700_000_000_000,
                 lease_remaining_ms: 8_000,
+                subscriptions: Vec::new(),
             }),
         }
     }

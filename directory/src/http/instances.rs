@@ -27,9 +27,9 @@ use crate::registry::Record;
     request_body = RegisterBody,
     responses(
         (status = 200, description = "the stored record", body = Record),
-        (status = 400, description = "invalid name, body, address, ttl, tags, meta or fingerprint", body = ErrorBody),
+        (status = 400, description = "invalid name, body, address, ttl, tags, meta, fingerprint or subscriptions", body = ErrorBody),
         (status = 401, description = "unauthorized: no token where one is needed, or an unknown token", body = ErrorBody),
-        (status = 403, description = "forbidden: the token may not write this service", body = ErrorBody),
+        (status = 403, description = "forbidden: the token may not write this service, or not subscribe to one of the topic patterns", body = ErrorBody),
         (status = 413, description = "body over the size limit", body = ErrorBody),
         (status = 507, description = "capacity_full: the node holds its maximum of instances; registry_bytes_full: its byte budget (--max-registry-bytes) has no room for this entry", body = ErrorBody),
         (status = 503, description = "internal: with --data-dir, the change is applied but could not be written to disk; retry", body = ErrorBody),
@@ -46,6 +46,9 @@ pub async fn register(
     access.write(service.as_str())?;
     let body: RegisterBody = serde_json::from_slice(&body?).map_err(ApiError::invalid_json)?;
     let registration = body.into_registration()?;
+    for sub in registration.subscriptions.iter() {
+        access.subscribe(sub.pattern.as_str())?;
+    }
     let record = state
         .registry()
         .register(&service, &instance, registration, Instant::now())?;

@@ -28,6 +28,7 @@ mod query;
 mod request_metrics;
 mod services;
 mod staleness;
+mod topics;
 mod ui;
 mod watch;
 
@@ -239,6 +240,8 @@ pub fn router(state: AppState) -> Router {
                 .delete(instances::deregister),
         )
         .route(&format!("{instance}/heartbeat"), post(instances::heartbeat))
+        .route("/v1/topics", get(topics::list))
+        .route("/v1/topics/{topic}/subscribers", get(topics::subscribers))
         .route("/v1/watch", get(watch::watch))
         .route("/v1/cluster/members", get(cluster::members))
         .route("/v1/sd/prometheus", get(prometheus_sd::targets))

@@ -12,9 +12,10 @@ use super::query::NoQuery;
 use crate::acl::Access;
 
 use directory_api::{
-    ChangeEvent, ChangeKind, ErrorBody, ErrorDetail, Health, Lagged, MemberRow, MembersResponse,
-    Record, RegisterBody, RegistryHealth, Reset, ServiceCount, ServiceResponse, ServicesResponse,
-    Staleness, TargetGroup,
+    ChangeEvent, ChangeKind, ErrorBody, ErrorDetail, GroupCount, GroupSubscribers, Health, Lagged,
+    MemberRow, MembersResponse, PatternSummary, Record, RegisterBody, RegistryHealth, Reset,
+    ServiceCount, ServiceResponse, ServicesResponse, Staleness, Subscription, TargetGroup,
+    TopicSubscribers, TopicsResponse,
 };
 
 /// The directory's HTTP API.
@@ -34,6 +35,8 @@ Names (service, instance) match [a-z0-9][a-z0-9._-]{0,62}."
         super::instances::get_instance,
         super::services::list,
         super::services::lookup,
+        super::topics::list,
+        super::topics::subscribers,
         super::watch::watch,
         super::cluster::members,
         super::prometheus_sd::targets,
@@ -58,7 +61,13 @@ Names (service, instance) match [a-z0-9][a-z0-9._-]{0,62}."
         Staleness,
         TargetGroup,
         Lagged,
-        Reset
+        Reset,
+        Subscription,
+        TopicsResponse,
+        PatternSummary,
+        GroupCount,
+        TopicSubscribers,
+        GroupSubscribers
     ))
 )]
 pub struct ApiDoc;

@@ -15,11 +15,13 @@ use axum::http::Request;
 use super::limits::is_long_poll;
 use super::query::{MAX_INDEX, WAIT_PATTERN};
 use crate::registry::{MAX_META_KEYS, MAX_TAGS, MAX_VALUE_LEN};
-use directory_api::{LAGGED_EVENT, MAX_META_KEY_LEN, MAX_NAME_LEN, RESET_EVENT};
+use directory_api::{
+    LAGGED_EVENT, MAX_META_KEY_LEN, MAX_NAME_LEN, MAX_SUBSCRIPTIONS, MAX_TOPIC_LEN, RESET_EVENT,
+};
 
 /// Routes of the native API whose parameters follow these rules (the Consul subset has its
 /// own).
-const NATIVE_PREFIXES: &[&str] = &["/v1/services", "/v1/watch", "/v1/sd/"];
+const NATIVE_PREFIXES: &[&str] = &["/v1/services", "/v1/watch", "/v1/sd/", "/v1/topics"];
 /// A value without control characters (what `char::is_control` refuses).
 const NO_CONTROL: &str = "[^\\x00-\\x1f\\x7f-\\x9f]";
 
@@ -47,6 +49,7 @@ pub(super) fn patch_as_json(openapi: &mut OpenApi, change: fn(&mut Value)) {
 
 fn patch(doc: &mut Value) {
     constrain_register_body(&mut doc["components"]["schemas"]["RegisterBody"]["properties"]);
+    constrain_subscription(&mut doc["components"]["schemas"]["Subscription"]["properties"]);
     watch_events(&mut doc["paths"]["/v1/watch"]["get"]["responses"]["200"]);
     let Some(paths) = doc["paths"].as_object_mut() else {
         return;
@@ -70,6 +73,9 @@ fn constrain(param: &mut Value) {
     let (name, place) = (param["name"].as_str(), param["in"].as_str());
     let schema = match (name, place) {
         (Some("service" | "instance"), Some("path")) => name_schema(),
+        (Some("topic"), Some("path")) => {
+            json!({"type": "string", "maxLength": MAX_TOPIC_LEN, "pattern": TOPIC_PATTERN})
+        }
         (Some("service"), Some("query")) => name_schema(),
         (Some("index"), Some("query")) => {
             json!({"type": "integer", "format": "int64", "minimum": 0, "maximum": MAX_INDEX})
@@ -117,7 +123,27 @@ fn constrain_register_body(properties: &mut Value) {
     // host <= 253 characters (Address::new) + ':' + a port of at least one digit
     properties["address"]["maxLength"] = json!(255);
     properties["ttl"]["pattern"] = json!(TTL_PATTERN);
+    properties["subscriptions"]["maxItems"] = json!(MAX_SUBSCRIPTIONS);
 }
+
+/// A subscription's pattern and group, as `TopicPattern::new` and `ServiceName::new` check
+/// them.
+fn constrain_subscription(properties: &mut Value) {
+    if !properties.is_object() {
+        return;
+    }
+    properties["pattern"]["maxLength"] = json!(MAX_TOPIC_LEN);
+    properties["pattern"]["pattern"] = json!(TOPIC_PATTERN_PATTERN);
+    properties["group"] = name_schema();
+}
+
+/// A topic: dot-separated tokens `[a-z0-9_-]{1,63}` (`Topic::new`; at most 255 bytes).
+const TOPIC_PATTERN: &str = "^[a-z0-9_-]{1,63}([.][a-z0-9_-]{1,63})*$";
+
+/// A subscription pattern: tokens as a topic's or `*`, and optionally a final `>`
+/// (`TopicPattern::new`; at most 255 bytes).
+const TOPIC_PATTERN_PATTERN: &str =
+    "^(([a-z0-9_-]{1,63}|[*])([.]([a-z0-9_-]{1,63}|[*]))*([.]>)?|>)$";
 
 /// The addresses the document promises `Address::new` accepts: an IPv4 address or a DNS name
 /// whose first label starts with a letter, then a port 1-65535 without leading zeros. The

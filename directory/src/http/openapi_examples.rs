@@ -27,7 +27,7 @@ use crate::registry::{
 };
 use directory_api::{
     Health, LAGGED_EVENT, Lagged, MemberRow, MembersResponse, RESET_EVENT, RegistryHealth, Reset,
-    ServiceCount, ServiceResponse, ServicesResponse, Staleness,
+    ServiceCount, ServiceResponse, ServicesResponse, Staleness, Subscriptions,
 };
 
 /// The example service, instance and change index used throughout.
@@ -155,6 +155,7 @@ fn sample_record() -> Result<Record, ValidationError> {
         meta: Meta::new(BTreeMap::from([("zone".into(), "eu-1".into())]))?,
         ttl,
         fingerprint: None,
+        subscriptions: Subscriptions::default(),
         owner: NodeName::new("directory-1")?,
         index: INDEX,
         registered_at,

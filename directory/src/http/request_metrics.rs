@@ -23,11 +23,13 @@ pub enum Route {
     Metrics,
     OpenApi,
     PrometheusSd,
+    Topics,
+    TopicSubscribers,
     Other,
 }
 
 impl Route {
-    const ALL: [Route; 11] = [
+    const ALL: [Route; 13] = [
         Route::Services,
         Route::Service,
         Route::Instance,
@@ -38,6 +40,8 @@ impl Route {
         Route::Metrics,
         Route::OpenApi,
         Route::PrometheusSd,
+        Route::Topics,
+        Route::TopicSubscribers,
         Route::Other,
     ];
 
@@ -61,6 +65,8 @@ impl Route {
             Route::Metrics => "/metrics",
             Route::OpenApi => "/openapi.json",
             Route::PrometheusSd => "/v1/sd/prometheus",
+            Route::Topics => "/v1/topics",
+            Route::TopicSubscribers => "/v1/topics/{topic}/subscribers",
             Route::Other => "other",
         }
     }

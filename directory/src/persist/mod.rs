@@ -5,6 +5,7 @@
 //! - this module — [`DataDir`]: open (format check, lock), load, start the writer; the
 //!   typed [`PersistError`];
 //! - `record` — the on-disk form of one entry (postcard, absolute wall-clock times);
+//! - `legacy` — reading entries written before registrations had subscriptions;
 //! - `writer` — the group committer: one thread that takes the registry's journal
 //!   ([`crate::registry::Journal`]), coalesces changes by key and writes every batch in
 //!   one transaction with one fsync.
@@ -17,6 +18,7 @@
 //! renewals and entries from other nodes are written in the next batch without anyone
 //! waiting. redb commits are atomic: a crash leaves the last committed batch.
 
+mod legacy;
 mod record;
 mod writer;
 

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::legacy::LegacyStoredEntry;
 use crate::gossip::convert::{from_wire, to_wire};
 use crate::gossip::proto::wire::WireEntry;
 use crate::registry::{
@@ -73,8 +74,14 @@ impl StoredEntry {
         postcard::to_allocvec(self).unwrap_or_default()
     }
 
+    /// Decodes an entry in the current shape, or in the shape of the first release
+    /// (see `legacy`).
     pub(super) fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
-        postcard::from_bytes(bytes)
+        postcard::from_bytes(bytes).or_else(|current| {
+            let legacy: LegacyStoredEntry = postcard::from_bytes(bytes).map_err(|_| current)?;
+            let (entry, at_ms) = legacy.upgraded();
+            Ok(Self { entry, at_ms })
+        })
     }
 }
 
@@ -106,6 +113,7 @@ mod tests {
             meta: reg.meta,
             ttl: reg.ttl,
             fingerprint: Some(crate::registry::Fingerprint::from_bytes([9; 32])),
+            subscriptions: Default::default(),
             owner: "node-a".parse().unwrap(),
             index: 7,
             registered_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
@@ -138,6 +146,20 @@ mod tests {
             .restored(rec.lease_expires_at + Duration::from_secs(1))
             .unwrap();
         assert!(matches!(&late.entry.state, EntryState::Live(l) if l.lease_remaining.is_zero()));
+    }
+
+    #[test]
+    fn an_entry_written_before_subscriptions_existed_still_loads() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_030);
+        let bytes = super::super::legacy::legacy_live_bytes(unix_millis(at));
+        let stored = StoredEntry::decode(&bytes).unwrap();
+        let restored = stored.restored(at - Duration::from_secs(10)).unwrap();
+        let EntryState::Live(live) = &restored.entry.state else {
+            panic!("not live")
+        };
+        assert_eq!(live.lease_remaining, Duration::from_secs(10));
+        assert!(live.subscriptions.is_empty());
+        assert_eq!(live.tags.iter().collect::<Vec<_>>(), ["v1"]);
     }
 
     #[test]

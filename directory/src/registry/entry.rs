@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::version::Version;
 use super::{
     Address, ChangeKind, Fingerprint, InstanceId, Meta, NodeName, Record, Registration,
-    ServiceName, Tags, Ttl,
+    ServiceName, Subscriptions, Tags, Ttl,
 };
 
 /// Why an entry is a tombstone.
@@ -33,6 +33,8 @@ pub struct LiveState {
     pub ttl: Ttl,
     /// Pinned certificate key hash.
     pub fingerprint: Option<Fingerprint>,
+    /// Topic subscriptions.
+    pub subscriptions: Subscriptions,
     /// Node that last accepted a register or heartbeat.
     pub owner: NodeName,
     /// When the registration was made (the writer's wall clock; informational only).
@@ -50,6 +52,7 @@ impl LiveState {
             meta: self.meta.clone(),
             ttl: self.ttl,
             fingerprint: self.fingerprint,
+            subscriptions: self.subscriptions.clone(),
         }
     }
 
@@ -118,6 +121,7 @@ impl Entry {
                 meta: record.meta.clone(),
                 ttl: record.ttl,
                 fingerprint: record.fingerprint,
+                subscriptions: record.subscriptions.clone(),
                 owner: record.owner.clone(),
                 registered_at: record.registered_at,
                 lease_remaining,

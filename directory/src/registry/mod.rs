@@ -43,7 +43,7 @@ pub use config::{
 pub use directory_api::{
     Address, ChangeEvent, ChangeKind, DEFAULT_TTL, Fingerprint, InstanceId, MAX_META_KEYS,
     MAX_TAGS, MAX_TTL, MAX_VALUE_LEN, MIN_TTL, Meta, NodeName, Record, Registration, ServiceName,
-    Tags, Ttl, ValidationError,
+    Subscription, Subscriptions, Tags, Topic, TopicPattern, Ttl, ValidationError,
 };
 pub use entry::{Entry, EntryState, LiveState, TombstoneReason};
 pub use error::{HeartbeatError, RegisterError};

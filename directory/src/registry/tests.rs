@@ -477,6 +477,7 @@ fn remote_live(
             owner: NodeName::new("node-b").unwrap(),
             registered_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             lease_remaining: lease,
+            subscriptions: Default::default(),
         }),
     }
 }

@@ -353,6 +353,7 @@ pub fn remote_entry(
             owner: NodeName::new("node-far").unwrap(),
             registered_at: std::time::SystemTime::now(),
             lease_remaining: Duration::from_secs(30),
+            subscriptions: Default::default(),
         }),
     }
 }

@@ -40,7 +40,8 @@ const TYPE_PROGRESS: u8 = 0x07;
 
 const FLAG_REQUEST: u8 = 0b0000_0001;
 const FLAG_HAS_KEY: u8 = 0b0000_0010;
-const KNOWN_FLAGS: u8 = FLAG_REQUEST | FLAG_HAS_KEY;
+const FLAG_HAS_TOPIC: u8 = 0b0000_0100;
+const KNOWN_FLAGS: u8 = FLAG_REQUEST | FLAG_HAS_KEY | FLAG_HAS_TOPIC;
 
 /// Stable protocol error codes. Also used as QUIC application close codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -147,6 +148,9 @@ pub enum Frame {
         request: bool,
         /// Ordering key, if any.
         key: Option<Bytes>,
+        /// The topic of a published message (at most 255 bytes); `None` for a direct send.
+        /// Sent only when present (flag bit 2), so direct messages are unchanged on the wire.
+        topic: Option<String>,
         /// Application payload.
         payload: Bytes,
     },
@@ -212,6 +216,7 @@ impl Frame {
                 attempt,
                 request,
                 key,
+                topic,
                 payload,
             } => {
                 out.put_u8(TYPE_MESSAGE);
@@ -224,10 +229,16 @@ impl Frame {
                 if key.is_some() {
                     flags |= FLAG_HAS_KEY;
                 }
+                if topic.is_some() {
+                    flags |= FLAG_HAS_TOPIC;
+                }
                 out.put_u8(flags);
                 if let Some(key) = key {
                     out.put_u16(len_u16(key.len()));
                     out.put_slice(key);
+                }
+                if let Some(topic) = topic {
+                    put_str8(out, topic);
                 }
                 out.put_u32(len_u32(payload.len()));
                 out.put_slice(payload);
@@ -413,12 +424,18 @@ fn decode_message(body: &mut Bytes) -> Result<Frame, ProtocolError> {
     } else {
         None
     };
+    let topic = if flags & FLAG_HAS_TOPIC != 0 {
+        Some(take_str8(body)?)
+    } else {
+        None
+    };
     let payload = take_bytes32(body)?;
     Ok(Frame::Message {
         id,
         attempt,
         request: flags & FLAG_REQUEST != 0,
         key,
+        topic,
         payload,
     })
 }
@@ -534,14 +551,18 @@ mod tests {
                 any::<u32>(),
                 any::<bool>(),
                 proptest::option::of(bytes()),
+                proptest::option::of("[a-z0-9_.-]{0,255}"),
                 bytes()
             )
-                .prop_map(|(id, attempt, request, key, payload)| Frame::Message {
-                    id,
-                    attempt,
-                    request,
-                    key,
-                    payload
+                .prop_map(|(id, attempt, request, key, topic, payload)| {
+                    Frame::Message {
+                        id,
+                        attempt,
+                        request,
+                        key,
+                        topic,
+                        payload,
+                    }
                 }),
             proptest::collection::vec(any::<u64>(), 1..50).prop_map(|ids| Frame::Ack { ids }),
             (any::<u64>(), any::<bool>(), ".{0,20}").prop_map(|(id, dl, reason)| Frame::Nack {
@@ -645,6 +666,7 @@ mod tests {
             attempt: 1,
             request: false,
             key: None,
+            topic: None,
             payload: Bytes::new(),
         };
         let mut raw = msg.to_bytes().to_vec();

@@ -188,6 +188,7 @@ impl Inbox {
                 attempt,
                 request,
                 key,
+                topic,
                 payload,
             } => {
                 let Some(&session) = self.link_sender.get(&link) else {
@@ -200,7 +201,7 @@ impl Inbox {
                     now,
                     link,
                     session,
-                    Delivery::incoming(session, id, attempt, request, key, payload),
+                    Delivery::incoming(session, id, attempt, request, key, topic, payload),
                     io,
                 );
                 Ok(())
@@ -512,6 +513,7 @@ impl Delivery {
         attempt: u32,
         request: bool,
         key: Option<Bytes>,
+        topic: Option<String>,
         payload: Bytes,
     ) -> Self {
         let empty: Arc<str> = Arc::from("");
@@ -522,6 +524,7 @@ impl Delivery {
             attempt,
             request,
             key,
+            topic: topic.map(Arc::from),
             payload,
         }
     }

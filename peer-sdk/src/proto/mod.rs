@@ -197,6 +197,8 @@ pub struct Delivery {
     pub request: bool,
     /// Ordering key.
     pub key: Option<Bytes>,
+    /// The topic of a published message; `None` for a direct send.
+    pub topic: Option<Arc<str>>,
     /// Payload.
     pub payload: Bytes,
 }

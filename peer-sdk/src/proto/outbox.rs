@@ -348,6 +348,7 @@ impl Outbox {
             attempt: msg.attempts,
             request: msg.req.request,
             key: msg.req.key.clone(),
+            topic: crate::topic::topic_of(&msg.req.service).map(str::to_owned),
             payload: msg.req.payload.clone(),
         };
         let at = (now + ack_timeout).min(msg.req.deadline);

@@ -267,6 +267,7 @@ pub(super) fn msg(id: u64, request: bool) -> Frame {
         attempt: 1,
         request,
         key: None,
+        topic: None,
         payload: Bytes::from_static(b"p"),
     }
 }

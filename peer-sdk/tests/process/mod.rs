@@ -160,7 +160,24 @@ impl Listener {
         let log = log.to_string_lossy().into_owned();
         let mut args = vec!["listen", service, "--log", &log];
         args.extend_from_slice(extra);
-        let mut cmd = peer_command(directory, &args);
+        Self::spawn(directory, &args).await
+    }
+
+    /// Starts `peer subscribe PATTERN --log LOG EXTRA...` and waits for its "listening:" line.
+    pub async fn subscribe(
+        directory: &str,
+        pattern: &str,
+        log: &Path,
+        extra: &[&str],
+    ) -> Result<Self> {
+        let log = log.to_string_lossy().into_owned();
+        let mut args = vec!["subscribe", pattern, "--log", &log];
+        args.extend_from_slice(extra);
+        Self::spawn(directory, &args).await
+    }
+
+    async fn spawn(directory: &str, args: &[&str]) -> Result<Self> {
+        let mut cmd = peer_command(directory, args);
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn()?;
         let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();

@@ -123,6 +123,7 @@ fn live_state(i: usize, ttl: Duration) -> WireState {
         owner: format!("node-{i}"),
         registered_at_ms: 0,
         lease_remaining_ms: ttl_ms,
+        subscriptions: Vec::new(),
     })
 }
 

@@ -63,6 +63,8 @@ pub struct LiveRecord {
     /// Lease time left when this copy was sent, in milliseconds: a relative duration, so
     /// expiry never compares wall clocks of different nodes.
     pub lease_remaining_ms: u64,
+    /// Topic subscriptions as `(pattern, group)`; an empty group means the service.
+    pub subscriptions: Vec<(String, String)>,
 }
 
 /// The state of an entry on the wire (the registry's [`crate::registry::EntryState`] holds
@@ -246,6 +248,7 @@ pub(crate) fn test_live_entry(instance: &str, hlc: u64, lease_ms: u64) -> WireEn
             owner: "n1".into(),
             registered_at_ms: 0,
             lease_remaining_ms: lease_ms,
+            subscriptions: Vec::new(),
         }),
     }
 }
@@ -268,6 +271,7 @@ mod tests {
                 owner: "node-1".into(),
                 registered_at_ms: 1_700_000_000_000,
                 lease_remaining_ms: 9_000,
+                subscriptions: Vec::new(),
             }),
         }
     }

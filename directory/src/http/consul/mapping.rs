@@ -24,7 +24,7 @@ use super::types::{CheckDefinition, ServiceDefinition};
 use crate::http::error::ApiError;
 use crate::registry::{
     Address, CHECK_TTL_META, CheckStatus, InstanceId, Meta, Record, Registration, STATUS_META,
-    ServiceName, Tags, Ttl,
+    ServiceName, Subscriptions, Tags, Ttl,
 };
 
 /// Lease of an instance registered without a check (the longest lease the directory
@@ -98,6 +98,7 @@ fn into_registration(
         meta: Meta::new(meta)?,
         ttl: plan.lease,
         fingerprint: None,
+        subscriptions: Subscriptions::default(),
     };
     Ok(ConsulRegistration {
         service,
@@ -282,6 +283,7 @@ mod tests {
             meta: reg.registration.meta.clone(),
             ttl: reg.registration.ttl,
             fingerprint: None,
+            subscriptions: Default::default(),
             owner: "n1".parse().unwrap(),
             index: 1,
             registered_at: renewed,

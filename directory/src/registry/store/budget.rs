@@ -42,8 +42,16 @@ pub fn record_bytes(record: &Record) -> usize {
         + record.instance.as_str().len()
         + record.owner.as_str().len()
         + record.address.as_str().len();
+    let subscriptions: usize = record
+        .subscriptions
+        .iter()
+        .map(|s| {
+            let group = s.group.as_ref().map_or(0, |g| g.as_str().len());
+            s.pattern.as_str().len() + group + 2 * ITEM_OVERHEAD_BYTES
+        })
+        .sum();
     // The fingerprint's 32 bytes sit inline in the record: part of the fixed overhead.
-    SLOT_OVERHEAD_BYTES + names + tags + meta
+    SLOT_OVERHEAD_BYTES + names + tags + meta + subscriptions
 }
 
 /// The estimated bytes of a tombstone.

@@ -8,6 +8,7 @@
 //! - `lookup` — reads ([`Filter`], [`ServiceView`], the catalog);
 //! - `timers` — the timer queue: lease expiry, tombstone collection, the reaper task;
 //! - `replication` — merging remote entries (the winner is chosen by `registry::rules`);
+//! - `topics` — the topic index (which groups subscribe to a topic), fed by every change;
 //! - `waits` — blocking waits on a service's change index and the watch event stream;
 //! - `history` — the bounded, index-ordered history resumed watches replay from.
 
@@ -18,6 +19,7 @@ mod lookup;
 mod replication;
 mod restore;
 mod timers;
+mod topics;
 mod waits;
 mod writes;
 
@@ -82,6 +84,10 @@ struct Inner {
     timers: Mutex<TimerTable<Instant, Timer>>,
     timer_added: Notify,
     events: broadcast::Sender<ChangeEvent>,
+    /// Subscriptions of live instances by pattern and group. Lock order: after `log`.
+    topics: Mutex<topics::TopicIndex>,
+    /// Change index of the last change to `topics`, for blocking topic queries.
+    topics_changed: watch::Sender<u64>,
     replication: Option<mpsc::UnboundedSender<Entry>>,
     journal: Option<Journal>,
 }
@@ -180,6 +186,8 @@ impl Registry {
             log: Mutex::new(history),
             changed: watch::Sender::new(0),
             events,
+            topics: Mutex::default(),
+            topics_changed: watch::Sender::new(0),
             replication,
             journal,
         };

@@ -116,6 +116,7 @@ impl Registry {
             meta: live.meta,
             ttl: live.ttl,
             fingerprint: live.fingerprint,
+            subscriptions: live.subscriptions,
             owner: live.owner,
             index: 0,
             registered_at: live.registered_at,

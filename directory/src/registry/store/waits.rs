@@ -106,6 +106,8 @@ impl Registry {
             index: ticket.index,
             record,
         };
+        let key = (service.clone(), instance.clone());
+        self.index_topics(key, event.record.as_ref(), ticket.index);
         ticket.log.push(event.clone());
         self.inner.changed.send_replace(ticket.index);
         // No receiver is fine: nobody is watching.

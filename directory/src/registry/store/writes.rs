@@ -140,6 +140,7 @@ impl Registry {
             meta: registration.meta,
             ttl: registration.ttl,
             fingerprint: registration.fingerprint,
+            subscriptions: registration.subscriptions,
             owner: self.inner.config.node.clone(),
             index: 0,
             registered_at: previous.map_or(wall, |p| p.registered_at),

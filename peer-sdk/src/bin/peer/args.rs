@@ -19,9 +19,15 @@ pub struct Cli {
 pub enum Command {
     /// Register as an instance of SERVICE and ack every delivery, printing one JSON line each.
     Listen(ListenArgs),
+    /// Subscribe to topics matching PATTERN for a consumer group and ack every delivery,
+    /// printing one JSON line each (as `listen`, with the topic).
+    Subscribe(SubscribeArgs),
     /// Send generated messages (`--count`) or stdin lines to SERVICE; exit 1 if any is
     /// dead-lettered.
     Send(SendArgs),
+    /// Publish generated messages (`--count`) or stdin lines on TOPIC, one copy to each
+    /// subscribed group; exit 1 if any copy failed.
+    Publish(PublishArgs),
     /// Send one request to SERVICE and print the reply.
     Request(RequestArgs),
     /// Measure acked latency and throughput against SERVICE or an in-process receiver.
@@ -132,6 +138,30 @@ pub struct DeliveryArgs {
 pub struct ListenArgs {
     /// Service to register as.
     pub service: String,
+    /// Logging, handling and the peer.
+    #[command(flatten)]
+    pub options: ListenOptions,
+}
+
+/// `peer subscribe`.
+#[derive(Debug, Args)]
+pub struct SubscribeArgs {
+    /// Topic pattern: dot-separated tokens, `*` for one token, a final `>` for the rest.
+    pub pattern: String,
+    /// Consumer group [default: the service].
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Service to register as.
+    #[arg(long = "as", value_name = "SERVICE", default_value = "peer-cli")]
+    pub service: String,
+    /// Logging, handling and the peer.
+    #[command(flatten)]
+    pub options: ListenOptions,
+}
+
+/// What `listen` and `subscribe` share.
+#[derive(Debug, Args)]
+pub struct ListenOptions {
     /// Append the JSON lines to this file (flushed per line) instead of stdout.
     #[arg(long)]
     pub log: Option<PathBuf>,
@@ -169,6 +199,29 @@ pub struct SendArgs {
     #[arg(long, default_value_t = 256)]
     pub window: usize,
     /// Retry and deadline options.
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+    /// Directory and identity.
+    #[command(flatten)]
+    pub peer: PeerArgs,
+}
+
+/// `peer publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Topic, e.g. `orders.eu.created`.
+    pub topic: String,
+    /// Publish this many generated payloads `{"seq":N,"key":"kM"}` (N from 1); without it,
+    /// every line of stdin is one payload.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Ordering keys: message N gets key `k{N % K}`; 0 publishes without a key.
+    #[arg(long, default_value_t = 1)]
+    pub keys: u64,
+    /// Fail at once when no group subscribes to the topic (exit 1).
+    #[arg(long)]
+    pub no_subscribers: bool,
+    /// Retry and deadline options of each copy.
     #[command(flatten)]
     pub delivery: DeliveryArgs,
     /// Directory and identity.

@@ -3,7 +3,7 @@
 
 use crate::args::{DeliveryArgs, PeerArgs};
 use anyhow::Context;
-use peer_sdk::{Peer, SendOptions};
+use peer_sdk::{Peer, PeerBuilder, SendOptions};
 
 /// Exit code of a command that could not run (bad flags are clap's 2).
 pub const EXIT_FAILURE: u8 = 3;
@@ -12,6 +12,31 @@ pub const EXIT_DEAD_LETTERED: u8 = 1;
 
 /// Starts a peer of `service` registered in the flags' directories.
 pub async fn start_peer(service: &str, args: &PeerArgs, window: usize) -> anyhow::Result<Peer> {
+    start(builder(service, args, window), service).await
+}
+
+/// Starts a peer of `service` subscribed to `(pattern, group)`.
+pub async fn start_subscriber(
+    service: &str,
+    args: &PeerArgs,
+    (pattern, group): (String, Option<String>),
+) -> anyhow::Result<Peer> {
+    let builder = builder(service, args, 1);
+    let builder = match group {
+        Some(group) => builder.subscribe_group(pattern, group),
+        None => builder.subscribe(pattern),
+    };
+    start(builder, service).await
+}
+
+async fn start(builder: PeerBuilder, service: &str) -> anyhow::Result<Peer> {
+    builder
+        .start()
+        .await
+        .with_context(|| format!("starting a peer of {service:?}"))
+}
+
+fn builder(service: &str, args: &PeerArgs, window: usize) -> PeerBuilder {
     let mut builder = Peer::builder(service)
         .directory(args.directory.clone())
         .listen(args.listen.clone())
@@ -23,9 +48,6 @@ pub async fn start_peer(service: &str, args: &PeerArgs, window: usize) -> anyhow
         builder = builder.store(dir.clone());
     }
     builder
-        .start()
-        .await
-        .with_context(|| format!("starting a peer of {service:?}"))
 }
 
 /// The service name a sending command registers under.

@@ -27,6 +27,9 @@ pub struct DeliveryLine {
     pub sender: String,
     /// The instance that handled it.
     pub receiver: String,
+    /// The topic it was published on (absent for a direct send).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,6 +54,7 @@ impl DeliveryLine {
             id: msg.id(),
             sender: format!("{}/{}", msg.from_service(), msg.from_instance()),
             receiver: receiver.to_owned(),
+            topic: msg.topic().map(str::to_owned),
             key,
             key_base64,
             payload,

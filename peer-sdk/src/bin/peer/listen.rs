@@ -1,7 +1,8 @@
-//! `peer listen SERVICE`: registers, acks every delivery (replies to requests with their
-//! own payload), and writes one JSON line per delivery to the log file or stdout.
+//! `peer listen SERVICE` and `peer subscribe PATTERN`: registers (with the subscription),
+//! acks every delivery (replies to requests with their own payload), and writes one JSON
+//! line per delivery to the log file or stdout.
 
-use crate::args::ListenArgs;
+use crate::args::{ListenArgs, ListenOptions, SubscribeArgs};
 use crate::common;
 use crate::json::{self, DeliveryLine};
 use anyhow::Context;
@@ -15,7 +16,7 @@ use std::time::Duration;
 /// that was written survives a SIGKILL of this process.
 type Sink = Arc<parking_lot::Mutex<Box<dyn Write + Send>>>;
 
-fn open_sink(args: &ListenArgs) -> anyhow::Result<Sink> {
+fn open_sink(args: &ListenOptions) -> anyhow::Result<Sink> {
     let out: Box<dyn Write + Send> = match &args.log {
         Some(path) => Box::new(
             std::fs::OpenOptions::new()
@@ -29,10 +30,21 @@ fn open_sink(args: &ListenArgs) -> anyhow::Result<Sink> {
     Ok(Arc::new(parking_lot::Mutex::new(out)))
 }
 
-/// Runs until Ctrl-C / SIGTERM, then deregisters and drains.
+/// `peer listen`: runs until Ctrl-C / SIGTERM, then deregisters and drains.
 pub async fn run(args: ListenArgs) -> anyhow::Result<ExitCode> {
-    let sink = open_sink(&args)?;
-    let peer = common::start_peer(&args.service, &args.peer, 1).await?;
+    let peer = common::start_peer(&args.service, &args.options.peer, 1).await?;
+    serve(peer, &args.options).await
+}
+
+/// `peer subscribe`: as `listen`, registered with one subscription.
+pub async fn subscribe(args: SubscribeArgs) -> anyhow::Result<ExitCode> {
+    let subscription = (args.pattern, args.group);
+    let peer = common::start_subscriber(&args.service, &args.options.peer, subscription).await?;
+    serve(peer, &args.options).await
+}
+
+async fn serve(peer: peer_sdk::Peer, args: &ListenOptions) -> anyhow::Result<ExitCode> {
+    let sink = open_sink(args)?;
     eprintln!(
         "listening: service={} instance={} addr={}",
         peer.service(),

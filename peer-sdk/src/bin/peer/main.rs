@@ -5,7 +5,8 @@
 //! - `args`: every subcommand and flag.
 //! - `common`: starting a peer from the flags, waiting for Ctrl-C / SIGTERM.
 //! - `json`: the JSON lines printed per delivery and per dead letter.
-//! - `listen`, `send`, `request`, `bench`: one subcommand each.
+//! - `listen` (also `subscribe`), `send`, `publish`, `request`, `bench`: one subcommand
+//!   each.
 //! - `store`: `outbox` and `dead-letters` on a stopped peer's store.
 
 mod args;
@@ -13,6 +14,7 @@ mod bench;
 mod common;
 mod json;
 mod listen;
+mod publish;
 mod request;
 mod send;
 mod store;
@@ -34,7 +36,9 @@ async fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let result = match cli.command {
         args::Command::Listen(a) => listen::run(a).await,
+        args::Command::Subscribe(a) => listen::subscribe(a).await,
         args::Command::Send(a) => send::run(a).await,
+        args::Command::Publish(a) => publish::run(a).await,
         args::Command::Request(a) => request::run(a).await,
         args::Command::Bench(a) => bench::run(a).await,
         args::Command::Outbox(a) => store::outbox(a).await,

@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
 use tokio::sync::mpsc;
 
 /// Where payloads come from.
-enum Source {
+pub(crate) enum Source {
     /// `{"seq":N,"key":"kM"}` for N in `next..=last`.
     Generated { next: u64, last: u64 },
     /// One payload per line.
@@ -26,7 +26,7 @@ enum Source {
 }
 
 impl Source {
-    fn new(count: Option<u64>, first: u64) -> Self {
+    pub(crate) fn new(count: Option<u64>, first: u64) -> Self {
         match count {
             Some(count) => Self::Generated {
                 next: first,
@@ -40,7 +40,7 @@ impl Source {
     }
 
     /// The next `(seq, payload)`; `None` when done.
-    async fn next(&mut self, keys: u64) -> anyhow::Result<Option<(u64, Bytes)>> {
+    pub(crate) async fn next(&mut self, keys: u64) -> anyhow::Result<Option<(u64, Bytes)>> {
         match self {
             Self::Generated { next, last } => {
                 if *next > *last {
@@ -62,7 +62,7 @@ impl Source {
 }
 
 /// The ordering key of message `seq`: `k{seq % keys}`, none when `keys` is 0.
-fn key_of(seq: u64, keys: u64) -> Option<String> {
+pub(crate) fn key_of(seq: u64, keys: u64) -> Option<String> {
     (keys > 0).then(|| format!("k{}", seq % keys))
 }
 
