@@ -1,5 +1,9 @@
-//! Durable (store on both sides) against in-memory delivery, measured in the same run:
-//! acked 100-byte messages at a window of 256, and sequential send+ack latency.
+//! Durable (store on both sides) against in-memory delivery and against NATS JetStream
+//! with file storage, measured in the same run: acked 100-byte messages at a window of 256,
+//! and sequential send+ack latency.
+//!
+//! The JetStream baseline needs `nats-server` on the `PATH` (Debian: `apt-get install
+//! nats-server`); without it that column is skipped.
 //!
 //! Run: `cargo bench -p peer-sdk --bench durable` (release profile). `DURABLE_BENCH_QUICK=1`
 //! for a shorter run. The store directories are temporary directories (`TMPDIR`), so the
@@ -10,6 +14,10 @@ use hdrhistogram::Histogram;
 use peer_sdk::{Peer, SendOptions};
 use std::collections::VecDeque;
 use std::time::Instant;
+
+// In a subdirectory so that Cargo does not take it for a benchmark of its own.
+#[path = "durable/jetstream.rs"]
+mod jetstream;
 
 const WINDOW: usize = 256;
 const RUNS: usize = 3;
@@ -104,11 +112,19 @@ async fn run() {
     } else {
         (300_000, 5_000)
     };
+    let nats = jetstream::Server::start();
     for run in 1..=RUNS {
         let mem = pair(false).await;
         let durable = pair(true).await;
         let m = throughput(&mem, total).await;
         let d = throughput(&durable, total).await;
+        if let Some(nats) = &nats {
+            let j = nats.throughput(&format!("bench{run}"), WINDOW, total).await;
+            println!(
+                "run {run}: acked 100B, window {WINDOW}: JetStream (file) {j:.0}/s | durable {d:.0}/s | ratio durable/JetStream {:.2}",
+                d / j
+            );
+        }
         let ml = latency(&mem, iters).await;
         let dl = latency(&durable, iters).await;
         println!(

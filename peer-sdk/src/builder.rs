@@ -289,7 +289,7 @@ fn open_store(b: &mut PeerBuilder) -> Result<Option<(Store, PeerState)>, StartEr
     let Some(sc) = &b.cfg.store else {
         return Ok(None);
     };
-    let store = Store::open(&sc.path)?;
+    let store = Store::open_with_cache(&sc.path, sc.cache_bytes)?;
     let state = store.start_peer(
         b.identity.as_ref().map(identity_record),
         b.cfg.instance.clone(),

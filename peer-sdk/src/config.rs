@@ -137,6 +137,10 @@ pub const DEFAULT_STORE_QUOTA: u64 = 1024 * 1024 * 1024;
 /// Default retention of a receiver's records of handled messages: 7 days, longer than any
 /// sensible sender deadline, so a retry within its deadline never reaches a handler twice.
 pub const DEFAULT_COMPLETED_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default page cache of the store: 16 MiB. The working set is the head of each service's
+/// outbox and the newest receiver records, a few thousand pages at most; redb's own default
+/// (1 GiB) let a sender's RSS grow with its backlog on disk.
+pub const DEFAULT_STORE_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// What `send` does when the store quota is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -164,6 +168,11 @@ pub struct StoreConfig {
     /// How long a receiver remembers a handled message (to answer retries from the record).
     /// Default [`DEFAULT_COMPLETED_RETENTION`]; keep it above the longest sender deadline.
     pub completed_retention: Duration,
+    /// Bytes of database pages the store keeps cached in memory (redb's page cache). Default
+    /// [`DEFAULT_STORE_CACHE_BYTES`]. More saves reads when a long backlog is loaded back
+    /// page by page; less bounds the process's memory tighter. The cache only grows to what
+    /// is read or written, so a small store costs less.
+    pub cache_bytes: usize,
 }
 
 impl StoreConfig {
@@ -174,6 +183,7 @@ impl StoreConfig {
             quota_bytes: DEFAULT_STORE_QUOTA,
             when_full: WhenFull::Wait,
             completed_retention: DEFAULT_COMPLETED_RETENTION,
+            cache_bytes: DEFAULT_STORE_CACHE_BYTES,
         }
     }
 }

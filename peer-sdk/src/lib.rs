@@ -33,9 +33,9 @@
 //! - after a crash or restart with the same store, every unresolved message resumes with its
 //!   original id, payload, ordering key and deadline, and per-key order holds; the key pair,
 //!   instance name and session persist, so receivers deduplicate the retries;
-//! - memory holds at most the window per service; the store quota
-//!   ([`StoreConfig::quota_bytes`]) bounds accepted messages, and `send` waits or fails
-//!   ([`WhenFull`]) when it is full;
+//! - memory holds at most the window per service (and a page cache of
+//!   [`StoreConfig::cache_bytes`]); the store quota ([`StoreConfig::quota_bytes`]) bounds
+//!   accepted messages, and `send` waits or fails ([`WhenFull`]) when it is full;
 //! - a receiver commits a record of each handled message (and a request's reply) before its
 //!   ack or reply goes out, keeps it for [`StoreConfig::completed_retention`], and answers a
 //!   retry from it after a restart without running the handler;

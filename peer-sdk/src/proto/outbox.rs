@@ -31,6 +31,11 @@ enum State {
     Backoff,
 }
 
+/// One unresolved message (192 bytes). Boxed in [`Outbox::msgs`] because the sender holds
+/// one per pending message (issues 9 and 13 budget 256 bytes per pending message, all
+/// bookkeeping included): the map's spare capacity then costs a 16-byte entry per slot
+/// instead of a whole record, so its doubling no longer swings the figure. The last error
+/// is shared with the service's lookup failure, not copied into every parked message.
 #[derive(Debug)]
 struct Outgoing {
     req: SendRequest,
@@ -38,7 +43,7 @@ struct Outgoing {
     state: State,
     timer: Option<Instant>,
     last_instance: Option<Arc<InstanceInfo>>,
-    last_error: Option<Cause>,
+    last_error: Option<Arc<Cause>>,
 }
 
 #[derive(Debug, Default)]
@@ -46,8 +51,9 @@ struct ServiceState {
     instances: Vec<Arc<InstanceInfo>>,
     parked: VecDeque<u64>,
     requested: bool,
-    /// Why the service has no usable instance list (empty list, directory down), if known.
-    lookup_error: Option<Cause>,
+    /// Why the service has no usable instance list (empty list, directory down), if known;
+    /// shared with the messages parked for it.
+    lookup_error: Option<Arc<Cause>>,
     /// An instance list was received (an empty one means "no instances").
     known: bool,
     /// Messages of this service held in memory.
@@ -67,7 +73,7 @@ struct ServiceState {
 /// service, and which of them are in flight or avoided as unhealthy.
 pub(crate) struct Outbox {
     next_id: u64,
-    msgs: HashMap<u64, Outgoing>,
+    msgs: HashMap<u64, Box<Outgoing>>,
     services: HashMap<String, ServiceState>,
     keys: HashMap<(String, Bytes), VecDeque<u64>>,
     in_flight: HashMap<Arc<InstanceInfo>, usize>,
@@ -278,7 +284,7 @@ impl Outbox {
             last_instance: None,
             last_error: None,
         };
-        self.msgs.insert(id, msg);
+        self.msgs.insert(id, Box::new(msg));
         if now >= deadline {
             let last_error = None;
             self.dead_letter(
@@ -412,7 +418,7 @@ impl Outbox {
             self.dead_letter(now, id, reason, io);
             return;
         }
-        msg.last_error = Some(cause);
+        msg.last_error = Some(Arc::new(cause));
         msg.state = State::Backoff;
         let at = (now + self.backoff.delay(msg.attempts, &mut io.rng)).min(msg.req.deadline);
         if io.persist.durable {
@@ -433,7 +439,7 @@ impl Outbox {
         };
         msg.timer = None;
         if now >= msg.req.deadline {
-            let last_error = msg.last_error.clone();
+            let last_error = msg.last_error.as_deref().cloned();
             self.dead_letter(
                 now,
                 id,
@@ -499,6 +505,7 @@ impl Outbox {
 
     /// Looking `service` up failed: its waiting messages remember why.
     pub(crate) fn lookup_failed(&mut self, service: &str, cause: Cause) {
+        let cause = Arc::new(cause);
         let state = self.services.entry(service.to_owned()).or_default();
         if !state.instances.is_empty() {
             return;
@@ -524,7 +531,8 @@ impl Outbox {
         state.known = true;
         state.instances = list;
         let empty = state.instances.is_empty();
-        state.lookup_error = empty.then_some(Cause::NoInstances);
+        state.lookup_error = empty.then(|| Arc::new(Cause::NoInstances));
+        let no_instances = state.lookup_error.clone();
         let parked: Vec<u64> = if empty {
             state.parked.iter().copied().collect()
         } else {
@@ -542,7 +550,7 @@ impl Outbox {
                 self.dispatch(now, id, io);
             } else if !fail_fast {
                 if let Some(msg) = self.msgs.get_mut(&id) {
-                    msg.last_error = Some(Cause::NoInstances);
+                    msg.last_error = no_instances.clone();
                 }
             } else {
                 self.dead_letter(now, id, DeadLetterReason::NoResponders, io);
@@ -634,7 +642,7 @@ impl Outbox {
 
     /// Forgets message `id` (resolved): its timer, its in-flight slot and its memory slot;
     /// a durable peer deletes it from the store (keeping `dead`) and frees its quota.
-    fn remove(&mut self, id: u64, dead: Option<&DeadLetter>, io: &mut Io) -> Option<Outgoing> {
+    fn remove(&mut self, id: u64, dead: Option<&DeadLetter>, io: &mut Io) -> Option<Box<Outgoing>> {
         self.leave_in_flight(id);
         let msg = self.msgs.remove(&id)?;
         io.timers.cancel(TimerKey::Message(id), msg.timer);
@@ -726,5 +734,21 @@ impl Outbox {
         for id in ids {
             self.dead_letter(now, id, DeadLetterReason::ShuttingDown, io);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-message record stays within its share of the 256-byte budget per pending
+    /// message (docs/benchmarks.md, "Sender memory per pending message").
+    #[test]
+    fn an_outgoing_record_fits_in_192_bytes() {
+        assert!(
+            std::mem::size_of::<Outgoing>() <= 192,
+            "{} bytes",
+            std::mem::size_of::<Outgoing>()
+        );
     }
 }

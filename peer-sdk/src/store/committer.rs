@@ -9,6 +9,7 @@ use super::{
     COMPLETED, COMPLETED_BY_TIME, DEAD, FLOORS, KEY_NEXT_ID, META, OUTBOX, Store, StoreError,
     add_used_bytes, meta_u64, record_cost,
 };
+use crate::proto::hash::FastMap;
 use crate::proto::{LoadedMessage, SendRequest, StoreOp};
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable};
@@ -194,6 +195,7 @@ impl Worker {
                 completed: txn.open_table(COMPLETED)?,
                 by_time: txn.open_table(COMPLETED_BY_TIME)?,
                 floors: txn.open_table(FLOORS)?,
+                new_floors: FastMap::default(),
                 used: 0,
                 next_id: 0,
                 now_ms,
@@ -202,6 +204,7 @@ impl Worker {
             for op in batch {
                 w.apply(op)?;
             }
+            w.write_floors()?;
             let mut meta = txn.open_table(META)?;
             add_used_bytes(&mut meta, w.used)?;
             let next_id = meta_u64(&meta, KEY_NEXT_ID)?.unwrap_or(1).max(w.next_id);
@@ -303,6 +306,9 @@ struct Writes<'t> {
     completed: redb::Table<'t, (u64, u64), &'static [u8]>,
     by_time: redb::Table<'t, (u64, u64, u64), ()>,
     floors: redb::Table<'t, u64, u64>,
+    /// Highest completed id per sender session in this batch: the floors are written once
+    /// per batch, not once per message.
+    new_floors: FastMap<u64, u64>,
     used: i128,
     next_id: u64,
     now_ms: u64,
@@ -400,9 +406,18 @@ impl Writes<'_> {
         self.completed
             .insert((session, id), encode(&rec).as_slice())?;
         self.by_time.insert((self.now_ms, session, id), ())?;
-        let floor = self.floors.get(session)?.map_or(0, |v| v.value());
-        if id > floor {
-            self.floors.insert(session, id)?;
+        let floor = self.new_floors.entry(session).or_default();
+        *floor = (*floor).max(id);
+        Ok(())
+    }
+
+    /// Raises each session's stored floor to the highest id completed in this batch.
+    fn write_floors(&mut self) -> Result<(), StoreError> {
+        for (session, id) in std::mem::take(&mut self.new_floors) {
+            let floor = self.floors.get(session)?.map_or(0, |v| v.value());
+            if id > floor {
+                self.floors.insert(session, id)?;
+            }
         }
         Ok(())
     }

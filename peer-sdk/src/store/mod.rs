@@ -237,15 +237,22 @@ impl Store {
     /// this build knows (format 1) is migrated to [`FORMAT_VERSION`] in one transaction. A
     /// file that is not a peer store, a store of another format version, or a damaged file
     /// is a typed error, and nothing is changed; a store open elsewhere is
-    /// [`StoreError::Locked`].
+    /// [`StoreError::Locked`]. Its page cache is at most
+    /// [`crate::config::DEFAULT_STORE_CACHE_BYTES`] (see [`Store::open_with_cache`]).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, crate::config::DEFAULT_STORE_CACHE_BYTES)
+    }
+
+    /// Like [`Store::open`], with a page cache of at most `cache_bytes`
+    /// ([`crate::StoreConfig::cache_bytes`]).
+    pub fn open_with_cache(dir: impl AsRef<Path>, cache_bytes: usize) -> Result<Self, StoreError> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.to_owned(),
             source,
         })?;
         let path = dir.join(FILE_NAME);
-        let db = open_database(&path)?;
+        let db = open_database(&path, cache_bytes)?;
         let store = Self {
             db: Arc::new(db),
             path,
@@ -643,11 +650,12 @@ fn add_used_bytes(meta: &mut redb::Table<'_, &str, &[u8]>, delta: i128) -> Resul
 }
 
 /// Opens the database file, turning every failure into a typed error.
-fn open_database(path: &Path) -> Result<Database, StoreError> {
+fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
     // redb checks some invariants of the file with debug assertions; a damaged file must be
     // an error, never a panic, so a panic while opening is reported as corruption (the
     // workspace also builds redb without debug assertions).
-    let opened = std::panic::catch_unwind(|| Database::builder().create(path));
+    let opened =
+        std::panic::catch_unwind(|| Database::builder().set_cache_size(cache_bytes).create(path));
     match opened {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(e)) => Err(open_error(path, e)),

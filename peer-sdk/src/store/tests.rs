@@ -499,3 +499,29 @@ fn a_format_1_store_with_a_damaged_record_is_a_corrupt_error_and_stays_format_1(
         "a failed migration changes nothing"
     );
 }
+
+#[test]
+fn floors_keep_the_highest_completed_id_per_session_across_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let complete = |session, id| StoreOp::Complete {
+        session,
+        id,
+        reply: None,
+    };
+    commit(&store, vec![complete(1, 9)]);
+    commit(
+        &store,
+        vec![
+            complete(1, 7),
+            complete(2, 6),
+            complete(1, 3),
+            complete(2, 4),
+        ],
+    );
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    let mut floors = store.start_peer(None, None).unwrap().floors;
+    floors.sort_unstable();
+    assert_eq!(floors, vec![(1, 9), (2, 6)]);
+}
