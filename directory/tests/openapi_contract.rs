@@ -83,6 +83,19 @@ fn examples(content: &Value) -> Vec<Value> {
 }
 
 #[test]
+fn operation_ids_are_unique() {
+    // OpenAPI requires it; client generators name methods after them.
+    let doc = document();
+    let mut seen = std::collections::BTreeMap::new();
+    for op in operations(&doc) {
+        let id = op.spec["operationId"].as_str().unwrap_or_default().to_owned();
+        if let Some(other) = seen.insert(id.clone(), op.name()) {
+            panic!("operationId {id:?} on both {other} and {}", op.name());
+        }
+    }
+}
+
+#[test]
 fn every_operation_has_request_and_response_examples() {
     let doc = document();
     let mut missing = Vec::new();

@@ -26,14 +26,19 @@ use crate::registry::{
     Tags, Ttl, ValidationError,
 };
 use directory_api::{
-    Health, LAGGED_EVENT, Lagged, MemberRow, MembersResponse, RESET_EVENT, RegistryHealth, Reset,
-    ServiceCount, ServiceResponse, ServicesResponse, Staleness, Subscriptions,
+    GroupCount, GroupSubscribers, Health, LAGGED_EVENT, Lagged, MemberRow, MembersResponse,
+    PatternSummary, RESET_EVENT, RegistryHealth, Reset, ServiceCount, ServiceResponse,
+    ServicesResponse, Staleness, Subscription, Subscriptions, Topic, TopicPattern,
+    TopicSubscribers, TopicsResponse,
 };
 
 /// The example service, instance and change index used throughout.
 const SERVICE: &str = "orders";
 const INSTANCE: &str = "orders-1";
 const INDEX: u64 = 7;
+/// The example topic, and the pattern the example instance subscribes to it with.
+const TOPIC: &str = "orders.eu.created";
+const PATTERN: &str = "orders.*.created";
 /// The public id of the token in the 403 examples.
 const TOKEN_ID: &str = "5c0e8a1f9b2d7e43";
 
@@ -138,6 +143,7 @@ fn parameter_example(name: &str) -> Option<Value> {
         "Last-Event-ID" => json!((INDEX - 1).to_string()),
         "wait" => json!("30s"),
         "max_stale" => json!("2s"),
+        "topic" => json!(TOPIC),
         _ => return None,
     })
 }
@@ -197,6 +203,8 @@ fn success(op: &Op<'_>, record: &Record) -> Option<(String, Value)> {
         ("get", "/v1/cluster/members") => to_json(&members(record)),
         ("get", "/v1/health") => to_json(&health()),
         ("get", "/metrics") => json!(metrics_example()),
+        ("get", "/v1/topics") => to_json(&topics(record)),
+        ("get", "/v1/topics/{topic}/subscribers") => to_json(&subscribers(record).ok()?),
         ("get", "/openapi.json") => json!({
             "openapi": "3.1.0",
             "info": {"title": "directory", "version": env!("CARGO_PKG_VERSION")},
@@ -205,6 +213,38 @@ fn success(op: &Op<'_>, record: &Record) -> Option<(String, Value)> {
         _ => return None,
     };
     Some(("ok".into(), value))
+}
+
+/// `GET /v1/topics`: the example instance's service subscribes to [`PATTERN`].
+fn topics(record: &Record) -> TopicsResponse {
+    TopicsResponse {
+        index: INDEX,
+        patterns: TopicPattern::new(PATTERN)
+            .map(|pattern| PatternSummary {
+                pattern,
+                groups: vec![GroupCount {
+                    group: record.service.clone(),
+                    instances: 1,
+                }],
+            })
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// `GET /v1/topics/{topic}/subscribers`: the example instance, subscribed for its service.
+fn subscribers(record: &Record) -> Result<TopicSubscribers, ValidationError> {
+    let mut subscribed = record.clone();
+    subscribed.subscriptions =
+        Subscriptions::new(vec![Subscription::new(TopicPattern::new(PATTERN)?)])?;
+    Ok(TopicSubscribers {
+        topic: Topic::new(TOPIC)?,
+        index: INDEX,
+        groups: vec![GroupSubscribers {
+            group: record.service.clone(),
+            instances: vec![Arc::new(subscribed)],
+        }],
+    })
 }
 
 /// One series of `GET /metrics`, with its HELP text from the metrics table.
@@ -333,7 +373,9 @@ fn bad_request(op: &Op<'_>) -> Option<ApiError> {
     }
     let raw = Some("colour=red");
     let outcome = match op.path {
-        "/v1/services" => ServicesQuery::parse(raw).map(drop),
+        "/v1/services" | "/v1/topics" | "/v1/topics/{topic}/subscribers" => {
+            ServicesQuery::parse(raw).map(drop)
+        }
         "/v1/watch" => WatchQuery::parse(raw).map(drop),
         "/v1/sd/prometheus" => SdQuery::parse(raw).map(drop),
         _ => no_query(raw),
@@ -356,6 +398,8 @@ fn forbidden(op: &Op<'_>) -> Option<ApiError> {
     let check = match (op.method, op.path) {
         ("get", "/v1/cluster/members" | "/metrics") => access.operator(),
         ("get", "/v1/services" | "/v1/sd/prometheus" | "/v1/watch") => access.list(),
+        ("get", "/v1/topics") => access.list_topics(),
+        ("get", "/v1/topics/{topic}/subscribers") => access.publish(TOPIC),
         ("get", _) => access.read(SERVICE),
         _ => access.write(SERVICE),
     };
@@ -366,7 +410,9 @@ fn forbidden(op: &Op<'_>) -> Option<ApiError> {
 /// on disk.
 fn unavailable(op: &Op<'_>) -> Vec<ApiError> {
     let mut out = vec![ApiError::request_timeout(DEFAULT_REQUEST_TIMEOUT)];
-    if op.method == "get" && op.path.starts_with("/v1/services") {
+    if op.method == "get"
+        && (op.path.starts_with("/v1/services") || op.path.starts_with("/v1/topics"))
+    {
         let stale = Staleness {
             last_contact_ms: 9_000,
             isolated: true,

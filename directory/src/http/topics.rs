@@ -20,6 +20,7 @@ use crate::acl::Access;
 #[utoipa::path(
     get,
     path = "/v1/topics",
+    operation_id = "list_topics",
     params(
         ("index" = Option<u64>, Query, description = "blocking query: hold until a subscription changes after this index"),
         ("wait" = Option<String>, Query, description = "blocking query: longest wait, a whole number of ms, s, m or h (default 5m, capped at 5m)"),

@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 use super::identity::NodeIdentity;
 use crate::registry::{TombstoneReason, Version};
 
-/// Version byte that prefixes every plaintext payload.
-pub const WIRE_VERSION: u8 = 1;
+/// Version byte that prefixes every plaintext payload. 2: live records carry topic
+/// subscriptions (1 had none; a node of either version drops the other's payloads as an
+/// unsupported version, so mixed clusters must be upgraded together).
+pub const WIRE_VERSION: u8 = 2;
 /// Largest UDP datagram we send or accept, envelope included: below a 1,500-byte Ethernet
 /// MTU with room for IP/UDP headers and tunnels (RFC 8085 guidance).
 pub const MAX_DATAGRAM: usize = 1400;
