@@ -88,7 +88,10 @@ fn operation_ids_are_unique() {
     let doc = document();
     let mut seen = std::collections::BTreeMap::new();
     for op in operations(&doc) {
-        let id = op.spec["operationId"].as_str().unwrap_or_default().to_owned();
+        let id = op.spec["operationId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         if let Some(other) = seen.insert(id.clone(), op.name()) {
             panic!("operationId {id:?} on both {other} and {}", op.name());
         }

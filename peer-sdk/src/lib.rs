@@ -79,6 +79,8 @@
 #![deny(missing_docs)]
 
 mod builder;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod config;
 mod discovery;
 mod driver;

@@ -3,7 +3,7 @@
 
 mod process;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use process::{Directory, Listener, check_key_order, read_log, run_peer, runs_per_seq};
 use std::time::Duration;
 
@@ -105,6 +105,54 @@ async fn request_prints_the_reply() -> Result<()> {
     let out = run_peer(&dir.url, &["request", "echo", "ping 1"], None, SHORT).await?;
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(out.stdout, "ping 1\n");
+    listener.stop().await
+}
+
+#[tokio::test]
+async fn a_token_lets_the_tool_through_a_directory_with_acls() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let acl = tmp.path().join("acl.json");
+    let created = std::process::Command::new(process::directory_bin()?)
+        .args(["acl", "token", "create", "--acl-file"])
+        .arg(&acl)
+        .args([
+            "--name",
+            "tool",
+            "--rule",
+            "write:echo",
+            "--rule",
+            "write:peer-cli",
+        ])
+        .args(["--rule", "read:*"])
+        .output()?;
+    let stdout = String::from_utf8(created.stdout)?;
+    let secret = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("secret:"))
+        .map(str::trim)
+        .context("acl token create printed a secret")?
+        .to_owned();
+    let dir = Directory::start_with(&["--acl-file", acl.to_str().context("utf-8 path")?]).await?;
+
+    // Without the token the tool cannot even register: it says why and sends nothing.
+    let out = run_peer(&dir.url, &["request", "echo", "ping"], None, SHORT).await?;
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stderr.contains("401") || out.stderr.contains("unauthorized"),
+        "{out:?}"
+    );
+
+    let log = tmp.path().join("echo.jsonl");
+    let listener = Listener::start(&dir.url, "echo", &log, &["--token", &secret]).await?;
+    let out = run_peer(
+        &dir.url,
+        &["request", "echo", "ping", "--token", &secret],
+        None,
+        SHORT,
+    )
+    .await?;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, "ping\n");
     listener.stop().await
 }
 

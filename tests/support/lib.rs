@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-mod directory_access;
-pub use directory_access::DirectoryAccess;
+pub use peer_sdk::cli::DirectoryAccess;
 
 /// Installs a human-readable tracing subscriber; `default` applies when `RUST_LOG` is unset.
 /// Calling it twice is harmless (the second call is ignored).

@@ -51,6 +51,11 @@ pub struct Directory {
 impl Directory {
     /// Starts one node and waits for it to log its HTTP address.
     pub async fn start() -> Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts one node with `extra` flags of `directory serve`.
+    pub async fn start_with(extra: &[&str]) -> Result<Self> {
         let mut cmd = Command::new(directory_bin()?);
         cmd.args([
             "serve",
@@ -59,6 +64,7 @@ impl Directory {
             "--log-format",
             "json",
         ])
+        .args(extra)
         .env_remove("DIRECTORY_HTTP_ADDR")
         .env_remove("DIRECTORY_JOIN")
         .stdout(Stdio::piped())
@@ -94,6 +100,8 @@ pub fn peer_command(directory: &str, args: &[&str]) -> Command {
         .env_remove("PEER_LISTEN")
         .env_remove("PEER_INSTANCE")
         .env_remove("PEER_STORE")
+        .env_remove("DIRECTORY_TOKEN")
+        .env_remove("DIRECTORY_CA")
         .kill_on_drop(true);
     cmd
 }

@@ -1,6 +1,7 @@
 //! The command line: every subcommand and flag, with its environment variable and default.
 
 use clap::{Args, Parser, Subcommand};
+use peer_sdk::cli::DirectoryAccess;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -79,14 +80,9 @@ pub struct ReplayArgs {
     /// Deadline of the replayed dead letters, from now.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
     pub deadline: Duration,
-    /// Outbox: directory base URLs to deliver through.
-    #[arg(
-        long,
-        env = "PEER_DIRECTORY",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:7700"
-    )]
-    pub directory: Vec<String>,
+    /// Outbox: the directory to deliver through (URLs, token, CA).
+    #[command(flatten)]
+    pub access: DirectoryAccess,
     /// Outbox: QUIC listen address of the resuming peer.
     #[arg(long, env = "PEER_LISTEN", default_value = "127.0.0.1:0")]
     pub listen: String,
@@ -95,14 +91,9 @@ pub struct ReplayArgs {
 /// How to reach the directory and how this peer presents itself.
 #[derive(Debug, Args)]
 pub struct PeerArgs {
-    /// Directory base URLs, tried in order (repeat the flag or separate with commas).
-    #[arg(
-        long,
-        env = "PEER_DIRECTORY",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:7700"
-    )]
-    pub directory: Vec<String>,
+    /// The directory: URLs, ACL token, CA.
+    #[command(flatten)]
+    pub access: DirectoryAccess,
     /// QUIC listen address; `0.0.0.0:0` to be reachable from other hosts.
     #[arg(long, env = "PEER_LISTEN", default_value = "127.0.0.1:0")]
     pub listen: String,
@@ -292,7 +283,10 @@ mod tests {
         let Command::Request(r) = cli.command else {
             panic!("{cli:?}")
         };
-        assert_eq!(r.peer.directory, ["http://a:1", "http://b:2", "http://c:3"]);
+        assert_eq!(
+            r.peer.access.directory,
+            ["http://a:1", "http://b:2", "http://c:3"]
+        );
     }
 
     #[test]

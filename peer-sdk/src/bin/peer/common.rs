@@ -12,7 +12,7 @@ pub const EXIT_DEAD_LETTERED: u8 = 1;
 
 /// Starts a peer of `service` registered in the flags' directories.
 pub async fn start_peer(service: &str, args: &PeerArgs, window: usize) -> anyhow::Result<Peer> {
-    start(builder(service, args, window), service).await
+    start(builder(service, args, window)?, service).await
 }
 
 /// Starts a peer of `service` subscribed to `(pattern, group)`.
@@ -21,7 +21,7 @@ pub async fn start_subscriber(
     args: &PeerArgs,
     (pattern, group): (String, Option<String>),
 ) -> anyhow::Result<Peer> {
-    let builder = builder(service, args, 1);
+    let builder = builder(service, args, 1)?;
     let builder = match group {
         Some(group) => builder.subscribe_group(pattern, group),
         None => builder.subscribe(pattern),
@@ -36,18 +36,18 @@ async fn start(builder: PeerBuilder, service: &str) -> anyhow::Result<Peer> {
         .with_context(|| format!("starting a peer of {service:?}"))
 }
 
-fn builder(service: &str, args: &PeerArgs, window: usize) -> PeerBuilder {
-    let mut builder = Peer::builder(service)
-        .directory(args.directory.clone())
+fn builder(service: &str, args: &PeerArgs, window: usize) -> anyhow::Result<PeerBuilder> {
+    let builder = Peer::builder(service)
         .listen(args.listen.clone())
         .configure(|c| c.window = window);
+    let mut builder = args.access.apply(builder)?;
     if let Some(instance) = &args.instance {
         builder = builder.instance(instance.clone());
     }
     if let Some(dir) = &args.store {
         builder = builder.store(dir.clone());
     }
-    builder
+    Ok(builder)
 }
 
 /// The service name a sending command registers under.

@@ -31,7 +31,7 @@ pub async fn outbox(args: StoreArgs) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("--id selects a dead letter; the outbox is resumed as a whole");
             }
             let peer = PeerArgs {
-                directory: r.directory,
+                access: r.access,
                 listen: r.listen,
                 instance: None,
                 store: Some(r.dir.store),

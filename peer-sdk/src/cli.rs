@@ -1,14 +1,15 @@
-//! The directory options every example peer shares: its base URLs, its ACL token and the CA
-//! that signed an `https` directory's certificate. The names and environment variables are
-//! the `directory` CLI's (`--token`/`DIRECTORY_TOKEN`, `--ca`/`DIRECTORY_CA`), so one
-//! environment serves both.
+//! Command-line options for programs that embed a peer (feature `cli`): how a peer reaches
+//! the directory — its base URLs, its ACL token and the CA that signed an `https`
+//! directory's certificate. The `peer` tool and the examples flatten [`DirectoryAccess`]
+//! into their arguments. The names and environment variables are the `directory` CLI's
+//! (`--token`/`DIRECTORY_TOKEN`, `--ca`/`DIRECTORY_CA`), so one environment serves both.
 
 use std::path::PathBuf;
 
+use crate::PeerBuilder;
 use anyhow::Context;
-use peer_sdk::PeerBuilder;
 
-/// How an example peer reaches the directory (`#[command(flatten)]` it into the options).
+/// How a peer reaches the directory (`#[command(flatten)]` it into a program's options).
 #[derive(Debug, Clone, clap::Args)]
 pub struct DirectoryAccess {
     /// Directory base URLs, tried in order (repeat the flag or separate with commas);
