@@ -183,8 +183,8 @@ impl GossipCore {
         self.queue.len()
     }
 
-    /// Replaces the seed list (resolved addresses). A node with no live member announces
-    /// itself to every seed each `join_retry_interval`.
+    /// Replaces the seed list (resolved addresses). Each `join_retry_interval` the node
+    /// announces itself to every seed that is not one of its live members.
     pub fn set_seeds(&mut self, seeds: Vec<SocketAddr>) {
         self.seeds = seeds;
         self.seeds.retain(|s| *s != self.identity.addr);
@@ -664,18 +664,30 @@ impl GossipCore {
         }
     }
 
+    /// Announces this node to every seed that is not one of its live members, so that
+    /// groups which formed apart (another node joined us before we reached our seeds, or a
+    /// partition healed with members on both sides) find each other; an isolated node also
+    /// tries a few members it saw die.
     fn try_join(&mut self, now: Instant) {
-        if self.left || self.swim.num_members() > 0 {
+        if self.left {
             return;
         }
-        let mut targets = self.seeds.clone();
-        let dead: Vec<SocketAddr> = self
-            .swim
-            .iter_membership_state()
-            .map(|m| m.id().addr)
-            .filter(|a| !targets.contains(a))
+        let live: Vec<SocketAddr> = self.swim.iter_members().map(|m| m.id().addr).collect();
+        let mut targets: Vec<SocketAddr> = self
+            .seeds
+            .iter()
+            .copied()
+            .filter(|seed| !live.contains(seed))
             .collect();
-        targets.extend(dead.sample(&mut self.rng, DEAD_ANNOUNCES_PER_JOIN).copied());
+        if live.is_empty() {
+            let dead: Vec<SocketAddr> = self
+                .swim
+                .iter_membership_state()
+                .map(|m| m.id().addr)
+                .filter(|a| !targets.contains(a))
+                .collect();
+            targets.extend(dead.sample(&mut self.rng, DEAD_ANNOUNCES_PER_JOIN).copied());
+        }
         for addr in targets {
             if let Err(err) = self
                 .swim

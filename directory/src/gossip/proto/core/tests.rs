@@ -269,3 +269,32 @@ fn a_lonely_node_announces_to_its_seeds_until_someone_answers() {
         .count();
     assert_eq!(resent, 1, "still alone: it retries");
 }
+
+#[test]
+fn a_node_joined_by_another_still_announces_to_a_seed_it_has_not_met() {
+    // b seeds a, but c joins b before b's first announce: b must still reach a, or the
+    // cluster stays split in two groups for good.
+    let (mut a, mut b, mut c) = (core(1), core(2), core(3));
+    let t0 = Instant::now();
+    c.set_seeds(vec![([127, 0, 0, 1], 2).into()]);
+    c.handle_timeout(t0);
+    exchange(&mut c, &mut b, t0);
+    assert_eq!(b.active_members(), 1, "c joined b");
+    b.set_seeds(vec![([127, 0, 0, 1], 1).into()]);
+    let retry = t0 + GossipConfig::for_test().join_retry_interval;
+    b.handle_timeout(retry);
+    let to_a = std::iter::from_fn(|| b.poll_transmit())
+        .filter_map(|t| match t {
+            Transmit::Datagram { to, payload } => Some((to, payload)),
+            Transmit::Sync { .. } => None,
+        })
+        .filter(|(to, _)| *to == SocketAddr::from(([127, 0, 0, 1], 1)))
+        .collect::<Vec<_>>();
+    assert!(!to_a.is_empty(), "b announced itself to its seed a");
+    for (_, payload) in to_a {
+        let _ = a.handle_datagram(retry, &payload);
+    }
+    exchange(&mut a, &mut b, retry);
+    assert!(a.active_members() >= 1, "a learned of b");
+    assert_eq!(b.active_members(), 2, "b knows a and c");
+}
