@@ -348,4 +348,26 @@ mod tests {
         a.collect_garbage(now);
         assert_eq!(a.differing_buckets(&[1, 2]).len(), DIGEST_BUCKETS);
     }
+
+    #[test]
+    fn a_replaced_version_leaves_no_trace_in_the_digest() {
+        let now = Instant::now();
+        let (mut a, mut b) = (replica(), replica());
+        a.offer(now, live("a", 1, 10_000));
+        a.offer(now, live("a", 2, 10_000));
+        a.offer(now, tomb("a", 3, 0));
+        b.offer(now, tomb("a", 3, 0));
+        assert_eq!(a.digest(), b.digest(), "only the held version counts");
+    }
+
+    #[test]
+    fn only_a_held_live_copy_is_live() {
+        let now = Instant::now();
+        let mut r = replica();
+        r.offer(now, live("a", 1, 10_000));
+        r.offer(now, tomb("b", 1, 0));
+        assert!(r.is_live(&EntryKey::new("svc", "a")));
+        assert!(!r.is_live(&EntryKey::new("svc", "b")), "a tombstone");
+        assert!(!r.is_live(&EntryKey::new("svc", "c")), "nothing held");
+    }
 }
