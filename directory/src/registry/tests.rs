@@ -42,6 +42,29 @@ fn registry() -> Registry {
     Registry::new(RegistryConfig::for_test())
 }
 
+#[test]
+fn a_reap_says_more_only_when_its_batch_left_due_timers() {
+    let r = registry();
+    let now = Instant::now();
+    for i in 0..=super::store::REAP_BATCH {
+        put(&r, "a", &format!("i{i}"), "h:1", 1, now);
+    }
+    let quiet = ReapStats {
+        expired: 0,
+        collected: 0,
+        more: false,
+    };
+    assert_eq!(r.reap(now), quiet, "timers pending, none due");
+    let due = now + Duration::from_secs(1);
+    let first = r.reap(due);
+    assert_eq!(
+        (first.expired, first.more),
+        (super::store::REAP_BATCH, true)
+    );
+    let second = r.reap(due);
+    assert_eq!((second.expired, second.more), (1, false));
+}
+
 /// A registry with its replication hook: every local write comes out of the receiver.
 fn replicated() -> (Registry, mpsc::UnboundedReceiver<Entry>) {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -180,6 +203,7 @@ fn heartbeats_renew_the_lease_without_waking_watchers() {
 fn renewals_keep_one_timer_per_instance() {
     let r = registry();
     let now = Instant::now();
+    assert_eq!(r.pending_timers(), 0);
     put(&r, "a", "i", "h:1", 10, now);
     for ms in 1..=1000 {
         let t = now + Duration::from_millis(ms);

@@ -375,4 +375,42 @@ mod tests {
         a.collect_garbage(now);
         assert_eq!(a.differing_buckets(&[1, 2]).len(), DIGEST_BUCKETS);
     }
+
+    #[test]
+    fn a_replaced_version_leaves_no_trace_in_the_digest() {
+        let now = Instant::now();
+        let (mut a, mut b) = (replica(), replica());
+        a.offer(now, live("a", 1, 10_000));
+        a.offer(now, live("a", 2, 10_000));
+        a.offer(now, tomb("a", 3, 0));
+        b.offer(now, tomb("a", 3, 0));
+        assert_eq!(a.digest(), b.digest(), "only the held version counts");
+    }
+
+    #[test]
+    fn a_replica_that_collected_entries_has_the_digest_of_one_that_never_held_them() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = (replica(), replica());
+        // 200 keys over 64 buckets: every bucket holds several, kept and collected alike.
+        for i in 0..200 {
+            let lease_ms = if i % 2 == 0 { 600_000 } else { 1_000 };
+            a.offer(t0, live(&format!("i{i}"), 1, lease_ms));
+            if i % 2 == 0 {
+                b.offer(t0, live(&format!("i{i}"), 1, lease_ms));
+            }
+        }
+        assert_eq!(a.collect_garbage(t0 + Duration::from_secs(6)), 100);
+        assert_eq!(a.digest(), b.digest());
+    }
+
+    #[test]
+    fn only_a_held_live_copy_is_live() {
+        let now = Instant::now();
+        let mut r = replica();
+        r.offer(now, live("a", 1, 10_000));
+        r.offer(now, tomb("b", 1, 0));
+        assert!(r.is_live(&EntryKey::new("svc", "a")));
+        assert!(!r.is_live(&EntryKey::new("svc", "b")), "a tombstone");
+        assert!(!r.is_live(&EntryKey::new("svc", "c")), "nothing held");
+    }
 }

@@ -47,6 +47,8 @@ pub use lookup::{Filter, ServiceSummary, ServiceView};
 pub use replication::MergeOutcome;
 pub(crate) use replication::count_from_the_future;
 pub use restore::{RestoreStats, Restored};
+#[cfg(test)]
+pub(crate) use timers::REAP_BATCH;
 pub use timers::ReapStats;
 use timers::Timer;
 

@@ -15,7 +15,7 @@ use crate::registry::version::Version;
 use crate::registry::{InstanceId, ServiceName};
 
 /// Most timers handled by one [`Registry::reap`] call, so the reaper yields under mass expiry.
-const REAP_BATCH: usize = 4096;
+pub(crate) const REAP_BATCH: usize = 4096;
 /// Longest the reaper sleeps with no timer pending (it is woken early by new timers anyway).
 const REAPER_IDLE: Duration = Duration::from_secs(60);
 
