@@ -134,7 +134,13 @@ fn constrain_subscription(properties: &mut Value) {
     }
     properties["pattern"]["maxLength"] = json!(MAX_TOPIC_LEN);
     properties["pattern"]["pattern"] = json!(TOPIC_PATTERN_PATTERN);
-    properties["group"] = name_schema();
+    // `null` is accepted as absent (serde's `Option`): the group is then the service.
+    let mut group = name_schema();
+    group["type"] = json!(["string", "null"]);
+    group["description"] = json!(
+        "Consumer group, a service name; absent or null: the subscribing instance's service."
+    );
+    properties["group"] = group;
 }
 
 /// A topic: dot-separated tokens `[a-z0-9_-]{1,63}` (`Topic::new`; at most 255 bytes).
