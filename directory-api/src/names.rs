@@ -4,11 +4,9 @@
 //! by construction afterwards. Deserialization goes through the same parser, so a replicated
 //! entry from another node cannot smuggle in an invalid value either.
 
-use std::fmt;
 use std::sync::Arc;
 
 use crate::ErrorCode;
-use crate::newtype::validated_string;
 
 /// Longest service name, instance id or node name, in bytes.
 pub const MAX_NAME_LEN: usize = 63;
@@ -117,19 +115,7 @@ macro_rules! name_type {
             }
         }
 
-        validated_string!($name, parse: $name::new, serialize: as_str);
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&*self.0, f)
-            }
-        }
+        $crate::newtype::text_type!($name);
 
         impl std::borrow::Borrow<str> for $name {
             fn borrow(&self) -> &str {

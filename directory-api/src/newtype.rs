@@ -65,3 +65,26 @@ macro_rules! validated_string {
 }
 
 pub(crate) use validated_string;
+
+/// A validated type that keeps its text in `self.0` (an `Arc<str>` or `String`): the
+/// conversions of [`validated_string!`], `Display` as the text and `Debug` as a quoted
+/// string.
+macro_rules! text_type {
+    ($name:ident) => {
+        $crate::newtype::validated_string!($name, parse: $name::new, serialize: as_str);
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+    };
+}
+
+pub(crate) use text_type;

@@ -5,12 +5,11 @@
 //! Matching follows NATS subjects: tokens are separated by `.`; in a pattern `*` stands for
 //! exactly one token and `>` for one or more remaining tokens (only as the last token).
 
-use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::newtype::validated_string;
+use crate::newtype::text_type;
 use crate::{ServiceName, ValidationError};
 
 /// Longest topic or pattern, in bytes.
@@ -125,23 +124,6 @@ impl TopicPattern {
     }
 }
 
-macro_rules! text_type {
-    ($name:ident) => {
-        validated_string!($name, parse: $name::new, serialize: as_str);
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&*self.0, f)
-            }
-        }
-    };
-}
 text_type!(Topic);
 text_type!(TopicPattern);
 
